@@ -265,6 +265,8 @@ static void run_deferred(struct fg_loop *l)
 {
 	/* A deferred callback may defer more work: it runs next round. */
 	size_t n = l->defer_len;
+	if (!n)
+		return;
 	for (size_t i = 0; i < n; i++)
 		l->defer[i].cb(l->defer[i].data);
 	memmove(l->defer, l->defer + n, (l->defer_len - n) * sizeof(*l->defer));

@@ -408,8 +408,8 @@ static int worker_init(struct fg_engine *e, struct fg_worker *w, unsigned id)
 	w->id = id;
 	w->engine = e;
 	pthread_mutex_init(&w->inbox_mu, NULL);
-	fg_slab_init(&w->conn_slab, 512);
-	fg_slab_init(&w->sess_slab, 512);
+	fg_slab_init(&w->conn_slab, fg_tcp_conn_size);
+	fg_slab_init(&w->sess_slab, fg_udp_session_size);
 	w->loop = fg_loop_new();
 	if (!w->loop)
 		return -ENOMEM;

@@ -172,12 +172,14 @@ struct fg_engine {
 };
 
 /* tcp.c */
+extern const size_t fg_tcp_conn_size;
 void fg_tcp_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events);
 void fg_tcp_close_fwd(struct fg_worker *w, struct fg_fwd *f);
 void fg_tcp_drain_listener(struct fg_worker *w, struct fg_listener *l);
 void fg_tcp_listener_timer_init(struct fg_listener *l);
 
 /* udp.c */
+extern const size_t fg_udp_session_size;
 int fg_udp_worker_init(struct fg_worker *w);
 void fg_udp_worker_deinit(struct fg_worker *w);
 int fg_udp_listener_init(struct fg_listener *l);

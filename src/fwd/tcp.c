@@ -588,3 +588,5 @@ void fg_tcp_listener_timer_init(struct fg_listener *l)
 {
 	fg_timer_init(&l->pause, listener_resume_cb, l);
 }
+
+const size_t fg_tcp_conn_size = sizeof(struct fg_tcp_conn);

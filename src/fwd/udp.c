@@ -418,3 +418,5 @@ void fg_udp_listener_deinit(struct fg_listener *l)
 	fg_free(t);
 	l->sessions = NULL;
 }
+
+const size_t fg_udp_session_size = sizeof(struct fg_udp_session);
