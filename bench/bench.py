@@ -60,6 +60,10 @@ CFG = {
 
 PIPE_SIZES = [65536, 1048576]
 
+
+def size_label(n):
+    return f"{n // 1048576}MiB" if n % 1048576 == 0 else f"{n // 1024}KiB"
+
 # metric key -> (column title, unit, higher_is_better)
 METRICS = {
     "tput1": ("1 stream", "Gbit/s", True),
@@ -436,7 +440,7 @@ RELAYS = [
     ("socat", relay_socat, None, ALL),
     ("rinetd", relay_rinetd, None, ALL),
 ] + [
-    (f"flowgate pipe={s // 1024}KiB", relay_flowgate, {"FLOWGATE_PIPE_SIZE": str(s)},
+    (f"flowgate pipe={size_label(s)}", relay_flowgate, {"FLOWGATE_PIPE_SIZE": str(s)},
      ["tput1", "tput8", "cpu"])
     for s in PIPE_SIZES
 ]
@@ -969,8 +973,9 @@ def md_table(hdr, rows):
 
 
 def pipe_section(results):
-    a = results.get(f"flowgate pipe={PIPE_SIZES[0] // 1024}KiB")
-    b = results.get(f"flowgate pipe={PIPE_SIZES[1] // 1024}KiB")
+    la, lb = (size_label(x) for x in PIPE_SIZES)
+    a = results.get(f"flowgate pipe={la}")
+    b = results.get(f"flowgate pipe={lb}")
     if not a or not b:
         return None
     lines = []
@@ -978,11 +983,11 @@ def pipe_section(results):
         ra, rb = a.get(m) or {}, b.get(m) or {}
         va, vb = ra.get("value"), rb.get("value")
         if va is None or vb is None:
-            lines.append(f"{METRICS[m][0]}: 64KiB {cell(ra, m)}, 1MiB {cell(rb, m)}")
+            lines.append(f"{METRICS[m][0]}: {la} {cell(ra, m)}, {lb} {cell(rb, m)}")
             continue
         better = "higher" if METRICS[m][2] else "lower"
         lines.append(f"{METRICS[m][0]} ({METRICS[m][1]}, {better} is better): "
-                     f"64KiB {fmt(va, m)}, 1MiB {fmt(vb, m)}, 1MiB/64KiB = {vb / va:.2f}")
+                     f"{la} {fmt(va, m)}, {lb} {fmt(vb, m)}, {lb}/{la} = {vb / va:.2f}")
     return lines
 
 

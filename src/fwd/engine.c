@@ -380,9 +380,12 @@ static void inbox_cb(struct fg_loop *loop, struct fg_async *a)
 	pthread_mutex_unlock(&w->inbox_mu);
 	while (m) {
 		struct fg_msg *next = m->next;
-		if (!m->fwd)
-			fg_loop_stop(loop); /* a message without a forward: stop */
-		else if (m->kind == FG_MSG_ADD)
+		if (!m->fwd) {
+			/* a message without a forward: stop, closing what still
+			 * drains from replaced forwards */
+			fg_tcp_close_fwd(w, NULL);
+			fg_loop_stop(loop);
+		} else if (m->kind == FG_MSG_ADD)
 			worker_add(w, m->fwd);
 		else
 			worker_remove(w, m->fwd);
@@ -598,9 +601,9 @@ int fg_engine_apply(struct fg_engine *e, const struct fg_forward_set *set, char 
 			}
 		}
 		if (nf) {
+			fg_targets_start(e, nf);
 			for (unsigned i = 0; i < e->nworkers; i++)
 				worker_post(&e->workers[i], FG_MSG_ADD, nf);
-			fg_targets_start(e, nf);
 			nf->next = *pp;
 			*pp = nf;
 			pp = &nf->next;
@@ -616,9 +619,9 @@ int fg_engine_apply(struct fg_engine *e, const struct fg_forward_set *set, char 
 			f->cfg.proto == FG_PROTO_BOTH  ? "tcp+udp"
 			: f->cfg.proto == FG_PROTO_UDP ? "udp"
 						       : "tcp");
+		fg_targets_start(e, f);
 		for (unsigned i = 0; i < e->nworkers; i++)
 			worker_post(&e->workers[i], FG_MSG_ADD, f);
-		fg_targets_start(e, f);
 		f->next = e->running;
 		e->running = f;
 	}

@@ -174,6 +174,7 @@ struct fg_engine {
 /* tcp.c */
 extern const size_t fg_tcp_conn_size;
 void fg_tcp_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events);
+/* Closes the worker's connections of forward f (every one if f is NULL). */
 void fg_tcp_close_fwd(struct fg_worker *w, struct fg_fwd *f);
 void fg_tcp_drain_listener(struct fg_worker *w, struct fg_listener *l);
 void fg_tcp_listener_timer_init(struct fg_listener *l);

@@ -372,9 +372,7 @@ void fg_targets_start(struct fg_engine *e, struct fg_fwd *f)
 {
 	for (size_t i = 0; i < f->cfg.ntargets; i++) {
 		struct fg_target *t = &f->targets[i];
-		if (t->ep.is_ip)
-			publish_addrs(t, &t->ep.ip, 1);
-		else
+		if (!t->ep.is_ip)
 			resolve_start(e, t);
 		if (f->cfg.health.enabled)
 			fg_timer_start(e->ctl, &t->hc_timer, 0);
@@ -414,4 +412,7 @@ void fg_target_init(struct fg_fwd *f, struct fg_target *t, const struct fg_endpo
 	fg_timer_init(&t->hc_timer, hc_start_cb, t);
 	fg_timer_init(&t->hc_timeout, hc_timeout_cb, t);
 	fg_timer_init(&t->resolve_timer, resolve_timer_cb, t);
+	/* IP literals are usable before any worker sees the forward */
+	if (ep->is_ip)
+		publish_addrs(t, &ep->ip, 1);
 }

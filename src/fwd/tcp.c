@@ -133,7 +133,7 @@ void fg_tcp_close_fwd(struct fg_worker *w, struct fg_fwd *f)
 	struct fg_tcp_conn *c = w->conns, *next;
 	for (; c; c = next) {
 		next = c->next;
-		if (c->fwd == f)
+		if (!f || c->fwd == f)
 			conn_close(c, false);
 	}
 }
