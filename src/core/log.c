@@ -39,7 +39,8 @@ int fg_log_parse_level(const char *s, enum fg_log_level *out)
 	return -EINVAL;
 }
 
-static void vlog(enum fg_log_level lvl, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vlog(enum fg_log_level lvl, const char *fmt,
+						       va_list ap)
 {
 	char line[1024];
 	struct timeval tv;

@@ -23,6 +23,7 @@ struct fg_loop {
 	int epfd;
 	_Atomic bool stop;
 	int64_t now;
+	bool in_timers;
 	struct fg_async stop_async;
 	/* timer heap, 1-based: heap[1] is the earliest */
 	struct fg_timer **heap;
@@ -102,6 +103,10 @@ void fg_timer_start(struct fg_loop *l, struct fg_timer *t, int64_t delay_ns)
 		l->heap_cap = ncap;
 	}
 	t->when_ns = l->now + (delay_ns > 0 ? delay_ns : 0);
+	/* a timer (re)started while timers run fires next pass at the
+	 * earliest, so one that restarts itself with 0 cannot starve I/O */
+	if (l->in_timers && t->when_ns <= l->now)
+		t->when_ns = l->now + 1;
 	l->heap[++l->heap_len] = t;
 	t->heap_idx = l->heap_len;
 	heap_up(l, l->heap_len);
@@ -109,11 +114,13 @@ void fg_timer_start(struct fg_loop *l, struct fg_timer *t, int64_t delay_ns)
 
 static void run_timers(struct fg_loop *l)
 {
+	l->in_timers = true;
 	while (l->heap_len && l->heap[1]->when_ns <= l->now) {
 		struct fg_timer *t = l->heap[1];
 		fg_timer_stop(l, t);
 		t->cb(l, t);
 	}
+	l->in_timers = false;
 }
 
 static int next_timeout_ms(struct fg_loop *l)

@@ -35,14 +35,16 @@ static const struct unit rate_units[] = {
 
 /* Parses "<digits>[.<digits>]" into a value scaled by 1e6 (micro-units), so
  * "1.5mbit" works without floating point. */
-static int parse_number(const char **pp, uint64_t *micro)
+static int parse_number(const char **pp, unsigned __int128 *micro)
 {
 	const char *p = *pp;
 	uint64_t whole = 0, frac = 0, scale = 1000000;
 	if (!isdigit((unsigned char)*p))
 		return -EINVAL;
 	while (isdigit((unsigned char)*p)) {
-		if (whole > (UINT64_MAX / 10 - 9) / 1000000)
+		/* 128-bit micro-units: any 64-bit whole part fits, so a plain
+		 * integer has the same range as the same value with a unit */
+		if (whole > (UINT64_MAX - 9) / 10)
 			return -ERANGE;
 		whole = whole * 10 + (uint64_t)(*p++ - '0');
 	}
@@ -58,7 +60,7 @@ static int parse_number(const char **pp, uint64_t *micro)
 			p++;
 		}
 	}
-	*micro = whole * 1000000 + frac;
+	*micro = (unsigned __int128)whole * 1000000 + frac;
 	*pp = p;
 	return 0;
 }
@@ -66,15 +68,12 @@ static int parse_number(const char **pp, uint64_t *micro)
 static int parse_with_units(const char *s, const struct unit *units, size_t nunits,
 			    bool allow_per_sec, uint64_t *out)
 {
-	uint64_t micro;
+	unsigned __int128 micro;
 	const char *p = s;
-	while (*p == ' ')
-		p++;
+	/* no blanks: "10 mbit/s" is refused like any other unknown spelling */
 	int rc = parse_number(&p, &micro);
 	if (rc)
 		return rc;
-	while (*p == ' ')
-		p++;
 	char unit[16];
 	size_t n = strlen(p);
 	if (allow_per_sec) {
@@ -91,7 +90,7 @@ static int parse_with_units(const char *s, const struct unit *units, size_t nuni
 		/* "b" lower-case alone is ambiguous (bit?): bytes only with B */
 		if (strcmp(unit, "b") == 0)
 			return -EINVAL;
-		unsigned __int128 v = (unsigned __int128)micro * units[i].num / units[i].den;
+		unsigned __int128 v = micro * units[i].num / units[i].den;
 		v /= 1000000;
 		if (v > UINT64_MAX / 2)
 			return -ERANGE;

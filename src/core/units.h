@@ -5,8 +5,9 @@
 #include <stdint.h>
 
 /* Rate in bytes/s. Plain integer = bytes/s; kbit/mbit/gbit (bits, x1000),
- * K/KB/M/MB/G/GB (bytes, x1000), KiB/MiB/GiB (bytes, x1024); an optional
- * "/s" or "ps" suffix is accepted. Returns 0 or -EINVAL / -ERANGE. */
+ * kbps/mbps/gbps (bits, x1000), K/KB/M/MB/G/GB (bytes, x1000),
+ * KiB/MiB/GiB (bytes, x1024); an optional "/s" suffix is accepted. Units
+ * are case-insensitive. Returns 0 or -EINVAL / -ERANGE. */
 int fg_parse_rate(const char *s, uint64_t *out);
 /* Size in bytes, the same units as fg_parse_rate. */
 int fg_parse_size(const char *s, uint64_t *out);

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +24,10 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	/* values are quoted raw: keep the message on one line whatever they hold */
+	for (char *p = err; errlen && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -EINVAL;
 }
 
@@ -223,8 +229,11 @@ static int parse_health(const json_t *o, const char *path, struct fg_health_cfg 
 		h->enabled = false;
 		return 0;
 	}
-	if (!json_is_object(o))
-		return fail(err, errlen, "%s: must be an object or null", p);
+	if (!json_is_object(o)) {
+		char vt[72];
+		value_text(o, vt, sizeof(vt));
+		return fail(err, errlen, "%s: %s must be an object or null", p, vt);
+	}
 	h->enabled = true;
 	const char *key;
 	json_t *v;
@@ -244,9 +253,18 @@ static int parse_health(const json_t *o, const char *path, struct fg_health_cfg 
 		if (rc)
 			return rc;
 	}
-	if (h->rise < 1 || h->fall < 1)
-		return fail(err, errlen, "%s: rise and fall must be at least 1", p);
+	if (h->rise < 1)
+		return fail(err, errlen, "%s.rise: %u must be at least 1", p, h->rise);
+	if (h->fall < 1)
+		return fail(err, errlen, "%s.fall: %u must be at least 1", p, h->fall);
 	return 0;
+}
+
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
 }
 
 static int parse_forward(const json_t *o, const char *path, struct fg_forward_cfg *c, char *err,
@@ -259,8 +277,10 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 	int rc = 0;
 
 	fg_forward_cfg_defaults(c);
-	if (!json_is_object(o))
-		return fail(err, errlen, "%s: must be an object", path);
+	if (!json_is_object(o)) {
+		value_text(o, vt, sizeof(vt));
+		return fail(err, errlen, "%s: %s must be an object", path, vt);
+	}
 
 	json_object_foreach((json_t *)o, key, v)
 	{
@@ -269,7 +289,7 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 				return rc;
 			if (!valid_name(s))
 				return fail(err, errlen,
-					    "%s.name: \"%.64s\" must be 1-64 characters of "
+					    "%s.name: \"%.80s\" must be 1-64 characters of "
 					    "A-Z a-z 0-9 _ - .",
 					    path, s);
 			strcpy(c->name, s);
@@ -304,11 +324,13 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 				return fail(err, errlen,
 					    "%s.proto: \"%.40s\" is not tcp, udp or both", path, s);
 		} else if (strcmp(key, "targets") == 0) {
-			if (!json_is_array(v) || json_array_size(v) == 0)
+			if (!json_is_array(v) || json_array_size(v) == 0) {
+				value_text(v, vt, sizeof(vt));
 				return fail(err, errlen,
-					    "%s.targets: must be a non-empty array of "
+					    "%s.targets: %s must be a non-empty array of "
 					    "\"host:port\" strings",
-					    path);
+					    path, vt);
+			}
 			if (json_array_size(v) > FG_MAX_TARGETS)
 				return fail(err, errlen, "%s.targets: %zu targets, at most %d",
 					    path, json_array_size(v), FG_MAX_TARGETS);
@@ -326,8 +348,7 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 				if (fg_endpoint_parse(s, false, &c->targets[i], &why))
 					return fail(err, errlen, "%s.targets[%zu]: \"%.80s\": %s",
 						    path, i, s, why);
-				if (c->targets[i].is_ip &&
-				    strcmp(c->targets[i].host, "0.0.0.0") == 0)
+				if (c->targets[i].is_ip && is_wildcard(&c->targets[i].ip))
 					return fail(
 					    err, errlen,
 					    "%s.targets[%zu]: \"%.80s\": a target needs a host",
@@ -416,9 +437,8 @@ static bool listen_conflict(const struct fg_forward_cfg *a, const struct fg_forw
 		return false;
 	if (a->listen.ip.ss_family != b->listen.ip.ss_family)
 		return true; /* dual-stack v6 wildcard may cover v4: be strict */
-	const char *wild4 = "0.0.0.0", *wild6 = "::";
-	if (!strcmp(a->listen.host, wild4) || !strcmp(b->listen.host, wild4) ||
-	    !strcmp(a->listen.host, wild6) || !strcmp(b->listen.host, wild6))
+	/* compare the parsed address, not the text: "::" is also "0::0" */
+	if (is_wildcard(&a->listen.ip) || is_wildcard(&b->listen.ip))
 		return true;
 	return fg_addr_ip_equal((const struct sockaddr *)&a->listen.ip,
 				(const struct sockaddr *)&b->listen.ip);
@@ -452,8 +472,11 @@ int fg_config_parse_forwards(const void *json, struct fg_forward_set *out, char 
 	struct fg_forward_set s = {0};
 	out->v = NULL;
 	out->n = 0;
-	if (!json_is_array(arr))
-		return fail(err, errlen, "forwards: must be an array");
+	if (!json_is_array(arr)) {
+		char vt[72];
+		value_text(arr, vt, sizeof(vt));
+		return fail(err, errlen, "forwards: %s must be an array", vt);
+	}
 	s.v = fg_calloc(json_array_size(arr) + 1, sizeof(*s.v));
 	if (!s.v)
 		return fail(err, errlen, "out of memory");

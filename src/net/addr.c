@@ -111,7 +111,8 @@ int fg_endpoint_parse(const char *s, bool require_ip, struct fg_endpoint *out, c
 
 	struct sockaddr_in *v4 = (struct sockaddr_in *)&out->ip;
 	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->ip;
-	if (inet_pton(AF_INET, out->host, &v4->sin_addr) == 1) {
+	/* brackets hold an IPv6 literal only: "[1.2.3.4]:80" and "[]:80" are typos */
+	if (s[0] != '[' && inet_pton(AF_INET, out->host, &v4->sin_addr) == 1) {
 		v4->sin_family = AF_INET;
 		out->is_ip = true;
 	} else if (inet_pton(AF_INET6, out->host, &v6->sin6_addr) == 1) {

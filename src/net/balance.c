@@ -49,13 +49,20 @@ int fg_balance_pick(enum fg_balance mode, const struct fg_pick_candidate *c, siz
 			if (usable(c, i, skip))
 				return (int)i;
 		return -1;
-	case FG_BAL_ROUND_ROBIN:
-		for (size_t k = 0; k < n; k++) {
-			size_t i = (size_t)((rr + k) % n);
-			if (usable(c, i, skip))
+	case FG_BAL_ROUND_ROBIN: {
+		/* the (rr mod m)-th of the m usable targets: a down target's turns
+		 * are spread over all the others, not handed to its successor */
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			m += usable(c, i, skip);
+		if (m == 0)
+			return -1;
+		size_t k = (size_t)(rr % m);
+		for (size_t i = 0; i < n; i++)
+			if (usable(c, i, skip) && k-- == 0)
 				return (int)i;
-		}
 		return -1;
+	}
 	case FG_BAL_LEAST_CONN:
 		/* start at the rr offset so ties rotate instead of piling on 0 */
 		for (size_t k = 0; k < n; k++) {

@@ -78,6 +78,9 @@ static int v1_addr(int fam, const char *ip, const char *port, struct sockaddr_st
 	char *end;
 	if (!*port || strlen(port) > 5 || (port[0] == '0' && port[1]))
 		return -EINVAL;
+	/* digits only: strtoul alone would take "+80" and "-0" */
+	if (port[strspn(port, "0123456789")] != '\0')
+		return -EINVAL;
 	unsigned long p = strtoul(port, &end, 10);
 	if (*end || p > 65535)
 		return -EINVAL;

@@ -19,6 +19,11 @@ start, ours at session end, even on failure):
                                | (flowgate runs here)|
                                +---------------------+
 
+  * IPv6: client fd77:1::2/64 - node fd77:1::1/64; node fd77:2::1/64 - targets
+    fd77:2::2/64 (nodad, default routes via the node).
+  * /etc/netns/<node>/hosts (bind-mounted by `ip netns exec` over /etc/hosts for
+    flowgate) names the targets fgtarget1..3(.test); its resolv.conf points at
+    127.0.0.1 where nothing answers, so unknown names fail fast.
   * IP forwarding is off everywhere, so the client can reach the targets only
     through flowgate. 10.77.3.0/24 is routed from the node into the targets
     namespace, which silently drops it: a connect there times out.
@@ -67,6 +72,10 @@ NODE_IP_T = "10.77.2.1"
 NODE_IP_LO = "10.77.9.1"
 TARGET_IPS = ["10.77.2.2", "10.77.2.3", "10.77.2.4"]
 BLACKHOLE_IP = "10.77.3.9"
+CLIENT_IP6 = "fd77:1::2"
+NODE_IP6 = "fd77:1::1"
+NODE_IP6_T = "fd77:2::1"
+TARGET_IP6 = "fd77:2::2"
 
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
                      "ThreadSanitizer", "runtime error:")
@@ -153,6 +162,9 @@ class Topology:
             f.write("127.0.0.1 localhost\n")
             for i, ip in enumerate(TARGET_IPS, 1):
                 f.write(f"{ip} fgtarget{i}.test fgtarget{i}\n")
+        # no DNS server in the namespaces: lookups of unknown names fail at once
+        with open(f"/etc/netns/{n}/resolv.conf", "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
         for ns in self.names:
             sh("ip", "-n", ns, "link", "set", "lo", "up")
             sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
@@ -166,10 +178,15 @@ class Topology:
         sh("ip", "-n", n, "addr", "add", f"{NODE_IP_LO}/32", "dev", "lo")
         for ip in TARGET_IPS:
             sh("ip", "-n", t, "addr", "add", f"{ip}/24", "dev", "t0")
+        for ns, ip, dev in ((c, CLIENT_IP6, "c0"), (n, NODE_IP6, "n0"), (n, NODE_IP6_T, "n1"),
+                            (t, TARGET_IP6, "t0")):
+            sh("ip", "-n", ns, "-6", "addr", "add", f"{ip}/64", "dev", dev, "nodad")
         for ns, dev in ((c, "c0"), (n, "n0"), (n, "n1"), (t, "t0")):
             sh("ip", "-n", ns, "link", "set", dev, "up")
         sh("ip", "-n", c, "route", "add", "default", "via", NODE_IP)
         sh("ip", "-n", t, "route", "add", "default", "via", NODE_IP_T)
+        sh("ip", "-n", c, "-6", "route", "add", "default", "via", NODE_IP6)
+        sh("ip", "-n", t, "-6", "route", "add", "default", "via", NODE_IP6_T)
         sh("ip", "-n", n, "route", "add", "10.77.3.0/24", "via", TARGET_IPS[0])
         # wait for the links (no DAD on v4; just carrier)
         for ns, dev in ((c, "c0"), (n, "n0"), (n, "n1"), (t, "t0")):

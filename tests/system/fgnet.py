@@ -136,28 +136,40 @@ class Netns:
 
     def connect(self, dst, src=None, timeout=5.0):
         """TCP connect from this namespace (optionally from source ip `src`)."""
-        s = self.socket()
+        dst = _split_hostport(dst)
+        s = self.socket(socket.AF_INET6 if ":" in dst[0] else socket.AF_INET)
         try:
             if src:
                 s.bind((src, 0))
             s.settimeout(timeout)
-            s.connect(_split_hostport(dst))
+            s.connect(dst)
         except BaseException:
             s.close()
             raise
         return s
 
-    def udp(self, src=None):
-        s = self.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((src or "0.0.0.0", 0))
+    def connect_refusable(self, dst, src=None, timeout=5.0):
+        """connect() for a connection the forward may refuse: a refusal can already
+        arrive (as a reset) while connect() is still returning. Returns the socket, or
+        None if the connection was reset during connect."""
+        try:
+            return self.connect(dst, src=src, timeout=timeout)
+        except (ConnectionResetError, ConnectionAbortedError):
+            return None
+
+    def udp(self, src=None, v6=False):
+        v6 = v6 or (src is not None and ":" in src)
+        s = self.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src or ("::" if v6 else "0.0.0.0"), 0))
         return s
 
     def listen_tcp(self, addr, reuseport=False, backlog=128):
-        s = self.socket()
+        addr = _split_hostport(addr)
+        s = self.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuseport:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        s.bind(_split_hostport(addr))
+        s.bind(addr)
         s.listen(backlog)
         return s
 
@@ -480,6 +492,8 @@ def assert_refused(s, timeout=2.0):
     Sends a probe (an echo target would answer it) and expects EOF or reset
     within `timeout` with no bytes received.
     """
+    if s is None:  # reset while connecting
+        return "reset"
     try:
         s.sendall(b"probe\n")
     except OSError:

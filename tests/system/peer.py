@@ -17,6 +17,7 @@ Modes (TCP unless noted):
   proxy       parse a PROXY v1/v2 header, reply with the parsed header as one JSON
               line, report it, then echo the rest
   udpecho     (UDP) send each datagram back to its sender
+  udpwhoami   (UDP) send each datagram back prefixed with "ME <ip>:<port> "
 
 Close events: {"event":"close","conn":C,"how":"eof"|"reset"|"error"}.
 """
@@ -51,7 +52,13 @@ def hostport(s):
 
 
 def fmt(addr):
+    if ":" in addr[0]:
+        return f"[{addr[0]}]:{addr[1]}"
     return f"{addr[0]}:{addr[1]}"
+
+
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 _conn_ids = iter(range(1, 1 << 62))
@@ -328,7 +335,7 @@ def run_threaded(listeners, mode, args):
         t.join()
 
 
-def run_udpecho(socks):
+def run_udpecho(socks, whoami=False):
     sel = selectors.DefaultSelector()
     for s in socks:
         s.setblocking(False)
@@ -343,6 +350,8 @@ def run_udpecho(socks):
                 except BlockingIOError:
                     break
                 count += 1
+                if whoami:
+                    d = f"ME {fmt(s.getsockname())} ".encode() + d
                 try:
                     s.sendto(d, a)
                 except OSError:
@@ -354,7 +363,7 @@ def run_udpecho(socks):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["echo", "whoami", "sink", "source", "duplex", "halfclose",
-                                     "earlyclose", "meter", "proxy", "udpecho"])
+                                     "earlyclose", "meter", "proxy", "udpecho", "udpwhoami"])
     ap.add_argument("--listen", action="append", required=True)
     ap.add_argument("--bytes", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
@@ -363,19 +372,20 @@ def main():
 
     socks = []
     for l in args.listen:
-        if args.mode == "udpecho":
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        fam = family(hostport(l)[0])
+        if args.mode in ("udpecho", "udpwhoami"):
+            s = socket.socket(fam, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(hostport(l))
         else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s = socket.socket(fam, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(hostport(l))
             s.listen(args.backlog)
         socks.append(s)
     emit(event="ready", listen=[fmt(s.getsockname()) for s in socks], pid=os.getpid())
-    if args.mode == "udpecho":
-        run_udpecho(socks)
+    if args.mode in ("udpecho", "udpwhoami"):
+        run_udpecho(socks, args.mode == "udpwhoami")
     elif args.mode in ("echo", "whoami"):
         run_evloop(socks, args.mode)
     else:

@@ -78,6 +78,7 @@ CLI_CASES = [
      ["v3"]),
     ("bad-name", ["--name", "we b"], [("name",)], ["we b"]),
     ("bad-workers", ["--workers", "many"], [("workers",)], ["many"]),
+    ("bad-log-level", ["--log-level", "chatty"], [("log-level",)], ["chatty"]),
     ("bad-metrics-addr", ["--metrics", "nowhere"], [("metrics",)], ["nowhere"]),
 ]
 

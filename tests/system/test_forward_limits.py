@@ -25,9 +25,10 @@ def test_max_conns_refuses_the_extra_connection_at_once_and_counts_it(peers, flo
     held = [open_echo(client, lp, tag=str(i).encode()) for i in range(5)]
     try:
         fg.wait_metric("flowgate_forward_connections_active", 5, forward="cli")
-        sixth = client.connect((NODE_IP, lp))
+        sixth = client.connect_refusable((NODE_IP, lp))
         fgnet.assert_refused(sixth, timeout=2.0)
-        sixth.close()
+        if sixth:
+            sixth.close()
         m = fg.wait_metric("flowgate_forward_refused_total", 1, forward="cli", reason="max_conns")
         assert m.get("flowgate_forward_connections_active", forward="cli") == 5
         # the 5 held connections are untouched
@@ -37,9 +38,10 @@ def test_max_conns_refuses_the_extra_connection_at_once_and_counts_it(peers, flo
         held.pop().close()
         fg.wait_metric("flowgate_forward_connections_active", 4, forward="cli")
         held.append(open_echo(client, lp, tag=b"after-free"))
-        seventh = client.connect((NODE_IP, lp))
+        seventh = client.connect_refusable((NODE_IP, lp))
         fgnet.assert_refused(seventh, timeout=2.0)
-        seventh.close()
+        if seventh:
+            seventh.close()
         fg.wait_metric("flowgate_forward_refused_total", 2, forward="cli", reason="max_conns")
     finally:
         for s in held:
@@ -55,16 +57,18 @@ def test_max_conns_per_ip_refuses_third_connection_per_client_ip(peers, flowgate
     held_a = [open_echo(client, lp, src=a, tag=b"a%d" % i) for i in range(2)]
     held_b = []
     try:
-        s = client.connect((NODE_IP, lp), src=a)
+        s = client.connect_refusable((NODE_IP, lp), src=a)
         fgnet.assert_refused(s)
-        s.close()
+        if s:
+            s.close()
         fg.wait_metric("flowgate_forward_refused_total", 1, forward="cli",
                        reason="max_conns_per_ip")
         # another IP is not affected by a's connections
         held_b = [open_echo(client, lp, src=b, tag=b"b%d" % i) for i in range(2)]
-        s = client.connect((NODE_IP, lp), src=b)
+        s = client.connect_refusable((NODE_IP, lp), src=b)
         fgnet.assert_refused(s)
-        s.close()
+        if s:
+            s.close()
         m = fg.wait_metric("flowgate_forward_refused_total", 2, forward="cli",
                            reason="max_conns_per_ip")
         assert m.get("flowgate_forward_connections_active", forward="cli") == 4
@@ -121,3 +125,56 @@ def test_no_proxy_header_by_default(peers, flowgate, port, client):
     ev = srv.wait_event(event="sink", timeout=5)
     assert ev["bytes"] == len(data) and ev["sha256"] == hashlib.sha256(data).hexdigest()
     s.close()
+
+
+def _burst_connect(client, lp, n, src=None):
+    """Start n connects at once (non-blocking), return the connected sockets."""
+    import select
+    import errno as _errno
+    socks = []
+    for _ in range(n):
+        s = client.socket()
+        if src:
+            s.bind((src, 0))
+        s.setblocking(False)
+        rc = s.connect_ex((NODE_IP, lp))
+        assert rc in (0, _errno.EINPROGRESS), rc
+        socks.append(s)
+    pending = list(socks)
+    deadline = __import__("time").monotonic() + 5
+    while pending:
+        _, w, _ = select.select([], pending, [], max(0.0, deadline - __import__("time").monotonic()))
+        assert w or __import__("time").monotonic() < deadline, "connects did not complete"
+        for s in w:
+            pending.remove(s)
+    return socks
+
+
+@pytest.mark.parametrize("opt,limit", [("--max-conns", 5), ("--max-conns-per-ip", 3)])
+def test_limit_holds_exactly_under_simultaneous_connects(peers, flowgate, port, client, opt,
+                                                         limit):
+    """40 connects at once from one IP (spread over the workers): exactly `limit` of them
+    may be served, the rest closed and counted."""
+    tp, lp = port(), port()
+    n = 40
+    peers("echo", f"{TARGET_IPS[0]}:{tp}")
+    fg = flowgate(["-l", f"{NODE_IP}:{lp}", "-r", f"{TARGET_IPS[0]}:{tp}", opt, str(limit)],
+                  wait_tcp=[lp])
+    socks = _burst_connect(client, lp, n)
+    try:
+        reason = "max_conns" if opt == "--max-conns" else "max_conns_per_ip"
+        fg.wait_metric("flowgate_forward_refused_total", n - limit, forward="cli", reason=reason)
+        served = 0
+        for s in socks:
+            s.setblocking(True)
+            try:
+                if fgnet.echo_roundtrip(s, b"who?\n", timeout=2):
+                    served += 1
+            except (OSError, EOFError, AssertionError):
+                pass
+        assert served == limit, f"{served} connections served with {opt} {limit}"
+        m = fg.metrics()
+        assert m.get("flowgate_forward_connections_active", forward="cli") == limit
+    finally:
+        for s in socks:
+            s.close()

@@ -195,9 +195,72 @@ def test_config_file_forward_options_apply(tmp_path, peers, flowgate, port, clie
     fg = flowgate(["-c", cfg], wait_tcp=[pa])
     held = [fgnet.whoami(client, (NODE_IP, pa), keep=True) for _ in range(2)]
     assert all(t == f"{TARGET_IPS[1]}:{tp}" for _, t in held)
-    s = client.connect((NODE_IP, pa))
+    s = client.connect_refusable((NODE_IP, pa))
     fgnet.assert_refused(s)
-    s.close()
+    if s:
+        s.close()
     fg.wait_metric("flowgate_forward_refused_total", 1, forward="web", reason="max_conns")
     for s, _ in held:
         s.close()
+
+
+def test_reload_of_changed_forward_refuses_no_connection_attempt(
+        tmp_path, peers, flowgate, port, client):
+    """While B is changed by 20 reloads in a row, a client connecting in a loop never sees
+    a refused, reset or dead connection (new listener bound before the old one closes)."""
+    import threading
+    import time
+    wp = port()
+    w1, w2 = f"{TARGET_IPS[0]}:{wp}", f"{TARGET_IPS[1]}:{wp}"
+    peers("whoami", w1)
+    peers("whoami", w2)
+    pb = port()
+    cfg = str(tmp_path / "f.json")
+    write_config(cfg, [fwd("B", pb, [w1])])
+    fg = flowgate(["-c", cfg], wait_tcp=[pb])
+    listeners0 = [p for _, p in fg.topo.node.listeners("tcp")].count(pb)
+    fds0 = len(os.listdir(f"/proc/{fg.pid}/fd"))
+
+    stop = threading.Event()
+    results = {"ok": 0, "errors": [], "seen": set()}
+
+    def hammer():
+        while not stop.is_set():
+            stage = "connect"
+            try:
+                s = client.connect((NODE_IP, pb), timeout=3)
+                stage = "read"
+                with s:
+                    line = fgnet.recv_line(s, timeout=3)
+                results["seen"].add(line[3:])
+                results["ok"] += 1
+            except Exception as e:  # noqa: BLE001
+                results["errors"].append(f"{stage}: {e!r} at +{time.monotonic() - t0:.2f}s")
+
+    t0 = time.monotonic()
+    th = [threading.Thread(target=hammer, daemon=True) for _ in range(3)]
+    for t in th:
+        t.start()
+    hups = []
+    try:
+        for i in range(20):
+            time.sleep(0.1)
+            write_config(cfg, [fwd("B", pb, [w2 if i % 2 == 0 else w1], max_conns=1000 + i)])
+            hups.append(round(time.monotonic() - t0, 2))
+            fg.sighup()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in th:
+            t.join(10)
+    assert fg.alive()
+    assert not results["errors"], \
+        f"{len(results['errors'])} of {results['ok'] + len(results['errors'])} connection " \
+        f"attempts failed during reloads: {results['errors'][:5]} (SIGHUPs at {hups})"
+    assert results["ok"] > 20
+    assert results["seen"] == {w1, w2}, "the reloads did not apply"
+    # the old listeners are gone, nothing leaked
+    fgnet.wait_for(lambda: [p for _, p in fg.topo.node.listeners("tcp")].count(pb) == listeners0,
+                   3, what=f"{listeners0} listening sockets on port {pb} after the reloads")
+    fds = len(os.listdir(f"/proc/{fg.pid}/fd"))
+    assert fds <= fds0 + 4, f"fd count grew from {fds0} to {fds} over 20 reloads"

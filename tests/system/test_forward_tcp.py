@@ -190,6 +190,10 @@ def test_1000_concurrent_connections_held_open_each_echo_their_payload(peers, fl
         assert not bad, f"{len(bad)} connections got a wrong echo (first: {bad[:5]})"
 
         fg.wait_metric("flowgate_forward_connections_active", N, timeout=10, forward="cli")
+        # "an idle connection holds no pipe": 2 sockets per connection, no pipe pairs
+        nfd = len(os.listdir(f"/proc/{fg.pid}/fd"))
+        assert nfd <= 2 * N + 300, \
+            f"flowgate holds {nfd} fds for {N} idle connections (pipes kept while idle?)"
         accepts = [e for e in srv.drain() if e.get("event") == "accept"]
         assert len(accepts) == N
         assert all(fgnet.is_open(s) for s in socks), "a connection was closed while held open"
@@ -263,3 +267,128 @@ def test_client_source_address_seen_by_flowgate_not_rewritten(peers, flowgate, p
     ev = srv.wait_event(event="accept")
     assert ev["peer"].startswith(NODE_IP_T + ":")
     s.close()
+
+
+def test_sighup_without_config_file_does_not_stop_forwarding(peers, flowgate, port, client):
+    import signal as _signal
+    tp, lp = port(), port()
+    peers("echo", f"{TARGET_IPS[0]}:{tp}")
+    fg = flowgate(["-l", f"{NODE_IP}:{lp}", "-r", f"{TARGET_IPS[0]}:{tp}"], wait_tcp=[lp])
+    s = client.connect((NODE_IP, lp))
+    assert fgnet.echo_roundtrip(s, b"before\n")
+    fg.signal(_signal.SIGHUP)
+    time.sleep(0.3)  # give a (wrong) default SIGHUP action time to kill it
+    assert fg.alive(), f"flowgate died on SIGHUP: {fg.stderr_text()[-1000:]}"
+    assert fgnet.echo_roundtrip(s, b"after\n")
+    s2 = client.connect((NODE_IP, lp))
+    assert fgnet.echo_roundtrip(s2, b"new\n")
+    s.close()
+    s2.close()
+
+
+def test_unresolvable_target_name_is_skipped_not_fatal(peers, flowgate, port, client):
+    """One target name does not resolve (no DNS in the namespace): flowgate starts, and
+    every connection reaches the other target without a client-visible error."""
+    tp, lp = port(), port()
+    peers("whoami", f"{TARGET_IPS[2]}:{tp}")
+    fg = flowgate(["-l", f"{NODE_IP}:{lp}", "-r", f"no-such-host.invalid:{tp}",
+                   "-r", f"fgtarget3:{tp}"], wait_tcp=[lp])
+    for i in range(8):
+        assert fgnet.whoami(client, (NODE_IP, lp)) == f"{TARGET_IPS[2]}:{tp}", f"connection {i}"
+    assert fg.alive()
+
+
+@pytest.mark.parametrize("how", ["shutdown", "close"])
+def test_data_sent_and_closed_before_target_connects_is_delivered(peers, flowgate, port, client,
+                                                                  how):
+    """The client sends 1 MiB and closes right after connect(), before flowgate can have
+    connected upstream: the target must still get every byte, then EOF."""
+    tp, lp = port(), port()
+    n = 1 << 20
+    srv = peers("sink", f"{TARGET_IPS[0]}:{tp}")
+    flowgate(["-l", f"{NODE_IP}:{lp}", "-r", f"{TARGET_IPS[0]}:{tp}"], wait_tcp=[lp])
+    for i in range(3):
+        s = client.connect((NODE_IP, lp))
+        s.settimeout(10)
+        for chunk in fgnet.gen_blocks(40 + i, n):
+            s.sendall(chunk)
+        if how == "shutdown":
+            s.shutdown(socket.SHUT_WR)
+        else:
+            s.close()
+        ev = srv.wait_event(event="sink", timeout=10)
+        assert ev["how"] == "eof", f"target saw {ev['how']}"
+        assert ev["bytes"] == n and ev["sha256"] == fgnet.stream_sha256(40 + i, n), \
+            f"target got {ev['bytes']} of {n} bytes (round {i})"
+        if how == "shutdown":
+            assert fgnet.wait_closed(s, 5)[1] == b""
+            s.close()
+
+
+def test_target_eof_delivered_after_rate_limited_data_drains(peers, flowgate, port, client):
+    """The target sends 1.5 MiB and closes its write side at once; with --rate-down
+    1MiB the data is still in flight: the client must get all of it, then EOF."""
+    tp, lp = port(), port()
+    n = 3 << 19
+    peers("source", f"{TARGET_IPS[0]}:{tp}", bytes=n, seed=77)
+    flowgate(["-l", f"{NODE_IP}:{lp}", "-r", f"{TARGET_IPS[0]}:{tp}", "--rate-down", "1MiB"],
+             wait_tcp=[lp])
+    s = client.connect((NODE_IP, lp))
+    t0 = time.monotonic()
+    got = fgnet.recv_all(s, timeout=10)
+    took = time.monotonic() - t0
+    s.close()
+    assert len(got) == n, f"client got {len(got)} of {n} bytes before EOF"
+    assert hashlib.sha256(got).hexdigest() == fgnet.stream_sha256(77, n)
+    assert took >= 1.0, f"1.5 MiB at 1MiB/s arrived in {took:.2f}s: limit not applied"
+
+
+def test_rate_zero_means_unlimited(peers, flowgate, port, client):
+    tp, lp = port(), port()
+    n = 64 << 20
+    peers("source", f"{TARGET_IPS[0]}:{tp}", bytes=n, seed=2)
+    flowgate(["-l", f"{NODE_IP}:{lp}", "-r", f"{TARGET_IPS[0]}:{tp}", "--rate-down", "0",
+              "--rate-up", "0"], wait_tcp=[lp])
+    s = client.connect((NODE_IP, lp))
+    t0 = time.monotonic()
+    got = 0
+    s.settimeout(20)
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        got += len(d)
+    took = time.monotonic() - t0
+    s.close()
+    assert got == n
+    assert n / took > 20e6, f"--rate-down 0 moved only {n / took / 1e6:.1f} MB/s"
+
+
+def test_metrics_endpoint_not_blocked_by_idle_or_bad_clients(flowgate, port, peers, topo):
+    """A silent connection, a half request and garbage on the metrics port must not stop
+    another client's scrape; an unknown path gets a 404."""
+    tp, lp = port(), port()
+    peers("echo", f"{TARGET_IPS[0]}:{tp}")
+    fg = flowgate(["-l", f"{NODE_IP}:{lp}", "-r", f"{TARGET_IPS[0]}:{tp}"], wait_tcp=[lp])
+    idle = topo.node.connect(fg.metrics_addr)
+    half = topo.node.connect(fg.metrics_addr)
+    half.sendall(b"GET /metr")
+    junk = topo.node.connect(fg.metrics_addr)
+    junk.sendall(os.urandom(4096) + b"\r\n\r\n")
+    try:
+        t0 = time.monotonic()
+        m = fg.metrics()
+        assert time.monotonic() - t0 < 2
+        assert m.get("flowgate_forward_connections_total", forward="cli") == 0
+        s = topo.node.connect(fg.metrics_addr)
+        try:
+            s.settimeout(3)
+            s.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            status = fgnet.recv_line(s, timeout=3)
+            assert " 404" in status, status
+        finally:
+            s.close()
+    finally:
+        for x in (idle, half, junk):
+            x.close()
+    assert fg.alive()

@@ -168,3 +168,48 @@ def test_proto_tcp_default_does_not_listen_udp(peers, flowgate, port, topo):
     peers("echo", f"{TARGET_IPS[0]}:{tp}")
     flowgate(["-l", f"{NODE_IP}:{lp}", "-r", f"{TARGET_IPS[0]}:{tp}"], wait_tcp=[lp])
     assert lp not in {p for _, p in topo.node.listeners("udp")}
+
+
+def test_udp_session_sticks_to_one_target_and_sessions_spread(peers, flowgate, port, client):
+    up, lp = port(), port()
+    for ip in TARGET_IPS:
+        peers("udpwhoami", f"{ip}:{up}")
+    flowgate(["--proto", "udp", "-l", f"{NODE_IP}:{lp}"] +
+             sum((["-r", f"{ip}:{up}"] for ip in TARGET_IPS), []), wait_udp=[lp])
+    used = set()
+    socks = [client.udp(src=CLIENT_IPS[i % 5]) for i in range(9)]
+    try:
+        for k, s in enumerate(socks):
+            seen = set()
+            s.settimeout(3)
+            for i in range(6):
+                s.sendto(b"q%d" % i, (NODE_IP, lp))
+                d, a = s.recvfrom(2048)
+                me, _, rest = d[3:].partition(b" ")
+                assert rest == b"q%d" % i and a == (NODE_IP, lp)
+                seen.add(me.decode())
+            assert len(seen) == 1, f"UDP session {k} was spread over targets {seen}"
+            used |= seen
+    finally:
+        for s in socks:
+            s.close()
+    assert len(used) >= 2, f"9 UDP sessions all went to {used} under round-robin"
+
+
+def test_udp_port_range_maps_port_by_port(peers, flowgate, client):
+    base_l, base_t = 20100, 30100
+    for i in range(5):
+        peers("udpwhoami", f"{TARGET_IPS[0]}:{base_t + i}")
+    flowgate(["--proto", "udp", "-l", f"0.0.0.0:{base_l}-{base_l + 4}",
+              "-r", f"{TARGET_IPS[0]}:{base_t}-{base_t + 4}"],
+             wait_udp=range(base_l, base_l + 5))
+    s = client.udp()
+    try:
+        s.settimeout(3)
+        for i in range(5):
+            s.sendto(b"x", (NODE_IP, base_l + i))
+            d, a = s.recvfrom(2048)
+            assert a == (NODE_IP, base_l + i)
+            assert d == f"ME {TARGET_IPS[0]}:{base_t + i} x".encode(), d
+    finally:
+        s.close()

@@ -25,8 +25,11 @@ static void expect_reject(const char *text, ...)
 {
 	struct fg_forward_set set = {(void *)1, 99};
 	int rc = parse(text, &set);
-	if (rc != -EINVAL)
+	if (rc != -EINVAL) {
+		if (rc == 0)
+			fg_forward_set_free(&set);
 		fail_msg("accepted (rc %d): %s", rc, text);
+	}
 	assert_null(set.v);
 	assert_int_equal(set.n, 0);
 	assert_null(strchr(err, '\n'));
@@ -159,32 +162,42 @@ static void test_config_unknown_field_names_its_path(void **s)
 
 static void test_config_bad_listen_address_names_path_and_value(void **s)
 {
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.300:80\",\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].listen", "10.0.0.300:80", NULL);
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"not an address\",\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].listen", "not an address", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.300:80\",\"targets\":["
+		      "\"1.2.3.4:1\"]}]}",
+		      "forwards[0].listen", "10.0.0.300:80", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"not an "
+		      "address\",\"targets\":[\"1.2.3.4:1\"]}]}",
+		      "forwards[0].listen", "not an address", NULL);
 	expect_reject(
 	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"::1:80\",\"targets\":[\"1.2.3.4:1\"]}]}",
 	    "forwards[0].listen", "::1:80", "brackets", NULL);
 }
 
-static void test_config_hostname_is_not_a_listen_address(void **s)
+static void test_config_error_stays_one_line_whatever_the_value_holds(void **s)
 {
 	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"localhost:80\",\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].listen", "localhost:80", "not an IP address", NULL);
+	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"x\\ny:80\",\"targets\":[\"1.2.3.4:1\"]}]}",
+	    "forwards[0].listen", "x?y:80", NULL);
+	expect_reject(one("\"proto\":\"tcp\\r\\nudp\""), "forwards[0].proto", "tcp??udp", NULL);
+	expect_reject(one("\"bad\\nkey\":1"), "forwards[0].bad?key", NULL);
+	assert_null(strchr(err, '\r'));
+}
+
+static void test_config_hostname_is_not_a_listen_address(void **s)
+{
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"localhost:80\",\"targets\":[\"1."
+		      "2.3.4:1\"]}]}",
+		      "forwards[0].listen", "localhost:80", "not an IP address", NULL);
 }
 
 static void test_config_port_out_of_range_is_rejected(void **s)
 {
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:0\",\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].listen", "10.0.0.1:0", "1-65535", NULL);
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:70000\",\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].listen", "10.0.0.1:70000", "1-65535", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:0\",\"targets\":[\"1.2."
+		      "3.4:1\"]}]}",
+		      "forwards[0].listen", "10.0.0.1:0", "1-65535", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:70000\",\"targets\":["
+		      "\"1.2.3.4:1\"]}]}",
+		      "forwards[0].listen", "10.0.0.1:70000", "1-65535", NULL);
 	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\","
 		      "\"targets\":[\"1.2.3.4:1\",\"1.2.3.4:0\"]}]}",
 		      "forwards[0].targets[1]", "1.2.3.4:0", NULL);
@@ -195,9 +208,9 @@ static void test_config_port_out_of_range_is_rejected(void **s)
 
 static void test_config_reversed_port_range_is_rejected(void **s)
 {
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:2000-1000\",\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].listen", "2000-1000", "reversed", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:2000-1000\","
+		      "\"targets\":[\"1.2.3.4:1\"]}]}",
+		      "forwards[0].listen", "2000-1000", "reversed", NULL);
 }
 
 static void test_config_target_range_must_match_listen_range_size(void **s)
@@ -226,8 +239,7 @@ static void test_config_unparseable_rate_names_path_and_value(void **s)
 	expect_reject(one("\"rate_up\":\"12 parsecs\""), "forwards[0].rate_up", "12 parsecs",
 		      "is not a rate", NULL);
 	expect_reject(one("\"rate_down\":-5"), "forwards[0].rate_down", "-5", NULL);
-	expect_reject(one("\"rate_up_per_conn\":1.5"), "forwards[0].rate_up_per_conn", "1.5",
-		      NULL);
+	expect_reject(one("\"rate_up_per_conn\":1.5"), "forwards[0].rate_up_per_conn", "1.5", NULL);
 	expect_reject(one("\"burst\":\"lots\""), "forwards[0].burst", "lots", NULL);
 	expect_reject(one("\"idle_timeout\":\"5 fortnights\""), "forwards[0].idle_timeout",
 		      "5 fortnights", NULL);
@@ -299,11 +311,12 @@ static void test_config_different_ports_or_ips_or_protocols_do_not_conflict(void
 static void test_config_disabled_forward_may_share_a_port(void **s)
 {
 	struct fg_forward_set set;
-	assert_int_equal(parse("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\","
-			       "\"targets\":[\"1.2.3.4:1\"]},{\"name\":\"b\",\"listen\":\"10.0.0.1:80\","
-			       "\"targets\":[\"1.2.3.4:1\"],\"enabled\":false}]}",
-			       &set),
-			 0);
+	assert_int_equal(
+	    parse("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\","
+		  "\"targets\":[\"1.2.3.4:1\"]},{\"name\":\"b\",\"listen\":\"10.0.0.1:80\","
+		  "\"targets\":[\"1.2.3.4:1\"],\"enabled\":false}]}",
+		  &set),
+	    0);
 	fg_forward_set_free(&set);
 }
 
@@ -318,9 +331,8 @@ static void test_config_wrong_types_name_path_and_value(void **s)
 	expect_reject(one("\"enabled\":\"yes\""), "forwards[0].enabled", "yes", NULL);
 	expect_reject(one("\"id\":[1]"), "forwards[0].id", "[1]", NULL);
 	expect_reject(one("\"health_check\":5"), "forwards[0].health_check", "5", NULL);
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":80,\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].listen", "80", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":80,\"targets\":[\"1.2.3.4:1\"]}]}",
+		      "forwards[0].listen", "80", NULL);
 	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\","
 		      "\"targets\":[9000]}]}",
 		      "forwards[0].targets[0]", "9000", NULL);
@@ -334,12 +346,12 @@ static void test_config_wrong_types_name_path_and_value(void **s)
 
 static void test_config_bad_names_are_rejected(void **s)
 {
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"we b\",\"listen\":\"10.0.0.1:80\",\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].name", "we b", NULL);
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"\",\"listen\":\"10.0.0.1:80\",\"targets\":[\"1.2.3.4:1\"]}]}",
-	    "forwards[0].name", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"we "
+		      "b\",\"listen\":\"10.0.0.1:80\",\"targets\":[\"1.2.3.4:1\"]}]}",
+		      "forwards[0].name", "we b", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"\",\"listen\":\"10.0.0.1:80\",\"targets\":[\"1.2."
+		      "3.4:1\"]}]}",
+		      "forwards[0].name", NULL);
 	char doc[512], name[70];
 	memset(name, 'n', 65);
 	name[65] = '\0';
@@ -363,9 +375,8 @@ static void test_config_missing_required_fields_are_named(void **s)
 
 static void test_config_empty_or_too_many_targets_are_rejected(void **s)
 {
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\",\"targets\":[]}]}",
-	    "forwards[0].targets", "[]", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\",\"targets\":[]}]}",
+		      "forwards[0].targets", "[]", NULL);
 	char doc[4096];
 	size_t n = (size_t)snprintf(doc, sizeof(doc),
 				    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\","
@@ -382,9 +393,9 @@ static void test_config_target_without_host_is_rejected(void **s)
 	expect_reject(
 	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\",\"targets\":[\"9000\"]}]}",
 	    "forwards[0].targets[0]", "9000", NULL);
-	expect_reject(
-	    "{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\",\"targets\":[\"10.0.0.2\"]}]}",
-	    "forwards[0].targets[0]", "10.0.0.2", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"listen\":\"10.0.0.1:80\",\"targets\":[\"10."
+		      "0.0.2\"]}]}",
+		      "forwards[0].targets[0]", "10.0.0.2", NULL);
 }
 
 static void test_config_health_check_bounds_name_the_field(void **s)
@@ -421,11 +432,25 @@ static const char *full_fw(const char *override_key, const char *override_val)
 {
 	/* every field, one of them optionally replaced */
 	static const char *const keys[] = {
-	    "name",	      "id",		   "listen",	    "proto",	      "targets",
-	    "balance",	      "rate_up",	   "rate_down",	    "rate_up_per_conn",
-	    "rate_down_per_conn", "burst",	   "max_conns",	    "max_conns_per_ip",
-	    "proxy_protocol", "health_check",	   "connect_timeout", "idle_timeout",
-	    "udp_idle_timeout", "enabled",
+	    "name",
+	    "id",
+	    "listen",
+	    "proto",
+	    "targets",
+	    "balance",
+	    "rate_up",
+	    "rate_down",
+	    "rate_up_per_conn",
+	    "rate_down_per_conn",
+	    "burst",
+	    "max_conns",
+	    "max_conns_per_ip",
+	    "proxy_protocol",
+	    "health_check",
+	    "connect_timeout",
+	    "idle_timeout",
+	    "udp_idle_timeout",
+	    "enabled",
 	};
 	static const char *const vals[] = {
 	    "\"web\"",
@@ -549,6 +574,7 @@ int main(void)
 	    cmocka_unit_test(test_config_empty_forwards_array_is_valid),
 	    cmocka_unit_test(test_config_unknown_field_names_its_path),
 	    cmocka_unit_test(test_config_bad_listen_address_names_path_and_value),
+	    cmocka_unit_test(test_config_error_stays_one_line_whatever_the_value_holds),
 	    cmocka_unit_test(test_config_hostname_is_not_a_listen_address),
 	    cmocka_unit_test(test_config_port_out_of_range_is_rejected),
 	    cmocka_unit_test(test_config_reversed_port_range_is_rejected),

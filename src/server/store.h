@@ -1,0 +1,247 @@
+/* The server's store: users, tokens, nodes, groups, forwards, the config
+ * revision, stats series and the audit log, behind an ops table so a
+ * PostgreSQL backend can sit beside SQLite without touching the handlers.
+ * Schema, delta rule and dialect notes: doc/store.md.
+ *
+ * Conventions for every op: returns 0 or a negative errno; -ENOENT when the
+ * object (or an object it references) does not exist; -EEXIST on a unique
+ * violation (a name, a token hash); -EINVAL when a value breaks a schema
+ * check (empty or over-long name, bad port range). Ids are > 0; 0 means
+ * "none". Timestamps are Unix seconds. A store handle is used from one
+ * thread at a time. */
+#ifndef FG_SERVER_STORE_H
+#define FG_SERVER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fwd/config.h"
+
+#define FG_STORE_NAME_MAX   64	/* users, nodes, groups, forwards */
+#define FG_STORE_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES */
+#define FG_STORE_HASH_LEN   64	/* SHA-256, lowercase hex */
+#define FG_STORE_FIELD_MAX  255 /* node version, hostname, boot id */
+
+enum fg_role { FG_ROLE_VIEWER = 1, FG_ROLE_OPERATOR, FG_ROLE_ADMIN };
+enum fg_token_kind { FG_TOKEN_SESSION = 1, FG_TOKEN_API };
+
+struct fg_user {
+	int64_t id;
+	char name[FG_STORE_NAME_MAX + 1];
+	enum fg_role role;
+	char pwhash[FG_STORE_PWHASH_MAX + 1]; /* argon2id string, see auth.h */
+	int64_t created;
+};
+
+/* A session or API token. Only the hash of the token is ever stored. */
+struct fg_token {
+	int64_t id;
+	enum fg_token_kind kind;
+	int64_t user_id;
+	int64_t expires; /* 0 = never */
+	int64_t created;
+};
+
+struct fg_node {
+	int64_t id;
+	char name[FG_STORE_NAME_MAX + 1];
+	bool online;
+	int64_t last_seen;
+	char version[FG_STORE_FIELD_MAX + 1];
+	char hostname[FG_STORE_FIELD_MAX + 1];
+	char boot_id[FG_STORE_FIELD_MAX + 1];
+	int64_t desired_rev, applied_rev;
+	char *errors; /* owned JSON text, NULL if none */
+	int64_t created;
+};
+
+/* What the agent hub learns from hello/report/disconnect. NULL strings and
+ * a negative applied_rev leave the stored value as it is; errors = NULL
+ * keeps the stored errors, "" clears them. */
+struct fg_node_live {
+	bool online;
+	int64_t last_seen;
+	const char *version, *hostname, *boot_id; /* borrowed */
+	int64_t applied_rev;
+	const char *errors; /* borrowed JSON text */
+};
+
+struct fg_group {
+	int64_t id;
+	char name[FG_STORE_NAME_MAX + 1];
+	int64_t created;
+};
+
+/* A forward targets exactly one node or one group. The JSON text (the
+ * forward as fwd/config.h parses it) is the truth; the other columns are
+ * copies the caller extracts from it for lookups and collision checks. */
+struct fg_forward {
+	int64_t id;
+	char name[FG_STORE_NAME_MAX + 1];
+	int64_t node_id, group_id; /* exactly one is > 0 */
+	bool enabled;
+	uint16_t port_lo, port_hi; /* listen port range */
+	enum fg_proto proto;
+	char *json; /* owned when returned by the store, borrowed when passed in */
+};
+
+struct fg_counters {
+	uint64_t bytes_up, bytes_down, conns;
+};
+
+/* One bucket of a series: the sum of every delta whose minute lies in
+ * [ts, ts + step). */
+struct fg_stat_bucket {
+	int64_t ts;
+	struct fg_counters sum;
+};
+
+/* Which rows a series sums. kind NULL = every kind; object_id, node_id,
+ * group_id 0 = no restriction (group_id: nodes that are members now).
+ * from/to: [from, to); step: a multiple of 60 (buckets align to multiples
+ * of step since the epoch; rolled-up ranges have hour resolution). */
+struct fg_series_query {
+	const char *kind;
+	int64_t object_id, node_id, group_id;
+	int64_t from, to, step;
+};
+
+struct fg_audit_event {
+	int64_t id, ts;
+	char *who, *action, *object_kind; /* owned */
+	int64_t object_id;
+	char *before, *after; /* owned JSON text, NULL if none */
+};
+
+struct fg_store;
+
+/* Lists are returned as one owned array (*v, *n): free it with fg_free(),
+ * or with the matching fg_*_list_free() when the element owns strings. */
+struct fg_store_ops {
+	const char *name;
+	void (*close)(struct fg_store *st);
+	int (*schema_version)(struct fg_store *st, int *version);
+
+	/* One writer transaction around several ops (ops that need atomicity
+	 * on their own take it themselves, nested inside this one if open). */
+	int (*tx_begin)(struct fg_store *st);
+	int (*tx_commit)(struct fg_store *st);
+	void (*tx_rollback)(struct fg_store *st);
+
+	int (*user_create)(struct fg_store *st, const char *name, enum fg_role role,
+			   const char *pwhash, int64_t *id);
+	int (*user_get)(struct fg_store *st, int64_t id, struct fg_user *out);
+	int (*user_get_by_name)(struct fg_store *st, const char *name, struct fg_user *out);
+	int (*user_list)(struct fg_store *st, struct fg_user **v, size_t *n);
+	int (*user_set_password)(struct fg_store *st, int64_t id, const char *pwhash);
+	int (*user_set_role)(struct fg_store *st, int64_t id, enum fg_role role);
+
+	/* hash: fg_auth_token_hash() of the token. lookup treats a token
+	 * whose expiry is <= now as absent. */
+	int (*token_create)(struct fg_store *st, enum fg_token_kind kind, int64_t user_id,
+			    const char *hash, int64_t expires, int64_t *id);
+	int (*token_lookup)(struct fg_store *st, const char *hash, int64_t now,
+			    struct fg_token *out);
+	int (*token_delete)(struct fg_store *st, int64_t id);
+	int (*token_purge_expired)(struct fg_store *st, int64_t now);
+
+	/* Node structs returned here must be released with fg_node_deinit(). */
+	int (*node_create)(struct fg_store *st, const char *name, const char *token_hash,
+			   int64_t *id);
+	int (*node_get)(struct fg_store *st, int64_t id, struct fg_node *out);
+	int (*node_get_by_name)(struct fg_store *st, const char *name, struct fg_node *out);
+	int (*node_get_by_token)(struct fg_store *st, const char *token_hash, struct fg_node *out);
+	int (*node_list)(struct fg_store *st, struct fg_node **v, size_t *n);
+	int (*node_rename)(struct fg_store *st, int64_t id, const char *name);
+	/* Deletes the node's own forwards and memberships with it. */
+	int (*node_delete)(struct fg_store *st, int64_t id);
+	/* Replaces the node's group memberships with group_ids. */
+	int (*node_set_groups)(struct fg_store *st, int64_t id, const int64_t *group_ids, size_t n);
+	int (*node_groups)(struct fg_store *st, int64_t id, int64_t **group_ids, size_t *n);
+	int (*node_set_live)(struct fg_store *st, int64_t id, const struct fg_node_live *live);
+	/* desired_rev + 1, returned in *rev: call when the node's compiled
+	 * document changed. */
+	int (*node_bump_desired_rev)(struct fg_store *st, int64_t id, int64_t *rev);
+
+	int (*group_create)(struct fg_store *st, const char *name, int64_t *id);
+	int (*group_get)(struct fg_store *st, int64_t id, struct fg_group *out);
+	int (*group_get_by_name)(struct fg_store *st, const char *name, struct fg_group *out);
+	int (*group_list)(struct fg_store *st, struct fg_group **v, size_t *n);
+	int (*group_rename)(struct fg_store *st, int64_t id, const char *name);
+	/* Deletes the group's forwards and memberships with it. */
+	int (*group_delete)(struct fg_store *st, int64_t id);
+	int (*group_members)(struct fg_store *st, int64_t id, int64_t **node_ids, size_t *n);
+
+	/* Forward structs returned here must be released with
+	 * fg_forward_deinit() / fg_forward_list_free(). create sets f->id;
+	 * update rewrites every column of the row f->id. Names are unique
+	 * across all forwards. */
+	int (*forward_create)(struct fg_store *st, struct fg_forward *f);
+	int (*forward_get)(struct fg_store *st, int64_t id, struct fg_forward *out);
+	int (*forward_list)(struct fg_store *st, struct fg_forward **v, size_t *n);
+	int (*forward_update)(struct fg_store *st, const struct fg_forward *f);
+	int (*forward_delete)(struct fg_store *st, int64_t id);
+	/* The node's own forwards and those of the groups it belongs to. */
+	int (*forwards_for_node)(struct fg_store *st, int64_t node_id, struct fg_forward **v,
+				 size_t *n);
+	/* -EEXIST with *other_id set if another forward (id != f->id) that
+	 * lands on any node f lands on (or on f's group) overlaps f's port
+	 * range on a common protocol, enabled or not; 0 if none. */
+	int (*forward_conflict)(struct fg_store *st, const struct fg_forward *f, int64_t *other_id);
+
+	/* The global config revision; bump on every config change. */
+	int (*config_rev)(struct fg_store *st, int64_t *rev);
+	int (*config_bump)(struct fg_store *st, int64_t *rev);
+
+	/* abs: the agent's absolute counters for (kind, object_id, node_id)
+	 * under boot_id. Adds the delta against the last report for the same
+	 * (kind, object_id, node_id, boot_id) into the minute bucket of ts:
+	 * a first report under a boot id counts in full, a repeat counts 0, and
+	 * if any counter went down the report counts as a restart from 0.
+	 * delta (optional) receives what was added. */
+	int (*record_counters)(struct fg_store *st, const char *kind, int64_t object_id,
+			       int64_t node_id, const char *boot_id, const struct fg_counters *abs,
+			       int64_t ts, struct fg_counters *delta);
+	/* Moves minute buckets older than the hour holding before_ts into hour
+	 * buckets (sums are preserved exactly) and drops cursors of superseded
+	 * boot ids last seen before before_ts. */
+	int (*rollup_hours)(struct fg_store *st, int64_t before_ts);
+	/* Non-empty buckets only, oldest first. */
+	int (*query_series)(struct fg_store *st, const struct fg_series_query *q,
+			    struct fg_stat_bucket **v, size_t *n);
+
+	/* who/action/object_kind required; before/after JSON may be NULL. */
+	int (*audit_add)(struct fg_store *st, int64_t ts, const char *who, const char *action,
+			 const char *object_kind, int64_t object_id, const char *before,
+			 const char *after);
+	/* Newest first, ids < before_id (0 = from the newest), at most limit. */
+	int (*audit_list)(struct fg_store *st, int64_t before_id, size_t limit,
+			  struct fg_audit_event **v, size_t *n);
+};
+
+/* Every backend's handle starts with this. */
+struct fg_store {
+	const struct fg_store_ops *ops;
+};
+
+/* Opens (creating if needed) the SQLite store at path and applies pending
+ * migrations. Returns 0 or a negative errno (-ENOTSUP: the file's schema
+ * is newer than this binary). */
+int fg_store_sqlite_open(const char *path, struct fg_store **out);
+/* NULL is fine. */
+void fg_store_close(struct fg_store *st);
+
+const char *fg_role_name(enum fg_role r);
+/* Returns 0, or -EINVAL for an unknown name. */
+int fg_role_parse(const char *s, enum fg_role *out);
+const char *fg_token_kind_name(enum fg_token_kind k);
+int fg_token_kind_parse(const char *s, enum fg_token_kind *out);
+
+void fg_node_deinit(struct fg_node *n);
+void fg_node_list_free(struct fg_node *v, size_t n);
+void fg_forward_deinit(struct fg_forward *f);
+void fg_forward_list_free(struct fg_forward *v, size_t n);
+void fg_audit_list_free(struct fg_audit_event *v, size_t n);
+
+#endif
