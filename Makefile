@@ -46,7 +46,7 @@ fuzz:
 	@scripts/run-fuzzers.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 system:
-	FLOWGATE_BIN=$(CURDIR)/$(BUILD_ASAN)/flowgate python3 -m pytest -q -p no:cacheprovider tests/system
+	FLOWGATE_BIN=$(CURDIR)/$(BUILD_ASAN)/flowgate /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/system
 
 run: build
 	@scripts/run.sh
