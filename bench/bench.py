@@ -50,7 +50,7 @@ CFG = {
     "cpu_bytes": env_int("BENCH_CPU_BYTES", 4 * 1024 ** 3),
     "wrk_threads": env_int("BENCH_WRK_THREADS", 2),
     "wrk_conns": env_int("BENCH_WRK_CONNS", 50),
-    "repeat": max(1, env_int("BENCH_REPEAT", 1)),
+    "repeat": max(1, env_int("BENCH_REPEAT", 2)),
     "quiet_wait": env_int("BENCH_QUIET_WAIT", 15),
     "flowgate": os.environ.get("FLOWGATE_BIN") or os.path.join(ROOT, "build", "flowgate"),
     "results_dir": os.environ.get("BENCH_RESULTS_DIR") or os.path.join(ROOT, "bench", "results"),
@@ -73,7 +73,7 @@ METRICS = {
     "cpu": ("CPU", "s/GB", False),
 }
 # secondary, printed but not ratioed in the main table
-EXTRA = {"sysmem": ("machine mem", "KiB/conn")}
+EXTRA = {"kmem": ("kernel mem", "KiB/conn")}
 
 
 def log(msg):
@@ -104,9 +104,6 @@ class Group:
 
     def alive(self):
         return self.p.poll() is None
-
-    def pids(self):
-        return group_pids(self.pgid)
 
     def log_tail(self, n=300):
         """The interesting end of the log on one line (alerts/errors if any)."""
@@ -201,14 +198,16 @@ def group_pss_kib(pgid):
     return total, n
 
 
-def machine_used_kib():
-    """Memory in use on the whole machine, page cache excluded (user + kernel)."""
+def kernel_kib():
+    """Kernel memory of the whole machine: slab (sockets, files, pipes' buffer
+    rings, ...) + kernel stacks + page tables. Unlike total used memory it
+    leaves out other programs' user memory, so it is less disturbed by them."""
     m = {}
     with open("/proc/meminfo") as f:
         for line in f:
             k, v = line.split(":", 1)
             m[k] = int(v.split()[0])
-    return m["MemTotal"] - m["MemFree"] - m.get("Buffers", 0) - m.get("Cached", 0)
+    return sum(m.get(k, 0) for k in ("Slab", "KernelStack", "PageTables", "SecPageTables"))
 
 
 def nofile_limit(pid):
@@ -329,11 +328,7 @@ def which(cmd):
     return shutil.which(cmd) or shutil.which(cmd, path="/usr/sbin:/sbin:/usr/bin:/bin")
 
 
-def relay_direct(w, lport, tport, env):
-    return None
-
-
-def relay_flowgate(w, lport, tport, env):
+def relay_flowgate(w, lport, tport, env=None):
     exe = CFG["flowgate"]
     if not os.access(exe, os.X_OK):
         raise StartError(f"{exe} not built")
@@ -346,11 +341,11 @@ global
     nbthread {cores}
     maxconn {maxconn}
     maxpipes 400
-    tune.maxaccept 64
-
+{extra_global}
 defaults
     mode tcp
-    option splice-auto
+    option splice-request
+    option splice-response
     timeout connect 5s
     timeout client 1h
     timeout server 1h
@@ -365,15 +360,17 @@ backend be
 """
 
 
-def relay_haproxy(w, lport, tport, env):
+def relay_haproxy(w, lport, tport, pipesize=None):
     exe = which("haproxy")
     if not exe:
         raise StartError("haproxy not installed")
     d = tempfile.mkdtemp(prefix="haproxy.", dir=w)
     cfg = os.path.join(d, "haproxy.cfg")
+    extra = f"    tune.pipesize {pipesize}\n" if pipesize else ""
     with open(cfg, "w") as f:
         # 2 fds per connection + 2 per pipe + a few must fit in 20000 fds
-        f.write(HAPROXY_CFG.format(cores=CORES, maxconn=9000, lport=lport, tport=tport))
+        f.write(HAPROXY_CFG.format(cores=CORES, maxconn=9000, lport=lport, tport=tport,
+                                   extra_global=extra))
     return Group("haproxy", [exe, "-db", "-f", cfg], w)
 
 
@@ -393,12 +390,12 @@ stream {{
         proxy_pass 127.0.0.1:{tport};
         proxy_connect_timeout 5s;
         proxy_timeout 1h;
-    }}
+{extra}    }}
 }}
 """
 
 
-def relay_nginx(w, lport, tport, env):
+def relay_nginx(w, lport, tport, bufsize=None):
     exe = which("nginx")
     if not exe:
         raise StartError("nginx not installed")
@@ -406,20 +403,24 @@ def relay_nginx(w, lport, tport, env):
         raise StartError("libnginx-mod-stream not installed")
     d = tempfile.mkdtemp(prefix="nginx-stream.", dir=w)
     cfg = os.path.join(d, "nginx.conf")
+    extra = f"        proxy_buffer_size {bufsize};\n" if bufsize else ""
     with open(cfg, "w") as f:
-        f.write(NGINX_STREAM_CFG.format(cores=CORES, nofile=NOFILE, d=d, lport=lport, tport=tport))
+        f.write(NGINX_STREAM_CFG.format(cores=CORES, nofile=NOFILE, d=d, lport=lport,
+                                        tport=tport, extra=extra))
     return Group("nginx", [exe, "-p", d, "-c", cfg], w)
 
 
-def relay_socat(w, lport, tport, env):
+def relay_socat(w, lport, tport, bufsize=None):
     exe = which("socat")
     if not exe:
         raise StartError("socat not installed")
-    return Group("socat", [exe, f"TCP-LISTEN:{lport},bind=127.0.0.1,fork,reuseaddr,backlog=4096",
-                           f"TCP:127.0.0.1:{tport}"], w)
+    opts = ["-b", str(bufsize)] if bufsize else []
+    return Group("socat", [exe] + opts +
+                 [f"TCP-LISTEN:{lport},bind=127.0.0.1,fork,reuseaddr,backlog=4096",
+                  f"TCP:127.0.0.1:{tport}"], w)
 
 
-def relay_rinetd(w, lport, tport, env):
+def relay_rinetd(w, lport, tport):
     exe = which("rinetd")
     if not exe:
         raise StartError("rinetd not installed")
@@ -430,21 +431,31 @@ def relay_rinetd(w, lport, tport, env):
     return Group("rinetd", [exe, "-f", "-c", cfg], w)
 
 
-# name -> (starter, extra env, metrics it takes part in)
 ALL = ["tput1", "tput8", "cps", "mem", "cpu"]
+BULK = ["tput1", "tput8", "cpu"]
+MIB = 1048576
+
+# (row name, starter(w, listen_port, target_port) or None for direct, metrics)
 RELAYS = [
-    ("direct", relay_direct, None, ALL),
-    ("flowgate", relay_flowgate, None, ALL),
-    ("haproxy", relay_haproxy, None, ALL),
-    ("nginx", relay_nginx, None, ALL),
-    ("socat", relay_socat, None, ALL),
-    ("rinetd", relay_rinetd, None, ALL),
+    ("direct", None, ALL),
+    ("flowgate", relay_flowgate, ALL),
+    ("haproxy", relay_haproxy, ALL),
+    ("nginx", relay_nginx, ALL),
+    ("socat", relay_socat, ALL),
+    ("rinetd", relay_rinetd, ALL),
+    # the same peers with 1 MiB per-direction buffers/pipes, like flowgate's
+    # pipes: buffer size only matters for bulk transfer (see bench/README.md)
+    ("haproxy pipe=1MiB", lambda w, l, t: relay_haproxy(w, l, t, pipesize=MIB), BULK),
+    ("nginx buf=1MiB", lambda w, l, t: relay_nginx(w, l, t, bufsize="1m"), BULK),
+    ("socat -b 1MiB", lambda w, l, t: relay_socat(w, l, t, bufsize=MIB), BULK),
 ] + [
-    (f"flowgate pipe={size_label(s)}", relay_flowgate, {"FLOWGATE_PIPE_SIZE": str(s)},
-     ["tput1", "tput8", "cpu"])
+    (f"flowgate pipe={size_label(s)}",
+     lambda w, l, t, s=s: relay_flowgate(w, l, t, env={"FLOWGATE_PIPE_SIZE": str(s)}),
+     ["tput1", "cpu"])
     for s in PIPE_SIZES
 ]
-PEERS = ["direct", "haproxy", "nginx", "socat", "rinetd"]
+PEERS = ["direct", "haproxy", "nginx", "socat", "rinetd",
+         "haproxy pipe=1MiB", "nginx buf=1MiB", "socat -b 1MiB"]
 
 
 class Relay:
@@ -455,12 +466,12 @@ class Relay:
         self.g = None
 
     def __enter__(self):
-        name, starter, env, _ = self.spec
-        if name == "direct":
+        name, starter, _ = self.spec
+        if starter is None:  # direct
             self.port = self.tport
             return self
         self.port = free_port()
-        self.g = starter(self.w, self.port, self.tport, env)
+        self.g = starter(self.w, self.port, self.tport)
         if not wait_listen(self.port, self.g):
             tail = self.g.log_tail()
             self.g.stop()
@@ -515,7 +526,7 @@ def m_tput(w, spec, streams):
     srv, sport = iperf3_server(w)
     try:
         with Relay(w, spec, sport) as r:
-            j = iperf3_client(r.port, ["-t", str(secs), "-O", "1", "-P", str(streams)], secs + 60)
+            j = iperf3_client(r.port, ["-t", str(secs), "-P", str(streams)], secs + 60)
     finally:
         srv.stop()
     s = j["end"]["sum_received"]
@@ -738,7 +749,7 @@ def m_mem(w, spec):
         with Relay(w, spec, sport) as r:
             time.sleep(0.5)
             pss0, nproc0 = group_pss_kib(r.g.pgid) if r.g else (0, 0)
-            used0 = machine_used_kib()
+            kern0 = kernel_kib()
             t0 = time.time()
             socks, failed = open_conns(r.port, n, 120, lambda: sink_count(status))
             # the relay's accept + connect to the sink must have happened for all
@@ -749,7 +760,7 @@ def m_mem(w, spec):
             t_open = time.time() - t0
             time.sleep(1.0)
             pss1, nproc1 = group_pss_kib(r.g.pgid) if r.g else (0, 0)
-            used1 = machine_used_kib()
+            kern1 = kernel_kib()
             relay_alive = r.g is None or r.g.alive()
             for s in socks:
                 s.close()
@@ -761,7 +772,7 @@ def m_mem(w, spec):
     if held < n:
         raise RuntimeError(f"only {held} of {n} connections reached the sink "
                            f"({failed} client connects failed, relay alive={relay_alive})")
-    res = {"conns": n, "sys_kib_per_conn": (used1 - used0) / n, "open_s": round(t_open, 2)}
+    res = {"conns": n, "kernel_kib_per_conn": (kern1 - kern0) / n, "open_s": round(t_open, 2)}
     if note:
         res["note"] = note
     if name == "direct":
@@ -784,37 +795,47 @@ MEASURE = {
 BUSY = 0.25  # foreign CPU share above which a measurement is taken again
 
 
-def measure(w, spec, metric):
-    """Run one measurement BENCH_REPEAT times (median). A run during which other
-    processes used more than BUSY of the CPUs is taken once more, and the
-    quieter of the two kept."""
-    runs = []
-    for i in range(CFG["repeat"]):
-        best = None
-        for attempt in range(2):
-            before = wait_quiet()
-            try:
-                with Background() as bg:
-                    res = MEASURE[metric](w, spec)
-            except StartError as e:
-                return {"failed": f"did not start: {e}"}
-            except Exception as e:  # noqa: BLE001 - report and go on
-                return {"failed": f"{type(e).__name__}: {e}"}
-            if "na" in res:
-                return res
-            res["foreign_cpu"] = round(bg.share, 3)
-            res["foreign_cpu_before"] = round(before, 3)
-            if best is None or res["foreign_cpu"] < best["foreign_cpu"]:
-                best = res
-            if bg.share <= BUSY:
-                break
-            log(f"  other processes used {bg.share:.0%} of the CPUs meanwhile: again")
-        runs.append(best)
-    out = dict(runs[-1])
+def measure_once(w, spec, metric):
+    """One measurement. If other processes used more than BUSY of the CPUs
+    meanwhile, it is taken once more and the quieter of the two kept."""
+    best = None
+    for attempt in range(2):
+        before = wait_quiet()
+        try:
+            with Background() as bg:
+                res = MEASURE[metric](w, spec)
+        except StartError as e:
+            return {"failed": f"did not start: {e}", "start_error": True}
+        except Exception as e:  # noqa: BLE001 - report and go on
+            return {"failed": f"{type(e).__name__}: {e}"}
+        if "na" in res:
+            return res
+        res["foreign_cpu"] = round(bg.share, 3)
+        res["foreign_cpu_before"] = round(before, 3)
+        if best is None or res["foreign_cpu"] < best["foreign_cpu"]:
+            best = res
+        if bg.share <= BUSY:
+            break
+        log(f"  other processes used {bg.share:.0%} of the CPUs meanwhile: again")
+    return best
+
+
+def aggregate(runs):
+    """Median over the rounds; details of the run nearest the median."""
+    ok = [r for r in runs if "value" in r]
+    if not ok:
+        return runs[-1]
+    vals = [r["value"] for r in ok]
+    med = statistics.median(vals)
+    out = dict(min(ok, key=lambda r: abs(r["value"] - med)))
+    out["value"] = med
     if len(runs) > 1:
-        out["runs"] = [r["value"] for r in runs]
-        out["value"] = statistics.median(out["runs"])
-        out["foreign_cpu"] = max(r["foreign_cpu"] for r in runs)
+        out["runs"] = vals
+        out["min"], out["max"] = min(vals), max(vals)
+        out["foreign_cpu"] = max(r.get("foreign_cpu", 0) for r in ok)
+        failed = [r["failed"] for r in runs if "failed" in r]
+        if failed:
+            out["failed_runs"] = failed
     return out
 
 
@@ -848,7 +869,10 @@ def versions():
     except (OSError, subprocess.TimeoutExpired):
         pass
     fgv = first_line([fg, "--version"]) if os.access(fg, os.X_OK) else None
-    v["flowgate"] = f"{fgv or 'flowgate'} (git {git})" if git else (fgv or "unknown")
+    if fgv:
+        built = datetime.datetime.fromtimestamp(os.path.getmtime(fg)).isoformat(timespec="seconds")
+        fgv += f", binary built {built}"
+    v["flowgate"] = f"{fgv or 'not built'} (git {git})" if git else (fgv or "not built")
     for name, argv, pkg in (
         ("haproxy", ["haproxy", "-v"], "haproxy"),
         ("nginx", ["nginx", "-v"], "nginx"),
@@ -867,8 +891,11 @@ def versions():
                     line = f"socat {m.group(1)}" if m else line
                 except (OSError, subprocess.TimeoutExpired):
                     pass
-            if line and len(line) > 80:
-                line = line[:80]
+            if line:
+                # "HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://..." ,
+                # "wrk debian/4.1.0-3+b2 [epoll] Copyright ...": keep the version
+                line = re.split(r" \d{4}/\d\d/\d\d | - https?://| Copyright", line)[0].strip()
+                line = line.replace("nginx version: ", "")[:80]
         d = dpkg_version(pkg)
         v[name] = f"{line or '?'} (Debian {d})" if d else (line or "not installed")
     return v
@@ -895,7 +922,7 @@ def fmt(v, metric):
         return f"{v:.2f}"
     if metric == "cps":
         return f"{v:,.0f}"
-    if metric in ("mem", "sysmem"):
+    if metric in ("mem", "kmem"):
         return f"{v:.2f}"
     if metric == "cpu":
         return f"{v:.3f}"
@@ -930,17 +957,17 @@ def build_tables(results, order):
     """Returns (abs_rows, ratio_rows, header lists) of plain strings."""
     mets = list(METRICS)
     hdr = ["relay"] + [f"{METRICS[m][0]} {METRICS[m][1]}" for m in mets] + \
-          [f"{EXTRA['sysmem'][0]} {EXTRA['sysmem'][1]}"]
+          [f"{EXTRA['kmem'][0]} {EXTRA['kmem'][1]}"]
     rows = []
-    direct_sys = (results.get("direct", {}).get("mem") or {}).get("sys_kib_per_conn")
+    direct_sys = (results.get("direct", {}).get("mem") or {}).get("kernel_kib_per_conn")
     for name in order:
         r = results.get(name, {})
         row = [name] + [cell(r.get(m), m) for m in mets]
         mem = r.get("mem") or {}
         if name == "direct":
             row.append("(baseline)" if direct_sys is not None else "-")
-        elif mem.get("sys_kib_per_conn") is not None and direct_sys is not None:
-            row.append(fmt(mem["sys_kib_per_conn"] - direct_sys, "sysmem"))
+        elif mem.get("kernel_kib_per_conn") is not None and direct_sys is not None:
+            row.append(fmt(mem["kernel_kib_per_conn"] - direct_sys, "kmem"))
         else:
             row.append("-")
         rows.append(row)
@@ -981,6 +1008,8 @@ def pipe_section(results):
     lines = []
     for m in ("tput1", "tput8", "cpu"):
         ra, rb = a.get(m) or {}, b.get(m) or {}
+        if not ra and not rb:
+            continue
         va, vb = ra.get("value"), rb.get("value")
         if va is None or vb is None:
             lines.append(f"{METRICS[m][0]}: {la} {cell(ra, m)}, {lb} {cell(rb, m)}")
@@ -994,13 +1023,21 @@ def pipe_section(results):
 def notes(results):
     out = []
     for name, r in results.items():
+        fails = {}
+        for m, res in r.items():
+            if isinstance(res, dict) and "failed" in res:
+                fails.setdefault(res["failed"], []).append(m)
+        for msg, ms in fails.items():
+            out.append(f"{name} {', '.join(ms)}: FAILED: {msg}")
         for m, res in r.items():
             if not isinstance(res, dict):
                 continue
-            if "failed" in res:
-                out.append(f"{name} {m}: FAILED: {res['failed']}")
             if res.get("note"):
                 out.append(f"{name} {m}: {res['note']}")
+            if res.get("min") and res.get("max") and res["max"] > 1.3 * res["min"]:
+                out.append(f"{name} {m}: rounds spread {fmt(res['min'], m)} .. {fmt(res['max'], m)}")
+            for f in res.get("failed_runs", []):
+                out.append(f"{name} {m}: one round FAILED: {f}")
             if res.get("foreign_cpu", 0) > 0.10:
                 out.append(f"{name} {m}: other processes on the machine used "
                            f"{res['foreign_cpu']:.0%} of the CPUs during the measurement")
@@ -1016,14 +1053,16 @@ def report(results, order, meta):
     nts = notes(results)
     cfg = meta["config"]
     legend = [
-        f"1 stream / 8 streams: iperf3 -t {cfg['seconds']} -O 1 (-P 8), Gbit/s at the receiver. Higher is better.",
+        f"Each number is the median of {cfg['repeat']} rounds (all rows once per round); idle mem is measured once.",
+        f"1 stream / 8 streams: iperf3 -t {cfg['seconds']} (-P 8), Gbit/s at the receiver. Higher is better.",
         f"conn rate: wrk -t{cfg['wrk_threads']} -c{cfg['wrk_conns']} -d{cfg['seconds']}s "
         "-H 'Connection: close' to nginx, a new TCP connection per request, req/s. Higher is better.",
         f"idle mem: relay PSS growth (all its processes) per idle connection, {cfg['conns']} connections "
         "unless marked [Nc]. Lower is better.",
         f"CPU: relay utime+stime per GB (1e9 bytes) moved by iperf3 -n {cfg['cpu_bytes']} (1 stream). Lower is better.",
-        "machine mem: whole-machine memory growth (user+kernel, page cache excluded) per connection, "
-        "minus the same for direct: indicative, includes the relay's socket buffers; no ratio.",
+        "kernel mem: growth of the machine's kernel memory (slab + kernel stacks + page tables) per idle "
+        "connection during the idle-mem test, minus the same for direct (the client's and the sink's "
+        "sockets): the relay's two sockets, pipes, processes. Indicative (whole machine); no ratio.",
     ]
 
     # stdout
@@ -1115,20 +1154,24 @@ def main():
     stamp = datetime.datetime.now()
     load0 = open("/proc/loadavg").read().split()[:3]
     w = tempfile.mkdtemp(prefix="flowgate-bench.")
-    results = {}
+    runs = {s[0]: {m: [] for m in metrics if m in s[2]} for s in specs}
     try:
-        for spec in specs:
-            name = spec[0]
-            results[name] = {}
-            for m in metrics:
-                if m not in spec[3]:
-                    continue
-                log(f"{name}: {m} ...")
-                t = time.time()
-                res = measure(w, spec, m)
-                results[name][m] = res
-                shown = res.get("failed") or res.get("na") or fmt(res.get("value"), m)
-                log(f"{name}: {m} = {shown}  ({time.time() - t:.1f} s)")
+        # rounds: every row once per round, so that a slow spell of the
+        # machine is spread over all rows instead of hitting one
+        for rnd in range(CFG["repeat"]):
+            for spec in specs:
+                name = spec[0]
+                for m in runs[name]:
+                    got = runs[name][m]
+                    if rnd > 0 and (m == "mem" or any("start_error" in r or "na" in r for r in got)):
+                        continue  # memory is measured once; a row that can't start, once
+                    log(f"[round {rnd + 1}/{CFG['repeat']}] {name}: {m} ...")
+                    t = time.time()
+                    res = measure_once(w, spec, m)
+                    got.append(res)
+                    shown = res.get("failed") or res.get("na") or fmt(res.get("value"), m)
+                    log(f"[round {rnd + 1}/{CFG['repeat']}] {name}: {m} = {shown}  "
+                        f"({time.time() - t:.1f} s)")
     except KeyboardInterrupt:
         log("interrupted: stopping everything")
         stop_all()
@@ -1137,6 +1180,7 @@ def main():
     finally:
         stop_all()
     shutil.rmtree(w, ignore_errors=True)
+    results = {name: {m: aggregate(r) for m, r in ms.items() if r} for name, ms in runs.items()}
 
     meta = {
         "date": stamp.strftime("%Y-%m-%d"),
@@ -1148,7 +1192,7 @@ def main():
         "loadavg_start": load0,
         "loadavg_end": open("/proc/loadavg").read().split()[:3],
     }
-    order = [s[0] for s in specs]
+    order = [s[0] for s in specs if results.get(s[0])]
     md = report(results, order, meta)
 
     os.makedirs(CFG["results_dir"], exist_ok=True)

@@ -292,14 +292,18 @@ err:
 
 /* ---- workers -------------------------------------------------------- */
 
-static void worker_post(struct fg_worker *w, enum fg_msg_kind kind, struct fg_fwd *f)
+static void worker_post2(struct fg_worker *w, enum fg_msg_kind kind, struct fg_fwd *f,
+			 struct fg_fwd *old)
 {
 	struct fg_msg *m = fg_calloc(1, sizeof(*m));
 	FG_BUG_ON(!m); /* a lost control message would leak a forward */
 	m->kind = kind;
 	m->fwd = f;
+	m->old = old;
 	if (f)
 		fg_fwd_ref(f);
+	if (old)
+		fg_fwd_ref(old);
 	pthread_mutex_lock(&w->inbox_mu);
 	struct fg_msg **pp = &w->inbox;
 	while (*pp)
@@ -307,6 +311,11 @@ static void worker_post(struct fg_worker *w, enum fg_msg_kind kind, struct fg_fw
 	*pp = m;
 	pthread_mutex_unlock(&w->inbox_mu);
 	fg_async_send(&w->inbox_async);
+}
+
+static void worker_post(struct fg_worker *w, enum fg_msg_kind kind, struct fg_fwd *f)
+{
+	worker_post2(w, kind, f, NULL);
 }
 
 static void listener_free_deferred(void *data)
@@ -371,6 +380,24 @@ static void worker_remove(struct fg_worker *w, struct fg_fwd *f)
 		fg_tcp_close_fwd(w, f);
 }
 
+/* Hands the listeners of `old` to `f` (same address and protocol). TCP
+ * connections keep their forward; UDP sessions end, as their state
+ * (limits, targets) belongs to the old forward. */
+static void worker_replace(struct fg_worker *w, struct fg_fwd *old, struct fg_fwd *f)
+{
+	for (struct fg_listener *l = w->listeners; l; l = l->next) {
+		if (l->fwd != old)
+			continue;
+		if (l->udp) {
+			fg_udp_listener_deinit(l);
+			FG_BUG_ON(fg_udp_listener_init(l) < 0);
+		}
+		fg_fwd_ref(f);
+		l->fwd = f;
+		fg_fwd_unref(old);
+	}
+}
+
 static void inbox_cb(struct fg_loop *loop, struct fg_async *a)
 {
 	struct fg_worker *w = a->data;
@@ -385,12 +412,17 @@ static void inbox_cb(struct fg_loop *loop, struct fg_async *a)
 			 * drains from replaced forwards */
 			fg_tcp_close_fwd(w, NULL);
 			fg_loop_stop(loop);
-		} else if (m->kind == FG_MSG_ADD)
+		} else if (m->kind == FG_MSG_ADD) {
 			worker_add(w, m->fwd);
-		else
+		} else if (m->kind == FG_MSG_REPLACE) {
+			worker_replace(w, m->old, m->fwd);
+		} else {
 			worker_remove(w, m->fwd);
+		}
 		if (m->fwd)
 			fg_fwd_unref(m->fwd);
+		if (m->old)
+			fg_fwd_unref(m->old);
 		fg_free(m);
 		m = next;
 	}
@@ -569,6 +601,11 @@ int fg_engine_apply(struct fg_engine *e, const struct fg_forward_set *set, char 
 		}
 		f->next = fresh;
 		fresh = f;
+		if (old && old->cfg.proto == c->proto &&
+		    memcmp(&old->cfg.listen, &c->listen, sizeof(c->listen)) == 0) {
+			f->adopt = true;
+			continue;
+		}
 		if ((rc = fwd_bind(e, f, err, errlen)) < 0)
 			goto rollback;
 	}
@@ -603,7 +640,9 @@ int fg_engine_apply(struct fg_engine *e, const struct fg_forward_set *set, char 
 		if (nf) {
 			fg_targets_start(e, nf);
 			for (unsigned i = 0; i < e->nworkers; i++)
-				worker_post(&e->workers[i], FG_MSG_ADD, nf);
+				worker_post2(&e->workers[i],
+					     nf->adopt ? FG_MSG_REPLACE : FG_MSG_ADD, nf,
+					     nf->adopt ? f : NULL);
 			nf->next = *pp;
 			*pp = nf;
 			pp = &nf->next;

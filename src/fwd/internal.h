@@ -112,7 +112,11 @@ struct fg_fwd {
 	 * Created by the control thread, handed to workers. */
 	unsigned nports;
 	int *tcp_fds, *udp_fds;
-	bool ctl_dead;	     /* control thread dropped it */
+	bool ctl_dead; /* control thread dropped it */
+	/* a changed forward with the same listen address and protocol takes
+	 * over the running one's sockets instead of binding new ones: no
+	 * window where the kernel queues a connection on a closing socket */
+	bool adopt;
 	struct fg_fwd *next; /* engine's running list */
 };
 
@@ -154,11 +158,12 @@ struct fg_worker {
 	void *udp_bufs;
 };
 
-enum fg_msg_kind { FG_MSG_ADD, FG_MSG_REMOVE };
+enum fg_msg_kind { FG_MSG_ADD, FG_MSG_REMOVE, FG_MSG_REPLACE };
 struct fg_msg {
 	struct fg_msg *next;
 	enum fg_msg_kind kind;
 	struct fg_fwd *fwd; /* counted reference, moved to the worker */
+	struct fg_fwd *old; /* REPLACE: the forward whose listeners fwd takes over (counted) */
 };
 
 struct fg_engine {

@@ -92,7 +92,7 @@ static void close_side(struct fg_loop *loop, struct fg_io *io, bool reset)
 	int fd = io->fd;
 	if (fd < 0)
 		return;
-	fg_io_stop(loop, io);
+	fg_io_forget(loop, io); /* close() below takes it out of epoll */
 	if (reset)
 		set_rst(fd);
 	close(fd);
@@ -194,7 +194,7 @@ static void throttle_arm(struct fg_tcp_conn *c, int64_t wait)
 /* Moves what can be moved now in one direction. Returns 0, or -1 when the
  * connection must be reset (an error on either socket). */
 static int dir_pump(struct fg_tcp_conn *c, struct dir *d, int src, int dst,
-		    _Atomic uint64_t *counter)
+		    _Atomic uint64_t *counter, bool other_shut)
 {
 	struct fg_worker *w = c->w;
 	int64_t now = fg_loop_now(w->loop);
@@ -255,7 +255,11 @@ static int dir_pump(struct fg_tcp_conn *c, struct dir *d, int src, int dst,
 	}
 done:
 	if (d->eof && d->inpipe == 0 && !d->shut) {
-		shutdown(dst, SHUT_WR);
+		/* when the other way is already shut the connection closes
+		 * next, and close() sends the FIN: one syscall less per
+		 * connection */
+		if (!other_shut)
+			shutdown(dst, SHUT_WR);
 		d->shut = true;
 	}
 	if (d->inpipe == 0)
@@ -295,12 +299,12 @@ static void conn_pump(struct fg_tcp_conn *c)
 		if (r > 0)
 			goto down_only;
 	}
-	if (dir_pump(c, &c->up, c->cli.fd, c->srv.fd, &slot_of(c)->bytes_up) < 0) {
+	if (dir_pump(c, &c->up, c->cli.fd, c->srv.fd, &slot_of(c)->bytes_up, c->down.shut) < 0) {
 		conn_close(c, true);
 		return;
 	}
 down_only:
-	if (dir_pump(c, &c->down, c->srv.fd, c->cli.fd, &slot_of(c)->bytes_down) < 0) {
+	if (dir_pump(c, &c->down, c->srv.fd, c->cli.fd, &slot_of(c)->bytes_down, c->up.shut) < 0) {
 		conn_close(c, true);
 		return;
 	}
@@ -377,12 +381,13 @@ static void srv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 	if (c->state == ST_CONNECTING) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
-		int err = 0;
-		socklen_t el = sizeof(err);
-		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-			err = errno;
-		if (err) {
-			connect_failed(c, err);
+		/* EPOLLOUT without EPOLLERR means connected: SO_ERROR is
+		 * read only on failure, for the log */
+		if (events & EPOLLERR) {
+			int err = ECONNREFUSED;
+			socklen_t el = sizeof(err);
+			getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+			connect_failed(c, err ? err : ECONNREFUSED);
 			return;
 		}
 		c->up.writable = true;
