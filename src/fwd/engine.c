@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,9 @@ static int bind_one(const struct sockaddr_storage *base, uint16_t port, bool udp
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (sa.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (!udp)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			   sizeof(one)); /* inherited on accept */
 	if (udp) {
 		setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
 		if (sa.ss_family == AF_INET6)

@@ -235,6 +235,13 @@ static int dir_pump(struct fg_tcp_conn *c, struct dir *d, int src, int dst,
 				d->inpipe += (size_t)n;
 				c->last_active = now;
 				progress = true;
+				/* A short read drained the socket, unless the pipe ran
+				 * out of slots: it cannot have if it holds fewer bytes
+				 * than it has slots. Skipping the read that would only
+				 * say EAGAIN is safe with edge-triggered epoll, which
+				 * reports every arrival after this point. */
+				if ((size_t)n < grant && d->inpipe < psize / 4096)
+					d->readable = false;
 			} else if (n == 0) {
 				dir_refund(d, grant);
 				d->eof = true;
@@ -529,8 +536,7 @@ static void accept_one(struct fg_worker *w, struct fg_listener *l, int fd,
 			      atomic_load_explicit(&s->active, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY comes from the listener: accepted sockets inherit it */
 	if (fg_io_start(w->loop, &c->cli, fd, CONN_EVENTS, cli_cb, c) < 0) {
 		close(fd);
 		conn_close(c, false);
