@@ -52,7 +52,6 @@ run: build
 	@scripts/run.sh
 
 bench: build
-	@scripts/deps-bench.sh
 	bench/run
 
 format:

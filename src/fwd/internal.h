@@ -18,6 +18,7 @@
 #define FG_MAX_WORKERS	    64
 #define FG_MAX_ADDRS	    8
 #define FG_PASSIVE_RETRY_NS (10 * FG_NS_PER_SEC)
+#define FG_COPY_BUF	    16384
 
 struct fg_engine;
 struct fg_worker;
@@ -156,6 +157,8 @@ struct fg_worker {
 	struct fg_udp_session *sessions;
 	/* udp batch buffers */
 	void *udp_bufs;
+	/* small TCP reads are copied through here instead of spliced */
+	uint8_t copy_buf[FG_COPY_BUF];
 };
 
 enum fg_msg_kind { FG_MSG_ADD, FG_MSG_REMOVE, FG_MSG_REPLACE };

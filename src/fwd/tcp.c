@@ -27,6 +27,8 @@ struct dir {
 	struct fg_pipe pipe;
 	size_t inpipe;
 	bool readable, writable, eof, shut;
+	bool bulk;	       /* a read filled the copy buffer: splice from now on */
+	bool rdhup;	       /* the source sent its FIN: read on until EOF */
 	struct fg_bucket *agg; /* forward-wide limit, borrowed */
 	struct fg_bucket own;  /* per-connection limit */
 };
@@ -191,6 +193,57 @@ static void throttle_arm(struct fg_tcp_conn *c, int64_t wait)
 	fg_timer_start(loop, &c->throttle, wait);
 }
 
+/* The first bytes of each burst go through recv/send and a per-worker
+ * buffer: for a request or a reply of a few hundred bytes that is cheaper
+ * than filling and draining a pipe. A read that fills the buffer marks the
+ * direction bulk, and splice takes over. `grant` bytes were taken from the
+ * buckets; unused ones are refunded here. What send() does not take goes
+ * into the pipe (a plain write). Returns 1 on progress, 0 on none, -1 on a
+ * socket error. */
+static int dir_copy(struct fg_tcp_conn *c, struct dir *d, int src, int dst, size_t grant,
+		    _Atomic uint64_t *counter, int64_t now)
+{
+	struct fg_worker *w = c->w;
+	ssize_t n = recv(src, w->copy_buf, grant, MSG_DONTWAIT);
+	if (n == 0) {
+		dir_refund(d, grant);
+		d->eof = true;
+		return 0;
+	}
+	if (n < 0) {
+		dir_refund(d, grant);
+		if (errno != EAGAIN)
+			return -1;
+		d->readable = false;
+		return 0;
+	}
+	dir_refund(d, grant - (size_t)n);
+	if ((size_t)n == sizeof(w->copy_buf))
+		d->bulk = true;
+	else if ((size_t)n < grant && !d->rdhup)
+		d->readable = false; /* short read: drained (edge-triggered) */
+	c->last_active = now;
+	ssize_t sent = send(dst, w->copy_buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (sent < 0) {
+		if (errno != EAGAIN)
+			return -1;
+		sent = 0;
+	}
+	if (sent > 0)
+		fg_stats_add(counter, (uint64_t)sent);
+	if (sent < n) {
+		d->writable = false;
+		if (d->pipe.rfd < 0 && fg_pipe_get(&w->pipes, &d->pipe) < 0)
+			return -1;
+		/* an empty pipe holds far more than the copy buffer */
+		ssize_t wr = write(d->pipe.wfd, w->copy_buf + sent, (size_t)(n - sent));
+		if (wr != n - sent)
+			return -1;
+		d->inpipe += (size_t)wr;
+	}
+	return 1;
+}
+
 /* Moves what can be moved now in one direction. Returns 0, or -1 when the
  * connection must be reset (an error on either socket). */
 static int dir_pump(struct fg_tcp_conn *c, struct dir *d, int src, int dst,
@@ -222,6 +275,18 @@ static int dir_pump(struct fg_tcp_conn *c, struct dir *d, int src, int dst,
 				throttle_arm(c, dir_wait(d, now));
 				goto done;
 			}
+			if (!d->bulk && d->inpipe == 0 && d->writable) {
+				int r = dir_copy(c, d, src, dst, FG_MIN(grant, sizeof(w->copy_buf)),
+						 counter, now);
+				if (r < 0)
+					return -1;
+				dir_refund(d, grant - FG_MIN(grant, sizeof(w->copy_buf)));
+				if (r > 0)
+					progress = true;
+				if (!progress)
+					break;
+				continue;
+			}
 			if (d->pipe.rfd < 0 && fg_pipe_get(&w->pipes, &d->pipe) < 0) {
 				dir_refund(d, grant);
 				fg_log_rl(FG_LOG_WARN, "forward %s: cannot create pipe: %s",
@@ -239,8 +304,9 @@ static int dir_pump(struct fg_tcp_conn *c, struct dir *d, int src, int dst,
 				 * out of slots: it cannot have if it holds fewer bytes
 				 * than it has slots. Skipping the read that would only
 				 * say EAGAIN is safe with edge-triggered epoll, which
-				 * reports every arrival after this point. */
-				if ((size_t)n < grant && d->inpipe < psize / 4096)
+				 * reports every arrival after this point - but not a
+				 * FIN that came with the data (rdhup): read on to EOF. */
+				if ((size_t)n < grant && d->inpipe < psize / 4096 && !d->rdhup)
 					d->readable = false;
 			} else if (n == 0) {
 				dir_refund(d, grant);
@@ -400,11 +466,15 @@ static void srv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 		c->up.writable = true;
 		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
 			c->down.readable = true;
+		if (events & (EPOLLRDHUP | EPOLLHUP))
+			c->down.rdhup = true;
 		conn_established(c);
 		return;
 	}
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->down.readable = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->down.rdhup = true;
 	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 		c->up.writable = true;
 	conn_pump(c);
@@ -416,6 +486,8 @@ static void cli_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 	struct fg_tcp_conn *c = io->data;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->up.readable = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->up.rdhup = true;
 	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 		c->down.writable = true;
 	conn_pump(c);
