@@ -320,5 +320,6 @@ int fg_loop_run(struct fg_loop *l)
 		run_deferred(l);
 	}
 	run_deferred(l);
+	atomic_store(&l->stop, false); /* the loop may be run again */
 	return 0;
 }
