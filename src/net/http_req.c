@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-static const char *find_head_end(const char *buf, size_t len)
+const char *fg_http_head_end(const char *buf, size_t len)
 {
 	for (size_t i = 0; i + 3 < len; i++)
 		if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' &&
@@ -15,7 +15,7 @@ static const char *find_head_end(const char *buf, size_t len)
 int fg_http_req_parse(const char *buf, size_t len, struct fg_http_req *out)
 {
 	memset(out, 0, sizeof(*out));
-	const char *end = find_head_end(buf, len);
+	const char *end = fg_http_head_end(buf, len);
 	if (!end)
 		return len >= FG_HTTP_MAX_HEAD ? -E2BIG : -EAGAIN;
 	size_t head = (size_t)(end - buf);

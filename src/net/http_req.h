@@ -13,6 +13,9 @@ struct fg_http_req {
 	int minor; /* HTTP/1.minor */
 };
 
+/* The end of an HTTP head (just past the blank line), or NULL. */
+const char *fg_http_head_end(const char *buf, size_t len);
+
 /* Returns the length of the complete head (through the blank line),
  * -EAGAIN if more bytes are needed, -EINVAL if malformed, -E2BIG if the
  * head is over FG_HTTP_MAX_HEAD. */

@@ -44,15 +44,6 @@ int fg_ws_accept_key(const char *client_key, char out[FG_WS_ACCEPT_LEN + 1])
 	return 0;
 }
 
-static const char *find_head_end(const char *buf, size_t len)
-{
-	for (size_t i = 0; i + 3 < len; i++)
-		if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' &&
-		    buf[i + 3] == '\n')
-			return buf + i + 4;
-	return NULL;
-}
-
 static bool is_tchar(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -230,7 +221,7 @@ int fg_ws_parse_upgrade_response(const char *buf, size_t len, const char *expect
 				 int *status)
 {
 	*status = 0;
-	const char *hend = find_head_end(buf, len);
+	const char *hend = fg_http_head_end(buf, len);
 	if (!hend)
 		return len >= FG_WS_MAX_HEAD ? -E2BIG : -EAGAIN;
 	size_t head = (size_t)(hend - buf);
