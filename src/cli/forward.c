@@ -218,7 +218,7 @@ int fg_cli_forward(int argc, char **argv)
 	char err[FG_ERR_MAX], msg[FG_ERR_MAX + 64];
 	int rc = 2;
 	bool any_flag = false;
-	json_t *doc = json_object(), *fw = json_object(), *targets = json_array();
+	json_t *fw = json_object(), *targets = json_array();
 	struct fg_forward_set set = {0};
 	json_object_set_new(fw, "name", json_string("cli"));
 
@@ -272,17 +272,13 @@ int fg_cli_forward(int argc, char **argv)
 			break;
 		case O_MAX_CONNS:
 		case O_MAX_PER_IP:
+			/* a number goes in as a JSON integer, anything else as a
+			 * string: the validator checks the range and names it */
 			errno = 0;
 			n = strtoll(optarg, &end, 10);
-			if (errno || *end || end == optarg || n < 0 || n > 1000000000) {
-				fprintf(stderr,
-					"flowgate: %s: \"%s\" is not a whole number 0-1000000000\n",
-					c == O_MAX_CONNS ? "--max-conns" : "--max-conns-per-ip",
-					optarg);
-				goto out;
-			}
 			json_object_set_new(fw, c == O_MAX_CONNS ? "max_conns" : "max_conns_per_ip",
-					    json_integer(n));
+					    errno || *end || end == optarg ? json_string(optarg)
+									   : json_integer(n));
 			any_flag = true;
 			break;
 		case O_PP:
@@ -435,7 +431,6 @@ int fg_cli_forward(int argc, char **argv)
 	rc = fg_loop_run(app.loop) < 0 ? 1 : 0;
 out:
 	fg_forward_set_free(&set);
-	json_decref(doc);
 	json_decref(fw);
 	json_decref(targets);
 	if (app.sfd >= 0) {

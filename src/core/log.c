@@ -10,8 +10,6 @@
 #include "core/clock.h"
 #include "core/util.h"
 
-#define FG_MIN_SZ(a, b) FG_MIN(a, b)
-
 #define RL_PER_WINDOW 5
 #define RL_WINDOW_NS  FG_NS_PER_SEC
 
@@ -55,7 +53,7 @@ __attribute__((format(printf, 2, 0))) static void vlog(enum fg_log_level lvl, co
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	if (m < 0)
 		return;
-	size_t len = (size_t)n + FG_MIN_SZ((size_t)m, sizeof(line) - (size_t)n - 2);
+	size_t len = (size_t)n + FG_MIN((size_t)m, sizeof(line) - (size_t)n - 2);
 	line[len++] = '\n';
 	/* One write per line so lines from several threads do not interleave. */
 	fwrite(line, 1, len, stderr);

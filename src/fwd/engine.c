@@ -701,55 +701,42 @@ static void stats_sum(struct fg_engine *e, struct fg_stats *s, struct fg_forward
 		    atomic_load_explicit(&sl->refused[FG_REFUSE_NO_TARGET], memory_order_relaxed);
 	}
 	o->conns_active = active > 0 ? (uint64_t)active : 0;
-	for (struct fg_target_stats *t = s->targets; t; t = t->next)
-		o->target_errors += atomic_load_explicit(&t->errors, memory_order_relaxed);
-}
-
-int fg_engine_counters(struct fg_engine *e, const char *name, struct fg_forward_counters *out)
-{
-	for (struct fg_stats *s = e->stats; s; s = s->next) {
-		if (strcmp(s->name, name) == 0) {
-			stats_sum(e, s, out);
-			return 0;
-		}
-	}
-	memset(out, 0, sizeof(*out));
-	return -ENOENT;
 }
 
 void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *b)
 {
-	struct fg_forward_counters c;
 	static const char *const reasons[] = {"max_conns", "max_conns_per_ip", "no_target"};
+
+	/* sum the worker slots once, so every family of a scrape shows the
+	 * same moment */
+	for (struct fg_stats *s = e->stats; s; s = s->next)
+		stats_sum(e, s, &s->snap);
 
 	fg_prom_family(b, "flowgate_forward_bytes_total", "counter",
 		       "Bytes delivered, up = client to target, down = target to client.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {
-		stats_sum(e, s, &c);
 		const char *up[] = {"forward", s->name, "direction", "up", NULL};
 		const char *down[] = {"forward", s->name, "direction", "down", NULL};
-		fg_prom_sample(b, "flowgate_forward_bytes_total", up, c.bytes_up);
-		fg_prom_sample(b, "flowgate_forward_bytes_total", down, c.bytes_down);
+		fg_prom_sample(b, "flowgate_forward_bytes_total", up, s->snap.bytes_up);
+		fg_prom_sample(b, "flowgate_forward_bytes_total", down, s->snap.bytes_down);
 	}
 	fg_prom_family(b, "flowgate_forward_connections_active", "gauge",
 		       "Open TCP connections and UDP sessions.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {
-		stats_sum(e, s, &c);
 		const char *l[] = {"forward", s->name, NULL};
-		fg_prom_sample(b, "flowgate_forward_connections_active", l, c.conns_active);
+		fg_prom_sample(b, "flowgate_forward_connections_active", l, s->snap.conns_active);
 	}
 	fg_prom_family(b, "flowgate_forward_connections_total", "counter",
 		       "Accepted TCP connections and UDP sessions.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {
-		stats_sum(e, s, &c);
 		const char *l[] = {"forward", s->name, NULL};
-		fg_prom_sample(b, "flowgate_forward_connections_total", l, c.conns_total);
+		fg_prom_sample(b, "flowgate_forward_connections_total", l, s->snap.conns_total);
 	}
 	fg_prom_family(b, "flowgate_forward_refused_total", "counter",
 		       "Connections refused, by reason.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {
-		stats_sum(e, s, &c);
-		uint64_t v[] = {c.refused_max_conns, c.refused_per_ip, c.refused_no_target};
+		uint64_t v[] = {s->snap.refused_max_conns, s->snap.refused_per_ip,
+				s->snap.refused_no_target};
 		for (size_t i = 0; i < FG_ARRAY_LEN(reasons); i++) {
 			const char *l[] = {"forward", s->name, "reason", reasons[i], NULL};
 			fg_prom_sample(b, "flowgate_forward_refused_total", l, v[i]);

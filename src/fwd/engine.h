@@ -35,11 +35,10 @@ int fg_engine_apply(struct fg_engine *e, const struct fg_forward_set *set, char 
 /* Appends the Prometheus text of every running forward. */
 void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *out);
 
-/* Counters of one forward, summed over workers (0 if unknown). */
+/* Counters of one forward, summed over workers. */
 struct fg_forward_counters {
 	uint64_t bytes_up, bytes_down, conns_total, conns_active;
-	uint64_t refused_max_conns, refused_per_ip, refused_no_target, target_errors;
+	uint64_t refused_max_conns, refused_per_ip, refused_no_target;
 };
-int fg_engine_counters(struct fg_engine *e, const char *name, struct fg_forward_counters *out);
 
 #endif

@@ -13,6 +13,7 @@
 #include "core/pool.h"
 #include "core/util.h"
 #include "fwd/config.h"
+#include "fwd/engine.h"
 #include "net/bucket.h"
 
 #define FG_MAX_WORKERS	    64
@@ -53,6 +54,7 @@ struct fg_stats {
 	struct fg_stats *next; /* registry list (control thread) */
 	char name[FG_NAME_MAX + 1];
 	struct fg_target_stats *targets; /* append-only list, control thread adds */
+	struct fg_forward_counters snap; /* control thread: the sum one scrape reports */
 	struct fg_stats_slot slot[];	 /* one per worker */
 };
 
@@ -72,9 +74,7 @@ struct fg_target {
 	_Atomic uint32_t seq;
 	uint32_t naddrs;
 	struct sockaddr_storage addrs[FG_MAX_ADDRS];
-	_Atomic uint32_t addr_rr;
 	/* control thread only */
-	int64_t resolve_at;
 	bool resolving;
 	uint32_t hc_ok, hc_bad;
 	int hc_fd;
@@ -152,9 +152,9 @@ struct fg_worker {
 	struct fg_listener *listeners;
 	struct fg_slab conn_slab, sess_slab;
 	struct fg_pipe_pool pipes;
-	/* every open tcp conn / udp session, for closing a removed forward */
+	/* every open tcp conn, for closing a removed forward (udp sessions
+	 * belong to their listener and close with it) */
 	struct fg_tcp_conn *conns;
-	struct fg_udp_session *sessions;
 	/* udp batch buffers */
 	void *udp_bufs;
 	/* small TCP reads are copied through here instead of spliced */
@@ -194,14 +194,12 @@ void fg_udp_worker_deinit(struct fg_worker *w);
 int fg_udp_listener_init(struct fg_listener *l);
 void fg_udp_listener_deinit(struct fg_listener *l);
 void fg_udp_recv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events);
-void fg_udp_close_fwd(struct fg_worker *w, struct fg_fwd *f);
 
 /* target.c */
 /* Picks a target for a client; returns its index or -1. skip: tried ones. */
 int fg_target_pick(struct fg_fwd *f, const struct sockaddr *client, uint64_t skip, int64_t now);
 /* Copies the address to dial for target t at listen port index port_idx. */
-bool fg_target_addr(struct fg_fwd *f, struct fg_target *t, unsigned port_idx,
-		    struct sockaddr_storage *out);
+bool fg_target_addr(struct fg_target *t, unsigned port_idx, struct sockaddr_storage *out);
 void fg_target_failed(struct fg_fwd *f, struct fg_target *t, int64_t now);
 void fg_target_succeeded(struct fg_fwd *f, struct fg_target *t);
 void fg_target_init(struct fg_fwd *f, struct fg_target *t, const struct fg_endpoint *ep);

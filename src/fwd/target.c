@@ -54,8 +54,7 @@ int fg_target_pick(struct fg_fwd *f, const struct sockaddr *client, uint64_t ski
 /* Readers copy under the seqlock: the control thread may be publishing a
  * new resolution at the same moment. seq 0 = never resolved; odd = write
  * in progress. */
-bool fg_target_addr(struct fg_fwd *f, struct fg_target *t, unsigned port_idx,
-		    struct sockaddr_storage *out)
+bool fg_target_addr(struct fg_target *t, unsigned port_idx, struct sockaddr_storage *out)
 {
 	uint32_t s1, s2, n;
 	do {
@@ -76,7 +75,6 @@ bool fg_target_addr(struct fg_fwd *f, struct fg_target *t, unsigned port_idx,
 	uint16_t port = t->ep.port_lo;
 	if (t->ep.port_hi != t->ep.port_lo)
 		port = (uint16_t)(t->ep.port_lo + port_idx);
-	(void)f;
 	fg_addr_set_port((struct sockaddr *)out, port);
 	return true;
 }
@@ -163,7 +161,7 @@ static void hc_start_cb(struct fg_loop *loop, struct fg_timer *tm)
 	struct fg_target *t = tm->data;
 	struct fg_fwd *f = t->fwd;
 	struct sockaddr_storage sa;
-	if (!fg_target_addr(f, t, 0, &sa)) {
+	if (!fg_target_addr(t, 0, &sa)) {
 		hc_schedule(f->engine, t);
 		return;
 	}
@@ -350,7 +348,6 @@ static void resolve_done(void *arg, int status, int timeouts, struct ares_addrin
 	}
 	if (res)
 		ares_freeaddrinfo(res);
-	t->resolve_at = fg_loop_now(e->ctl) + next;
 	fg_timer_start(e->ctl, &t->resolve_timer, next);
 	fg_fwd_unref(f); /* the control thread still holds its own reference */
 }

@@ -244,6 +244,49 @@ static int dir_copy(struct fg_tcp_conn *c, struct dir *d, int src, int dst, size
 	return 1;
 }
 
+/* Reads from the source into the direction's pipe (taken from the pool
+ * on demand). `grant` bytes were taken from the buckets; unused ones are
+ * refunded here. Returns 1 on progress, 0 on none, -1 on an error. */
+static int dir_splice_in(struct fg_tcp_conn *c, struct dir *d, int src, size_t grant, size_t psize,
+			 int64_t now)
+{
+	struct fg_worker *w = c->w;
+	if (d->pipe.rfd < 0 && fg_pipe_get(&w->pipes, &d->pipe) < 0) {
+		dir_refund(d, grant);
+		fg_log_rl(FG_LOG_WARN, "forward %s: cannot create pipe: %s", c->fwd->cfg.name,
+			  strerror(errno));
+		return -1;
+	}
+	ssize_t n = splice(src, NULL, d->pipe.wfd, NULL, grant, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		dir_refund(d, grant - (size_t)n);
+		d->inpipe += (size_t)n;
+		c->last_active = now;
+		/* A short read drained the socket, unless the pipe ran out of
+		 * slots: it cannot have if it holds fewer bytes than it has
+		 * slots. Skipping the read that would only say EAGAIN is safe
+		 * with edge-triggered epoll, which reports every arrival after
+		 * this point - but not a FIN that came with the data (rdhup):
+		 * read on to EOF. */
+		if ((size_t)n < grant && d->inpipe < psize / 4096 && !d->rdhup)
+			d->readable = false;
+		return 1;
+	}
+	dir_refund(d, grant);
+	if (n == 0) {
+		d->eof = true;
+		return 0;
+	}
+	if (errno != EAGAIN)
+		return -1;
+	/* EAGAIN with bytes in the pipe may mean the pipe ran out of slots,
+	 * not that the socket is empty: keep `readable` and retry after
+	 * draining. */
+	if (d->inpipe == 0)
+		d->readable = false;
+	return 0;
+}
+
 /* Moves what can be moved now in one direction. Returns 0, or -1 when the
  * connection must be reset (an error on either socket). */
 static int dir_pump(struct fg_tcp_conn *c, struct dir *d, int src, int dst,
@@ -269,59 +312,20 @@ static int dir_pump(struct fg_tcp_conn *c, struct dir *d, int src, int dst,
 			}
 		}
 		if (!d->eof && d->readable && d->inpipe < psize) {
-			size_t want = psize - d->inpipe;
+			/* small first reads are copied (see dir_copy), bulk is spliced */
+			bool copy = !d->bulk && d->inpipe == 0 && d->writable;
+			size_t want = copy ? sizeof(w->copy_buf) : psize - d->inpipe;
 			size_t grant = dir_grant(d, want, now);
 			if (grant == 0) {
 				throttle_arm(c, dir_wait(d, now));
 				goto done;
 			}
-			if (!d->bulk && d->inpipe == 0 && d->writable) {
-				int r = dir_copy(c, d, src, dst, FG_MIN(grant, sizeof(w->copy_buf)),
-						 counter, now);
-				if (r < 0)
-					return -1;
-				dir_refund(d, grant - FG_MIN(grant, sizeof(w->copy_buf)));
-				if (r > 0)
-					progress = true;
-				if (!progress)
-					break;
-				continue;
-			}
-			if (d->pipe.rfd < 0 && fg_pipe_get(&w->pipes, &d->pipe) < 0) {
-				dir_refund(d, grant);
-				fg_log_rl(FG_LOG_WARN, "forward %s: cannot create pipe: %s",
-					  c->fwd->cfg.name, strerror(errno));
+			int r = copy ? dir_copy(c, d, src, dst, grant, counter, now)
+				     : dir_splice_in(c, d, src, grant, psize, now);
+			if (r < 0)
 				return -1;
-			}
-			ssize_t n = splice(src, NULL, d->pipe.wfd, NULL, grant,
-					   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (n > 0) {
-				dir_refund(d, grant - (size_t)n);
-				d->inpipe += (size_t)n;
-				c->last_active = now;
+			if (r > 0)
 				progress = true;
-				/* A short read drained the socket, unless the pipe ran
-				 * out of slots: it cannot have if it holds fewer bytes
-				 * than it has slots. Skipping the read that would only
-				 * say EAGAIN is safe with edge-triggered epoll, which
-				 * reports every arrival after this point - but not a
-				 * FIN that came with the data (rdhup): read on to EOF. */
-				if ((size_t)n < grant && d->inpipe < psize / 4096 && !d->rdhup)
-					d->readable = false;
-			} else if (n == 0) {
-				dir_refund(d, grant);
-				d->eof = true;
-			} else if (errno == EAGAIN) {
-				dir_refund(d, grant);
-				/* EAGAIN with bytes in the pipe may mean the pipe
-				 * ran out of slots, not that the socket is empty:
-				 * keep `readable` and retry after draining. */
-				if (d->inpipe == 0)
-					d->readable = false;
-			} else {
-				dir_refund(d, grant);
-				return -1;
-			}
 		}
 		if (!progress)
 			break;
@@ -426,14 +430,18 @@ static void conn_established(struct fg_tcp_conn *c)
 	conn_pump(c);
 }
 
+/* A connect to t failed: count it against the target and log it. */
+static void dial_failed(struct fg_fwd *f, struct fg_target *t, int err, int64_t now)
+{
+	fg_target_failed(f, t, now);
+	fg_log_rl(FG_LOG_WARN, "forward %s: target %s:%u: %s", f->cfg.name, t->ep.host,
+		  t->ep.port_lo, strerror(err));
+}
+
 static void connect_failed(struct fg_tcp_conn *c, int err)
 {
 	struct fg_worker *w = c->w;
-	char addr[FG_ADDRSTR_MAX];
-	fg_target_failed(c->fwd, c->target, fg_loop_now(w->loop));
-	fg_log_rl(FG_LOG_WARN, "forward %s: target %s:%u: %s", c->fwd->cfg.name, c->target->ep.host,
-		  c->target->ep.port_lo, strerror(err));
-	FG_UNUSED(addr);
+	dial_failed(c->fwd, c->target, err, fg_loop_now(w->loop));
 	close_side(w->loop, &c->srv, false);
 	atomic_fetch_sub(&c->target->active, 1);
 	c->target = NULL;
@@ -445,6 +453,18 @@ static void connect_timeout_cb(struct fg_loop *loop, struct fg_timer *t)
 {
 	FG_UNUSED(loop);
 	connect_failed(t->data, ETIMEDOUT);
+}
+
+/* Records what epoll said about one socket: `rd` is the direction that
+ * reads from it, `wr` the one that writes to it. */
+static void note_events(struct dir *rd, struct dir *wr, uint32_t events)
+{
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		rd->readable = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		rd->rdhup = true;
+	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+		wr->writable = true;
 }
 
 static void srv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
@@ -463,20 +483,11 @@ static void srv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 			connect_failed(c, err ? err : ECONNREFUSED);
 			return;
 		}
-		c->up.writable = true;
-		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
-			c->down.readable = true;
-		if (events & (EPOLLRDHUP | EPOLLHUP))
-			c->down.rdhup = true;
+		note_events(&c->down, &c->up, events);
 		conn_established(c);
 		return;
 	}
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		c->down.readable = true;
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		c->down.rdhup = true;
-	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-		c->up.writable = true;
+	note_events(&c->down, &c->up, events);
 	conn_pump(c);
 }
 
@@ -484,12 +495,7 @@ static void cli_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 {
 	FG_UNUSED(loop);
 	struct fg_tcp_conn *c = io->data;
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		c->up.readable = true;
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		c->up.rdhup = true;
-	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-		c->down.writable = true;
+	note_events(&c->up, &c->down, events);
 	conn_pump(c);
 }
 
@@ -511,7 +517,7 @@ static int conn_connect(struct fg_tcp_conn *c)
 			c->tried |= 1ull << idx;
 		struct fg_target *t = &f->targets[idx];
 		struct sockaddr_storage sa;
-		if (!fg_target_addr(f, t, c->port_idx, &sa))
+		if (!fg_target_addr(t, c->port_idx, &sa))
 			continue; /* name not resolved yet */
 		int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
@@ -525,13 +531,7 @@ static int conn_connect(struct fg_tcp_conn *c)
 		    errno != EINPROGRESS) {
 			int e = errno;
 			close(fd);
-			c->target = t;
-			atomic_fetch_add(&t->active, 1);
-			fg_target_failed(f, t, now);
-			fg_log_rl(FG_LOG_WARN, "forward %s: target %s:%u: %s", f->cfg.name,
-				  t->ep.host, t->ep.port_lo, strerror(e));
-			atomic_fetch_sub(&t->active, 1);
-			c->target = NULL;
+			dial_failed(f, t, e, now);
 			continue;
 		}
 		if (fg_io_start(w->loop, &c->srv, fd, CONN_EVENTS, srv_cb, c) < 0) {

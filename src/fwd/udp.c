@@ -112,6 +112,26 @@ static struct fg_stats_slot *slot_of(struct fg_listener *l)
 	return &l->fwd->stats->slot[l->w->id];
 }
 
+/* Over the rate: stop reading `io` and resume by timer when the bucket
+ * allows a byte again; meanwhile the kernel's socket buffer holds (or
+ * drops) what comes. Returns true when paused. */
+static bool paused_by_limit(struct fg_loop *loop, struct fg_io *io, struct fg_timer *resume,
+			    struct fg_bucket *b, int64_t now)
+{
+	int64_t wait = fg_bucket_wait_ns(b, 1, now);
+	if (wait <= 0)
+		return false;
+	fg_io_modify(loop, io, 0);
+	fg_timer_start(loop, resume, wait);
+	return true;
+}
+
+/* Timer data: the fg_io that paused_by_limit stopped. */
+static void resume_reading_cb(struct fg_loop *loop, struct fg_timer *t)
+{
+	fg_io_modify(loop, t->data, EPOLLIN);
+}
+
 static void sess_free_deferred(void *data)
 {
 	struct fg_udp_session *s = data;
@@ -165,11 +185,8 @@ static void sess_recv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events
 	struct udp_bufs *ub = l->w->udp_bufs;
 	int64_t now = fg_loop_now(loop);
 
-	if (fg_bucket_limited(&f->down) && fg_bucket_wait_ns(&f->down, 1, now) > 0) {
-		fg_io_modify(loop, &s->io, 0);
-		fg_timer_start(loop, &s->throttle, fg_bucket_wait_ns(&f->down, 1, now));
+	if (paused_by_limit(loop, &s->io, &s->throttle, &f->down, now))
 		return;
-	}
 	for (int i = 0; i < BATCH; i++) {
 		ub->iov[i] = (struct iovec){ub->data[i], DGRAM_MAX};
 		ub->msgs[i].msg_hdr = (struct msghdr){.msg_iov = &ub->iov[i], .msg_iovlen = 1};
@@ -183,11 +200,8 @@ static void sess_recv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events
 		sess_close(s);
 		return;
 	}
-	uint64_t bytes = 0;
 	for (int i = 0; i < n; i++) {
-		size_t len = ub->msgs[i].msg_len;
-		bytes += len;
-		ub->iov[i].iov_len = len;
+		ub->iov[i].iov_len = ub->msgs[i].msg_len;
 		struct msghdr *h = &ub->msgs[i].msg_hdr;
 		h->msg_name = &s->client;
 		h->msg_namelen = fg_addr_len((struct sockaddr *)&s->client);
@@ -217,16 +231,9 @@ static void sess_recv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events
 	uint64_t sent_bytes = 0;
 	for (int i = 0; i < sent; i++)
 		sent_bytes += ub->msgs[i].msg_len;
-	FG_UNUSED(bytes);
 	fg_bucket_charge(&f->down, sent_bytes, now);
 	fg_stats_add(&slot_of(l)->bytes_down, sent_bytes);
 	s->last_active = now;
-}
-
-static void sess_throttle_cb(struct fg_loop *loop, struct fg_timer *t)
-{
-	struct fg_udp_session *s = t->data;
-	fg_io_modify(loop, &s->io, EPOLLIN);
 }
 
 static struct fg_udp_session *sess_open(struct fg_listener *l,
@@ -259,7 +266,7 @@ static struct fg_udp_session *sess_open(struct fg_listener *l,
 	s->per_ip_held = per_ip;
 	fg_io_init(&s->io);
 	fg_timer_init(&s->timer, sess_idle_cb, s);
-	fg_timer_init(&s->throttle, sess_throttle_cb, s);
+	fg_timer_init(&s->throttle, resume_reading_cb, &s->io);
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
 		if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
 			memcpy(&s->local4, CMSG_DATA(cm), sizeof(s->local4));
@@ -281,7 +288,7 @@ static struct fg_udp_session *sess_open(struct fg_listener *l,
 			tried |= 1ull << idx;
 		struct fg_target *t = &f->targets[idx];
 		struct sockaddr_storage sa;
-		if (!fg_target_addr(f, t, l->port_idx, &sa))
+		if (!fg_target_addr(t, l->port_idx, &sa))
 			continue;
 		int fd = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -319,12 +326,6 @@ err:
 	return NULL;
 }
 
-static void listener_throttle_cb(struct fg_loop *loop, struct fg_timer *t)
-{
-	struct fg_listener *l = t->data;
-	fg_io_modify(loop, &l->io, EPOLLIN);
-}
-
 /* Client datagrams: listener -> session upstream socket. */
 void fg_udp_recv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 {
@@ -334,12 +335,8 @@ void fg_udp_recv_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 	struct udp_bufs *ub = l->w->udp_bufs;
 	int64_t now = fg_loop_now(loop);
 
-	if (fg_bucket_limited(&f->up) && fg_bucket_wait_ns(&f->up, 1, now) > 0) {
-		/* over the rate: stop reading; the socket buffer holds what comes */
-		fg_io_modify(loop, io, 0);
-		fg_timer_start(loop, &l->sessions->throttle, fg_bucket_wait_ns(&f->up, 1, now));
+	if (paused_by_limit(loop, io, &l->sessions->throttle, &f->up, now))
 		return;
-	}
 	for (int i = 0; i < BATCH; i++) {
 		ub->iov[i] = (struct iovec){ub->data[i], DGRAM_MAX};
 		ub->msgs[i].msg_hdr = (struct msghdr){
@@ -400,7 +397,7 @@ int fg_udp_listener_init(struct fg_listener *l)
 		fg_free(t);
 		return -ENOMEM;
 	}
-	fg_timer_init(&t->throttle, listener_throttle_cb, l);
+	fg_timer_init(&t->throttle, resume_reading_cb, &l->io);
 	l->sessions = t;
 	return 0;
 }

@@ -35,4 +35,5 @@ int64_t fg_bucket_wait_ns(struct fg_bucket *b, size_t n, int64_t now);
 /* Charges n bytes unconditionally (may leave the bucket in debt): for
  * datagrams, which are already read when their size becomes known. */
 void fg_bucket_charge(struct fg_bucket *b, size_t n, int64_t now);
+
 #endif
