@@ -1,0 +1,56 @@
+/* The agent hub: one WebSocket session (JSON-RPC 2.0 text frames) per
+ * enrolled node, on the server's loop. It authenticates agents by node
+ * token, compiles and pushes each node's desired state, records what the
+ * agents report (liveness, applied revision, per-object status, counters)
+ * in the store. Protocol: doc/protocol.md. Loop thread only. */
+#ifndef FG_SERVER_HUB_H
+#define FG_SERVER_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/loop-t.h"
+#include "core/strbuf.h"
+#include "server/store.h"
+
+struct fg_hub;
+
+struct fg_hub_opts {
+	int64_t ping_interval_ns; /* 0 = default (10 s); offline after 3 missed */
+	int64_t flush_interval_ns; /* batching of store writes; 0 = default (1 s) */
+};
+
+/* store is borrowed and used from the loop thread only. opts may be NULL. */
+struct fg_hub *fg_hub_new(struct fg_loop *loop, struct fg_store *st, const struct fg_hub_opts *o);
+/* Closes every session, marks their nodes offline. NULL is fine. */
+void fg_hub_free(struct fg_hub *hub);
+
+/* Authenticates an agent's upgrade request by its bearer token (the node
+ * token, "fgn_..."). Returns 0 with *node_id set, or -EACCES. */
+int fg_hub_authenticate(struct fg_hub *hub, const char *token, int64_t *node_id);
+
+/* Takes over an upgraded HTTP connection of node node_id: fd (connected,
+ * non-blocking) is owned by the hub from now on; early/early_len are
+ * WebSocket bytes already read (copied). When the session ends the hub
+ * calls done(done_arg) once, so the HTTP layer can release its side.
+ * A second session of the same node replaces the first. */
+void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early,
+		   size_t early_len, void (*done)(void *done_arg), void *done_arg);
+
+/* The desired state of these nodes may have changed (a forward, group or
+ * membership was written and committed): recompile each node's document,
+ * bump its desired_rev if the document differs, push it to the node if
+ * connected. Unknown ids are skipped. Returns 0 or a negative errno. */
+int fg_hub_refresh(struct fg_hub *hub, const int64_t *node_ids, size_t n);
+
+/* Ends the node's session, if any (node deleted). */
+void fg_hub_kick(struct fg_hub *hub, int64_t node_id);
+
+bool fg_hub_online(const struct fg_hub *hub, int64_t node_id);
+size_t fg_hub_sessions(const struct fg_hub *hub);
+
+/* Appends Prometheus text (sessions, messages, applies). */
+void fg_hub_metrics(const struct fg_hub *hub, struct fg_strbuf *out);
+
+#endif
