@@ -206,14 +206,20 @@ static void win_init(struct win *w, uint32_t initial)
 }
 
 /* Credit worth granting now: the owner consumed at least half a window
- * since the last grant. Smaller updates would only add frames. */
+ * since the last grant (smaller updates would only add frames), or the
+ * peer is down to its last quarter of credit and anything at all was
+ * consumed. The second rule matters for the session window: bytes parked
+ * on stalled streams count against it, and with half of it parked the
+ * first rule alone would never fire again and starve every other stream. */
 static uint64_t win_due(const struct win *w)
 {
 	uint64_t want = w->consumed + w->target;
 	if (want <= w->limit)
 		return 0;
 	uint64_t d = want - w->limit;
-	return d >= w->target / 2 ? d : 0;
+	if (d >= w->target / 2 || w->limit - w->recv < w->target / 4)
+		return d;
+	return 0;
 }
 
 /* Doubles the window when the owner drained the last epoch's bytes in

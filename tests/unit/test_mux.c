@@ -315,19 +315,68 @@ static void test_mux_credit_returns_only_after_consumption(void **st)
 	struct fg_mux_stream_info si;
 	fg_mux_stream_info(x->s, &si);
 	assert_int_equal(si.tx_credit, 0);
-	/* consuming less than half a window returns nothing yet */
-	assert_int_equal(fg_mux_stream_consumed(y->s, W / 2 - 1), 0);
+	/* nothing comes back until the reader consumes: more pumping moves
+	 * no byte */
 	pump(a, b, &now, 1000, 1000);
+	assert_int_equal(y->received, W);
 	fg_mux_stream_info(x->s, &si);
 	assert_int_equal(si.tx_credit, 0);
-	assert_int_equal(y->received, W);
-	/* one more byte crosses half a window: exactly that much comes back */
-	assert_int_equal(fg_mux_stream_consumed(y->s, 1), 0);
+	/* the peer is out of credit, so what was consumed goes back, exactly */
+	assert_int_equal(fg_mux_stream_consumed(y->s, 1000), 0);
 	pump(a, b, &now, 1000, 1000);
-	assert_int_equal(y->received, W + W / 2);
+	assert_int_equal(y->received, W + 1000);
+	fg_mux_stream_info(x->s, &si);
+	assert_int_equal(si.tx_credit, 0);
+	fg_mux_stream_info(y->s, &si);
+	assert_int_equal(si.rx_buffered, W);
+	assert_int_equal(si.rx_peer_credit, 0);
+	/* half a window consumed at once goes back in one update */
+	assert_int_equal(fg_mux_stream_consumed(y->s, W / 2), 0);
+	pump(a, b, &now, 1000, 1000);
+	assert_int_equal(y->received, W + 1000 + W / 2);
 	fg_mux_stream_info(y->s, &si);
 	assert_int_equal(si.rx_buffered, W);
 	assert_int_equal(si.rx_window, W); /* no auto-tuning here */
+	fg_mux_free(a->m);
+	fg_mux_free(b->m);
+	free(a);
+	free(b);
+}
+
+static void test_mux_several_stalled_readers_do_not_starve_the_rest(void **st)
+{
+	struct side *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	struct fg_mux_config cfg = {.no_autotune = 1};
+	side_init(a, 1, &cfg);
+	side_init(b, 0, &cfg);
+	/* three readers stop: 768 KiB of the 1 MiB session window parked */
+	struct tstream *t[13];
+	for (int i = 0; i < 13; i++) {
+		struct fg_mux_stream *s;
+		assert_int_equal(fg_mux_stream_open(a->m, &s), 0);
+		t[i] = track(a, s, i < 3 ? 4u << 20 : 600000);
+	}
+	int64_t now = 0;
+	for (int round = 0; round < 2000; round++) {
+		/* mark the stalled ones as soon as b knows them */
+		for (int i = 0; i < 3; i++) {
+			struct tstream *y = b->by_id[t[i]->id];
+			if (y)
+				y->stall = 1;
+		}
+		if (pump(a, b, &now, 1000, 1) == 0)
+			break;
+	}
+	for (int i = 3; i < 13; i++) {
+		struct tstream *y = b->by_id[t[i]->id];
+		assert_int_equal(y->received, 600000);
+		assert_true(y->rx_hash == t[i]->tx_hash);
+	}
+	for (int i = 0; i < 3; i++)
+		assert_true(b->by_id[t[i]->id]->received <= FG_MUX_INITIAL_STREAM_WINDOW);
+	struct fg_mux_info mi;
+	fg_mux_info(b->m, &mi);
+	assert_true(mi.rx_buffered <= FG_MUX_INITIAL_SESSION_WINDOW);
 	fg_mux_free(a->m);
 	fg_mux_free(b->m);
 	free(a);
@@ -642,6 +691,7 @@ int main(void)
 	    cmocka_unit_test(test_mux_header_roundtrip_and_rules),
 	    cmocka_unit_test(test_mux_200_streams_intact_and_stalled_reader_does_not_block_others),
 	    cmocka_unit_test(test_mux_credit_returns_only_after_consumption),
+	    cmocka_unit_test(test_mux_several_stalled_readers_do_not_starve_the_rest),
 	    cmocka_unit_test(test_mux_window_grows_with_fast_reader_up_to_max),
 	    cmocka_unit_test(test_mux_drr_shares_between_busy_streams),
 	    cmocka_unit_test(test_mux_control_frames_go_before_data),

@@ -177,9 +177,8 @@ static void handshake(struct end *a, struct end *b)
 	struct fg_hs_req req = {.kind = FG_HS_KIND_DIAL, .tunnel_id = 42, .mux = 1};
 	req.present = 1u << FG_HS_TLV_MUX;
 	size_t alen;
-	assert_int_equal(fg_hs_dialer_on_hello(&d, hello, (size_t)hn, &req, now, auth,
-					       sizeof(auth), &alen),
-			 hn);
+	assert_int_equal(
+	    fg_hs_dialer_on_hello(&d, hello, (size_t)hn, &req, now, auth, sizeof(auth), &alen), hn);
 	struct fg_hs_req got;
 	assert_int_equal(fg_hs_listener_on_auth(&l, auth, alen, now, &got), (int)alen);
 	assert_int_equal(got.tunnel_id, 42);
