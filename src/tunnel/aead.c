@@ -1,6 +1,7 @@
 #include "tunnel/aead.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -125,6 +126,8 @@ int fg_aead_seal(struct fg_aead_sealer *s, const uint8_t *in, size_t len, uint8_
 		return -EOVERFLOW;
 	if (!len)
 		return 0;
+	if (len > INT_MAX / 2)
+		return -E2BIG; /* the result must fit the int return */
 	size_t need = fg_aead_sealed_size(len);
 	if (cap < need)
 		return -ENOSPC;

@@ -63,7 +63,8 @@ void fg_aead_sealer_deinit(struct fg_aead_sealer *s);
 
 /* Seals len bytes (len may exceed FG_AEAD_MAX_PAYLOAD: it is split into
  * frames) into out. Returns the bytes written (fg_aead_sealed_size(len)),
- * -ENOSPC if cap is too small (nothing written, counter unchanged),
+ * -ENOSPC if cap is too small (nothing written, counter unchanged), -E2BIG
+ * for len above INT_MAX / 2,
  * -EOVERFLOW if the counter would pass FG_AEAD_COUNTER_MAX (the sealer is
  * then dead: the connection must end and a new handshake start), or -EIO.
  * len 0 writes nothing and returns 0: empty frames do not exist. */
