@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/util.h"
+#include "tunnel/aead.h"
 
 static const uint8_t MAGIC[3] = {'F', 'G', 'T'};
 static const char LABEL_DIALER[] = "flowgate hs v1 dialer";
@@ -620,4 +621,18 @@ int fg_hs_listener_accept(struct fg_hs_listener *l, const uint8_t *reply, size_t
 void fg_hs_listener_wipe(struct fg_hs_listener *l)
 {
 	OPENSSL_cleanse(l, sizeof(*l));
+}
+
+int fg_hs_dialer_aead_keys(const struct fg_hs_dialer *d, struct fg_aead_keys *out)
+{
+	if (d->state != 2)
+		return -EINVAL;
+	return fg_aead_derive(d->psk, d->psk_len, d->listener_nonce, d->nonce, 1, out);
+}
+
+int fg_hs_listener_aead_keys(const struct fg_hs_listener *l, struct fg_aead_keys *out)
+{
+	if (l->state != 1 && l->state != 2)
+		return -EINVAL;
+	return fg_aead_derive(l->psk, l->psk_len, l->nonce, l->dialer_nonce, 0, out);
 }

@@ -253,4 +253,12 @@ int fg_hs_listener_accept(struct fg_hs_listener *l, const uint8_t *reply, size_t
 			  uint8_t *out, size_t cap);
 void fg_hs_listener_wipe(struct fg_hs_listener *l);
 
+/* The AEAD keys of this link (tunnel/aead.h key schedule), once the
+ * handshake got far enough: the dialer after a verified ACCEPT, the
+ * listener after a verified AUTH. Returns 0, -EINVAL before that (or for
+ * a PSK shorter than FG_AEAD_PSK_MIN), -EIO. */
+struct fg_aead_keys;
+int fg_hs_dialer_aead_keys(const struct fg_hs_dialer *d, struct fg_aead_keys *out);
+int fg_hs_listener_aead_keys(const struct fg_hs_listener *l, struct fg_aead_keys *out);
+
 #endif

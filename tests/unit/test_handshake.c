@@ -106,14 +106,20 @@ static void test_handshake_mutual_success_and_same_aead_keys(void **st)
 			 n);
 	assert_int_equal(rlen, 2);
 	assert_memory_equal(reply, "ok", 2);
-	/* both sides now hold what the AEAD key schedule needs */
+	/* both sides now derive the same AEAD keys, crossed */
+	struct fg_aead_keys dk2, lk2;
+	assert_int_equal(fg_hs_dialer_aead_keys(&f->d, &dk2), 0);
+	assert_int_equal(fg_hs_listener_aead_keys(&f->l, &lk2), 0);
+	assert_memory_equal(dk2.tx, lk2.rx, 32);
+	assert_memory_equal(dk2.rx, lk2.tx, 32);
+	/* and by hand from the fields, the same */
 	struct fg_aead_keys dk, lk;
 	assert_int_equal(
 	    fg_aead_derive(f->d.psk, f->d.psk_len, f->d.listener_nonce, f->d.nonce, 1, &dk), 0);
 	assert_int_equal(
 	    fg_aead_derive(f->l.psk, f->l.psk_len, f->l.nonce, f->l.dialer_nonce, 0, &lk), 0);
-	assert_memory_equal(dk.tx, lk.rx, 32);
-	assert_memory_equal(dk.rx, lk.tx, 32);
+	assert_memory_equal(dk.tx, dk2.tx, 32);
+	assert_memory_equal(lk.tx, lk2.tx, 32);
 }
 
 static void test_handshake_any_split_of_messages_waits(void **st)
@@ -167,6 +173,9 @@ static void test_handshake_wrong_key_refused_and_not_cached(void **st)
 	bad[5] ^= 1;
 	assert_int_equal(run_auth(f, 1, 2, KEY_ID, bad, NOW, &got), -EBADMSG);
 	assert_int_equal(fg_hs_listener_accept(&f->l, NULL, 0, f->acc, sizeof(f->acc)), -EINVAL);
+	struct fg_aead_keys k;
+	assert_int_equal(fg_hs_listener_aead_keys(&f->l, &k), -EINVAL);
+	assert_int_equal(fg_hs_dialer_aead_keys(&f->d, &k), -EINVAL);
 	/* an unauthenticated message must not burn the nonce */
 	assert_int_equal(fg_hs_replay_live(&f->cache, NOW), 0);
 	assert_true(run_auth(f, 1, 2, KEY_ID, psk, NOW, &got) > 0);

@@ -186,8 +186,8 @@ static void handshake(struct end *a, struct end *b)
 	int an = fg_hs_listener_accept(&l, NULL, 0, acc, sizeof(acc));
 	assert_int_equal(fg_hs_dialer_on_answer(&d, acc, (size_t)an, NULL, 0, NULL, NULL), an);
 	struct fg_aead_keys dk, lk;
-	assert_int_equal(fg_aead_derive(d.psk, d.psk_len, d.listener_nonce, d.nonce, 1, &dk), 0);
-	assert_int_equal(fg_aead_derive(l.psk, l.psk_len, l.nonce, l.dialer_nonce, 0, &lk), 0);
+	assert_int_equal(fg_hs_dialer_aead_keys(&d, &dk), 0);
+	assert_int_equal(fg_hs_listener_aead_keys(&l, &lk), 0);
 	assert_int_equal(fg_aead_sealer_init(&a->seal, dk.tx), 0);
 	assert_int_equal(fg_aead_opener_init(&a->open, dk.rx), 0);
 	assert_int_equal(fg_aead_sealer_init(&b->seal, lk.tx), 0);
