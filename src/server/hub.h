@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/loop-t.h"
 #include "core/strbuf.h"
 #include "server/store.h"
@@ -17,7 +19,7 @@
 struct fg_hub;
 
 struct fg_hub_opts {
-	int64_t ping_interval_ns; /* 0 = default (10 s); offline after 3 missed */
+	int64_t ping_interval_ns;  /* 0 = default (10 s); offline after 3 missed */
 	int64_t flush_interval_ns; /* batching of store writes; 0 = default (1 s) */
 };
 
@@ -35,8 +37,8 @@ int fg_hub_authenticate(struct fg_hub *hub, const char *token, int64_t *node_id)
  * WebSocket bytes already read (copied). When the session ends the hub
  * calls done(done_arg) once, so the HTTP layer can release its side.
  * A second session of the same node replaces the first. */
-void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early,
-		   size_t early_len, void (*done)(void *done_arg), void *done_arg);
+void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early, size_t early_len,
+		   void (*done)(void *done_arg), void *done_arg);
 
 /* The desired state of these nodes may have changed (a forward, group or
  * membership was written and committed): recompile each node's document,
@@ -49,6 +51,10 @@ void fg_hub_kick(struct fg_hub *hub, int64_t node_id);
 
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id);
 size_t fg_hub_sessions(const struct fg_hub *hub);
+
+/* Live view for the UI (new reference): per node {online, last_seen,
+ * applied_rev}, per forward the latest counters and rates. */
+json_t *fg_hub_live(const struct fg_hub *hub);
 
 /* Appends Prometheus text (sessions, messages, applies). */
 void fg_hub_metrics(const struct fg_hub *hub, struct fg_strbuf *out);
