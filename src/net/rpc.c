@@ -203,8 +203,8 @@ static int get_str(const json_t *o, const char *path, const char *key, size_t ma
 		return 0;
 	}
 	if (!json_is_string(v))
-		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s%s%s: %s must be a string",
-			    path, *path ? "." : "", key, type_name(v));
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s%s%s: %s must be a string", path,
+			    *path ? "." : "", key, type_name(v));
 	if (json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v))
 		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
 			    "%s%s%s: must be at most %zu characters, without NUL", path,
@@ -214,8 +214,8 @@ static int get_str(const json_t *o, const char *path, const char *key, size_t ma
 }
 
 /* A non-negative integer field; absent gives def (or an error if def < 0). */
-static int get_uint(const json_t *o, const char *path, const char *key, int64_t def,
-		    int64_t *out, char *err, size_t errlen)
+static int get_uint(const json_t *o, const char *path, const char *key, int64_t def, int64_t *out,
+		    char *err, size_t errlen)
 {
 	json_t *v = json_object_get(o, key);
 	if (!v) {
@@ -245,8 +245,8 @@ int fg_hello_decode(const json_t *params, struct fg_hello *out, char *err, size_
 			  errlen)) ||
 	    (rc = get_str(params, "", "hostname", FG_RPC_FIELD_MAX, false, &out->hostname, err,
 			  errlen)) ||
-	    (rc = get_str(params, "", "boot_id", FG_RPC_ID_MAX, true, &out->boot_id, err,
-			  errlen)) ||
+	    (rc =
+		 get_str(params, "", "boot_id", FG_RPC_ID_MAX, true, &out->boot_id, err, errlen)) ||
 	    (rc = get_uint(params, "", "applied_rev", 0, &out->applied_rev, err, errlen)))
 		return rc;
 	if (!fg_rpc_valid_boot_id(out->boot_id))
@@ -310,8 +310,8 @@ int fg_status_decode(const json_t *o, const char *path, struct fg_status_rec *ou
 			    "%s.id: must be a positive integer or a string holding one", path);
 	json_t *ok = json_object_get(o, "ok");
 	if (!json_is_boolean(ok))
-		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s.ok: %s must be a boolean",
-			    path, ok ? type_name(ok) : "missing");
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s.ok: %s must be a boolean", path,
+			    ok ? type_name(ok) : "missing");
 	out->ok = json_is_true(ok);
 	return 0;
 }
@@ -380,8 +380,8 @@ int fg_report_decode(const json_t *params, struct fg_report *out, char *err, siz
 	out->applied_rev = -1;
 	if ((rc = need_object(params, "report params", err, errlen)))
 		return rc;
-	if ((rc = get_str(params, "", "boot_id", FG_RPC_ID_MAX, true, &out->boot_id, err,
-			  errlen)) ||
+	if ((rc =
+		 get_str(params, "", "boot_id", FG_RPC_ID_MAX, true, &out->boot_id, err, errlen)) ||
 	    (rc = get_uint(params, "", "ts", 0, &out->ts, err, errlen)))
 		return rc;
 	if (!fg_rpc_valid_boot_id(out->boot_id))

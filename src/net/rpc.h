@@ -24,9 +24,9 @@
 #define FG_RPC_NO_HELLO		-32001 /* a request before hello */
 #define FG_RPC_APPLY_FAILED	-32002 /* the desired state was refused as a whole */
 
-#define FG_RPC_ERR_MAX	  512
-#define FG_RPC_ID_MAX	  64 /* object ids and boot ids on the wire */
-#define FG_RPC_FIELD_MAX  255 /* version, hostname */
+#define FG_RPC_ERR_MAX	 512
+#define FG_RPC_ID_MAX	 64  /* object ids and boot ids on the wire */
+#define FG_RPC_FIELD_MAX 255 /* version, hostname */
 
 enum fg_rpc_kind {
 	FG_RPC_REQUEST = 1, /* method + id */
@@ -66,7 +66,7 @@ char *fg_rpc_error(const json_t *id, int code, const char *message);
 /* hello params (agent -> server). */
 struct fg_hello {
 	const char *version, *hostname, *boot_id;
-	int64_t applied_rev; /* 0 = nothing applied yet */
+	int64_t applied_rev;	    /* 0 = nothing applied yet */
 	const json_t *capabilities; /* array of strings */
 };
 int fg_hello_decode(const json_t *params, struct fg_hello *out, char *err, size_t errlen);

@@ -404,8 +404,9 @@ static void push_apply(struct session *s, const char *state_text)
 	struct fg_strbuf b;
 	fg_strbuf_init(&b);
 	int64_t id = s->next_id++;
-	fg_strbuf_printf(&b, "{\"jsonrpc\":\"2.0\",\"method\":\"apply\",\"params\":{\"rev\":%lld,"
-			     "\"state\":",
+	fg_strbuf_printf(&b,
+			 "{\"jsonrpc\":\"2.0\",\"method\":\"apply\",\"params\":{\"rev\":%lld,"
+			 "\"state\":",
 			 (long long)s->ns->desired_rev);
 	fg_strbuf_puts(&b, state_text);
 	fg_strbuf_printf(&b, "},\"id\":%lld}", (long long)id);
@@ -448,8 +449,8 @@ static char *errors_of(const json_t *status)
 		struct fg_status_rec r;
 		if (fg_status_decode(v, "status", &r, tmp, sizeof(tmp)) || r.ok)
 			continue;
-		json_t *e = json_pack("{s:s,s:s,s:s}", "kind", r.kind, "name", r.name, "error",
-				      r.error);
+		json_t *e =
+		    json_pack("{s:s,s:s,s:s}", "kind", r.kind, "name", r.name, "error", r.error);
 		if (e && r.id)
 			json_object_set_new(e, "id", json_integer(r.id));
 		json_array_append_new(out, e);
@@ -461,8 +462,8 @@ static char *errors_of(const json_t *status)
 
 static void set_errors(struct fg_hub *hub, struct nstate *ns, char *errors)
 {
-	bool same = (!errors && !ns->errors) ||
-		    (errors && ns->errors && strcmp(errors, ns->errors) == 0);
+	bool same =
+	    (!errors && !ns->errors) || (errors && ns->errors && strcmp(errors, ns->errors) == 0);
 	if (same) {
 		free(errors);
 		return;
@@ -510,10 +511,10 @@ static void on_hello(struct session *s, struct fg_rpc_msg *m)
 		(long long)ns->id, node.name, h.version, h.hostname, h.boot_id,
 		(long long)h.applied_rev);
 	if (m->id)
-		send_text(s, fg_rpc_result(m->id, json_pack("{s:{s:I,s:s},s:I}", "node", "id",
-							    (json_int_t)ns->id, "name", node.name,
-							    "server_time",
-							    (json_int_t)wall_now())));
+		send_text(s,
+			  fg_rpc_result(m->id, json_pack("{s:{s:I,s:s},s:I}", "node", "id",
+							 (json_int_t)ns->id, "name", node.name,
+							 "server_time", (json_int_t)wall_now())));
 	fg_node_deinit(&node);
 
 	char *text = NULL;
@@ -747,9 +748,8 @@ struct fg_hub *fg_hub_new(struct fg_loop *loop, struct fg_store *st, const struc
 		for (size_t i = 0; !rc && i < n; i++) {
 			if (!nodes[i].online)
 				continue;
-			struct fg_node_live live = {.online = false,
-						    .last_seen = nodes[i].last_seen,
-						    .applied_rev = -1};
+			struct fg_node_live live = {
+			    .online = false, .last_seen = nodes[i].last_seen, .applied_rev = -1};
 			rc = st->ops->node_set_live(st, nodes[i].id, &live);
 		}
 		if (!rc)
@@ -812,8 +812,8 @@ static void done_deferred(void *data)
 	fg_free(s);
 }
 
-void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early,
-		   size_t early_len, void (*done)(void *done_arg), void *done_arg)
+void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early, size_t early_len,
+		   void (*done)(void *done_arg), void *done_arg)
 {
 	struct nstate *ns = node_get(hub, node_id);
 	struct session *s = fg_calloc(1, sizeof(*s));
@@ -911,12 +911,10 @@ void fg_hub_metrics(const struct fg_hub *hub, struct fg_strbuf *out)
 		uint64_t v;
 	} m[] = {
 	    {"flowgate_hub_sessions", "gauge", "Agent sessions attached.", hub->nsessions},
-	    {"flowgate_hub_sessions_total", "counter", "Agent sessions accepted.",
-	     hub->m_accepted},
+	    {"flowgate_hub_sessions_total", "counter", "Agent sessions accepted.", hub->m_accepted},
 	    {"flowgate_hub_messages_received_total", "counter", "Messages from agents.",
 	     hub->m_msgs_in},
-	    {"flowgate_hub_messages_sent_total", "counter", "Messages to agents.",
-	     hub->m_msgs_out},
+	    {"flowgate_hub_messages_sent_total", "counter", "Messages to agents.", hub->m_msgs_out},
 	    {"flowgate_hub_protocol_errors_total", "counter",
 	     "Malformed or refused messages from agents.", hub->m_proto_err},
 	    {"flowgate_hub_applies_sent_total", "counter", "Desired states pushed.",
@@ -960,11 +958,11 @@ json_t *fg_hub_live(const struct fg_hub *hub)
 		snprintf(nid, sizeof(nid), "%lld", (long long)ns->id);
 		json_error_t je;
 		json_t *errors = ns->errors ? json_loads(ns->errors, 0, &je) : NULL;
-		json_t *n = json_pack("{s:b,s:I,s:I,s:I,s:s,s:o}", "online", ns->s != NULL,
-				      "last_seen", (json_int_t)ns->last_seen, "applied_rev",
-				      (json_int_t)ns->applied_rev, "desired_rev",
-				      (json_int_t)ns->desired_rev, "boot_id", ns->boot_id,
-				      "errors", errors ? errors : json_null());
+		json_t *n =
+		    json_pack("{s:b,s:I,s:I,s:I,s:s,s:o}", "online", ns->s != NULL, "last_seen",
+			      (json_int_t)ns->last_seen, "applied_rev", (json_int_t)ns->applied_rev,
+			      "desired_rev", (json_int_t)ns->desired_rev, "boot_id", ns->boot_id,
+			      "errors", errors ? errors : json_null());
 		if (!n || json_object_set_new(nodes, nid, n))
 			goto err;
 		for (uint32_t k = 0; k < ns->nfl; k++) {
