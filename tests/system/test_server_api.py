@@ -372,3 +372,59 @@ def test_agent_endpoint_refuses_bad_tokens(admin):
     assert st == 401
     st, b = srv.api("fgn_wrong").request("GET", "/agent", absolute=True, headers=hdr)
     assert st == 401 and "unknown node token" in b["error"]["message"]
+
+
+def ws_connect(port, path):
+    import base64
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    status = int(head.split(b" ", 2)[1])
+    return s, status, head.split(b"\r\n\r\n", 1)[1]
+
+
+def ws_read_text(s, buf):
+    import json as _json
+    import struct as _struct
+    while True:
+        while len(buf) < 2:
+            buf += s.recv(65536)
+        n = buf[1] & 0x7F
+        off = 2
+        if n == 126:
+            while len(buf) < 4:
+                buf += s.recv(65536)
+            n = _struct.unpack("!H", buf[2:4])[0]
+            off = 4
+        elif n == 127:
+            while len(buf) < 10:
+                buf += s.recv(65536)
+            n = _struct.unpack("!Q", buf[2:10])[0]
+            off = 10
+        while len(buf) < off + n:
+            buf += s.recv(65536)
+        op, payload, buf = buf[0] & 0x0F, buf[off:off + n], buf[off + n:]
+        if op == 1:
+            return _json.loads(payload), buf
+
+
+def test_live_channel_pushes_snapshots_to_an_authenticated_browser(admin):
+    srv, api = admin
+    s, status, _ = ws_connect(srv.port, "/api/v1/live/ws")
+    s.close()
+    assert status == 401
+    s, status, rest = ws_connect(srv.port, f"/api/v1/live/ws?access_token={api.token}")
+    assert status == 101
+    snap, rest = ws_read_text(s, rest)
+    assert snap == {"nodes": {}, "forwards": {}}
+    snap, rest = ws_read_text(s, rest)  # and again a second later
+    assert "nodes" in snap
+    s.close()
