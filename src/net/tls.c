@@ -22,7 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/alloc.h"
-#include "core/loop-t.h"
+#include "core/loop.h"
 
 struct fg_tls_client {
 	SSL_CTX *ctx; /* owned (one reference; each session holds its own) */
@@ -869,6 +869,160 @@ void fg_tls_free(struct fg_tls *t)
 	if (t->base.fd >= 0)
 		close(t->base.fd);
 	fg_free(t);
+}
+
+/* ---- handshakes on a loop -------------------------------------------- */
+
+struct fg_tls_hs {
+	struct fg_loop *loop;
+	struct fg_io io;
+	struct fg_timer timer; /* the timeout; 0-delay for an early failure */
+	struct fg_tls *t;      /* owned until handed to cb; NULL after an early failure */
+	bool connecting;       /* client: connect() not yet known to be done */
+	bool done;
+	int early_err;
+	fg_tls_open_cb cb;
+	void *data; /* borrowed: the caller's */
+	char why[FG_TLS_ERR_LEN];
+};
+
+static void ths_free_cb(void *p)
+{
+	fg_free(p);
+}
+
+/* Ends the handshake: t on success, else err with hs->why. */
+static void ths_end(struct fg_tls_hs *hs, int err)
+{
+	hs->done = true;
+	fg_timer_stop(hs->loop, &hs->timer);
+	if (fg_io_active(&hs->io))
+		fg_io_stop(hs->loop, &hs->io);
+	struct fg_tls *t = hs->t;
+	hs->t = NULL;
+	if (err) {
+		fg_tls_free(t);
+		t = NULL;
+		if (!hs->why[0])
+			snprintf(hs->why, sizeof(hs->why), "%s", strerror(-err));
+	}
+	if (hs->cb)
+		hs->cb(t, err, err ? hs->why : NULL, hs->data);
+	else
+		fg_tls_free(t);
+	fg_loop_defer(hs->loop, ths_free_cb, hs);
+}
+
+static void ths_step(struct fg_tls_hs *hs)
+{
+	if (hs->connecting) {
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+		if (getsockopt(hs->t->base.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+			soerr = errno;
+		if (soerr) {
+			snprintf(hs->why, sizeof(hs->why), "connect failed: %s", strerror(soerr));
+			ths_end(hs, -soerr);
+			return;
+		}
+		hs->connecting = false;
+	}
+	int r = fg_tls_handshake(hs->t);
+	if (r == -EAGAIN) {
+		if (hs->t->want != hs->io.events)
+			fg_io_modify(hs->loop, &hs->io, hs->t->want);
+		return;
+	}
+	if (r < 0)
+		snprintf(hs->why, sizeof(hs->why), "%s", hs->t->why);
+	ths_end(hs, r);
+}
+
+static void ths_io_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
+{
+	struct fg_tls_hs *hs = io->data;
+	if (hs->done)
+		return;
+	if (hs->connecting && !(events & (FG_IO_WRITE | FG_IO_ERR | FG_IO_HUP)))
+		return;
+	ths_step(hs);
+}
+
+static void ths_timer_cb(struct fg_loop *loop, struct fg_timer *tm)
+{
+	struct fg_tls_hs *hs = tm->data;
+	if (hs->early_err) {
+		ths_end(hs, hs->early_err);
+		return;
+	}
+	snprintf(hs->why, sizeof(hs->why), "%s timed out",
+		 hs->connecting ? "connect" : "TLS handshake");
+	ths_end(hs, -ETIMEDOUT);
+}
+
+static struct fg_tls_hs *ths_new(struct fg_loop *loop, fg_tls_open_cb cb, void *data)
+{
+	struct fg_tls_hs *hs = fg_calloc(1, sizeof(*hs));
+	if (!hs)
+		return NULL;
+	hs->loop = loop;
+	hs->cb = cb;
+	hs->data = data;
+	fg_io_init(&hs->io);
+	fg_timer_init(&hs->timer, ths_timer_cb, hs);
+	return hs;
+}
+
+/* Starts watching hs->t (or reports an early failure: t NULL, why set). */
+static struct fg_tls_hs *ths_go(struct fg_tls_hs *hs, int early_err, int64_t timeout_ns)
+{
+	if (!hs->t) {
+		hs->early_err = early_err;
+		fg_timer_start(hs->loop, &hs->timer, 0);
+		return hs;
+	}
+	uint32_t ev = hs->t->is_client ? FG_IO_WRITE : FG_IO_READ;
+	if (fg_io_start(hs->loop, &hs->io, hs->t->base.fd, ev, ths_io_cb, hs) < 0) {
+		fg_tls_free(hs->t);
+		fg_free(hs);
+		return NULL;
+	}
+	fg_timer_start(hs->loop, &hs->timer, timeout_ns > 0 ? timeout_ns : 10 * 1000000000LL);
+	return hs;
+}
+
+struct fg_tls_hs *fg_tls_connect_start(struct fg_loop *loop, int fd, struct fg_tls_client *c,
+				       const char *server_name, const char *pin, int64_t timeout_ns,
+				       fg_tls_open_cb cb, void *data)
+{
+	struct fg_tls_hs *hs = ths_new(loop, cb, data);
+	if (!hs) {
+		close(fd);
+		return NULL;
+	}
+	hs->t = fg_tls_client_conn(c, fd, server_name, pin, hs->why, sizeof(hs->why));
+	hs->connecting = true;
+	return ths_go(hs, -EINVAL, timeout_ns);
+}
+
+struct fg_tls_hs *fg_tls_accept_start(struct fg_loop *loop, int fd, struct fg_tls_server *s,
+				      int64_t timeout_ns, fg_tls_open_cb cb, void *data)
+{
+	struct fg_tls_hs *hs = ths_new(loop, cb, data);
+	if (!hs) {
+		close(fd);
+		return NULL;
+	}
+	hs->t = fg_tls_server_conn(s, fd, hs->why, sizeof(hs->why));
+	return ths_go(hs, -ENOMEM, timeout_ns);
+}
+
+void fg_tls_hs_cancel(struct fg_tls_hs *hs)
+{
+	if (!hs || hs->done)
+		return;
+	hs->cb = NULL;
+	ths_end(hs, -ECANCELED);
 }
 
 /* ---- stream ops ------------------------------------------------------ */

@@ -155,4 +155,31 @@ int fg_tls_export(const struct fg_tls *t, const char *label, const uint8_t *cont
  * socket and frees the session. NULL is fine. */
 void fg_tls_free(struct fg_tls *t);
 
+/* ---- handshakes on a loop -------------------------------------------- */
+
+struct fg_loop;
+struct fg_tls_hs;
+
+/* Result of a handshake run on the loop: on success t is the session,
+ * handshake done, owned by the callee (err 0, why NULL). On failure t is
+ * NULL, the socket is closed, err is what fg_tls_handshake() returns or
+ * -ETIMEDOUT / a connect errno, and why says it in words (valid during the
+ * call). The fg_tls_hs is gone once this returns. */
+typedef void (*fg_tls_open_cb)(struct fg_tls *t, int err, const char *why, void *data);
+
+/* Runs a client handshake on loop: fd is a non-blocking socket, connected
+ * or with a connect() in progress, owned from now on; server_name and pin
+ * as for fg_tls_client_conn(). timeout_ns (> 0) covers the connect and the
+ * handshake. cb is always called from the loop, never from inside this
+ * call (an invalid pin is reported on the next iteration). Returns NULL
+ * only on allocation failure (fd closed, cb not called). */
+struct fg_tls_hs *fg_tls_connect_start(struct fg_loop *loop, int fd, struct fg_tls_client *c,
+				       const char *server_name, const char *pin, int64_t timeout_ns,
+				       fg_tls_open_cb cb, void *data);
+/* Runs a server handshake on loop over an accepted non-blocking fd. */
+struct fg_tls_hs *fg_tls_accept_start(struct fg_loop *loop, int fd, struct fg_tls_server *s,
+				      int64_t timeout_ns, fg_tls_open_cb cb, void *data);
+/* Abandons a handshake in progress: socket closed, cb not called. */
+void fg_tls_hs_cancel(struct fg_tls_hs *hs);
+
 #endif

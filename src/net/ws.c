@@ -441,8 +441,11 @@ static int queue(struct fg_ws *ws, uint8_t opcode, const void *p, size_t n)
 		do_send(ws);
 		if ((ws->fail || ws->io_err) && !fg_timer_armed(&ws->kick))
 			fg_timer_start(ws->loop, &ws->kick, 0);
-		else if (wslay_event_want_write(ws->ctx) && !(ws->io.events & FG_IO_WRITE))
-			fg_io_modify(ws->loop, &ws->io, ws->io.events | FG_IO_WRITE);
+		else if (wslay_event_want_write(ws->ctx)) {
+			uint32_t ev = ws->io.events | ws->st->ops->events(ws->st, false, true);
+			if (ev != ws->io.events)
+				fg_io_modify(ws->loop, &ws->io, ev);
+		}
 	}
 	return 0;
 }

@@ -387,6 +387,9 @@ struct env {
 	int mode;
 	int srv_only;  /* no fg_ws client: stop when the server ends */
 	int small_buf; /* tiny socket buffers: many partial writes */
+	int raw_tls;   /* the listener runs fg_tls_accept_start, not wss */
+	struct fg_tls *cli_t, *srv_t;
+	struct fg_tls_hs *cli_ths, *srv_ths;
 	char *buf;
 };
 
@@ -569,6 +572,26 @@ static void shrink(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 }
 
+/* Results of fg_tls_connect_start / fg_tls_accept_start. */
+static void tls_open_cb(struct fg_tls *t, int err, const char *why, void *data)
+{
+	struct side *s = data;
+	s->opened++;
+	s->open_err = err;
+	snprintf(s->why, sizeof(s->why), "%s", why ? why : "");
+	if (s == &E->cli) {
+		E->cli_t = t;
+		E->cli_ths = NULL;
+	} else {
+		E->srv_t = t;
+		E->srv_ths = NULL;
+	}
+	if (t)
+		snprintf(s->version, sizeof(s->version), "%s", fg_tls_version(t));
+	if ((E->srv_only || E->cli.opened) && E->srv.opened)
+		fg_loop_stop(E->loop);
+}
+
 static void listen_cb(struct fg_loop *l, struct fg_io *io, uint32_t events)
 {
 	int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -576,6 +599,12 @@ static void listen_cb(struct fg_loop *l, struct fg_io *io, uint32_t events)
 		return;
 	if (E->small_buf)
 		shrink(fd);
+	if (E->raw_tls) {
+		E->srv_ths = fg_tls_accept_start(l, fd, E->srv_tls, E->opts.handshake_timeout_ns,
+						 tls_open_cb, &E->srv);
+		assert_non_null(E->srv_ths);
+		return;
+	}
 	E->srv.hs =
 	    fg_ws_accept_tls_start(l, fd, E->srv_tls, check_cb, &cbs, &E->opts, open_cb, &E->srv);
 	assert_non_null(E->srv.hs);
@@ -616,6 +645,10 @@ static int teardown(void **st)
 	fg_ws_free(e->srv.ws);
 	fg_ws_hs_cancel(e->cli.hs);
 	fg_ws_hs_cancel(e->srv.hs);
+	fg_tls_hs_cancel(e->cli_ths);
+	fg_tls_hs_cancel(e->srv_ths);
+	fg_tls_free(e->cli_t);
+	fg_tls_free(e->srv_t);
 	fg_timer_stop(e->loop, &e->guard);
 	fg_io_stop(e->loop, &e->lio);
 	drain(e);
@@ -881,6 +914,108 @@ static void test_tls_wrong_token_still_gets_401_over_tls(void **st)
 	assert_string_equal(e->srv.why, "refused with HTTP 401");
 }
 
+/* ---- bare TLS handshakes on the loop (for the tunnel transports) ----- */
+
+static void tls_start_client(struct env *e, const char *pin)
+{
+	e->raw_tls = 1;
+	e->cli_ths = fg_tls_connect_start(e->loop, dial(), e->cli_tls, "localhost", pin, 2000 * MS,
+					  tls_open_cb, &e->cli);
+	assert_non_null(e->cli_ths);
+}
+
+/* Moves n bytes from a to b, both non-blocking, retrying EAGAIN. */
+static void tls_pass(struct fg_tls *a, struct fg_tls *b, const char *msg)
+{
+	size_t n = strlen(msg), got = 0;
+	char buf[64];
+	assert_int_equal(fg_tls_write(a, msg, n), (ssize_t)n);
+	for (int i = 0; i < 2000 && got < n; i++) {
+		ssize_t r = fg_tls_read(b, buf + got, sizeof(buf) - got);
+		if (r == -EAGAIN) {
+			usleep(1000);
+			continue;
+		}
+		assert_true(r > 0);
+		got += (size_t)r;
+	}
+	assert_int_equal(got, n);
+	assert_memory_equal(buf, msg, n);
+}
+
+static void test_tls_loop_handshakes_give_working_sessions(void **st)
+{
+	struct env *e = *st;
+	tls_start_client(e, fp_a);
+	fg_loop_run(e->loop);
+	assert_int_equal(e->cli.open_err, 0);
+	assert_int_equal(e->srv.open_err, 0);
+	assert_string_equal(e->cli.why, "");
+	assert_string_equal(e->cli.version, "TLSv1.3");
+	assert_string_equal(e->srv.version, "TLSv1.3");
+	char fp[FG_TLS_FP_STRLEN];
+	assert_int_equal(fg_tls_peer_fingerprint(e->cli_t, fp), 0);
+	assert_string_equal(fp, fp_a);
+	assert_int_equal(fg_tls_peer_fingerprint(e->srv_t, fp), -ENOENT);
+	uint8_t x1[32], x2[32], x3[32];
+	assert_int_equal(
+	    fg_tls_export(e->cli_t, "EXPORTER-flowgate", (const uint8_t *)"n", 1, x1, sizeof(x1)),
+	    0);
+	assert_int_equal(
+	    fg_tls_export(e->srv_t, "EXPORTER-flowgate", (const uint8_t *)"n", 1, x2, sizeof(x2)),
+	    0);
+	assert_int_equal(
+	    fg_tls_export(e->srv_t, "EXPORTER-flowgate", (const uint8_t *)"m", 1, x3, sizeof(x3)),
+	    0);
+	assert_memory_equal(x1, x2, sizeof(x1));
+	assert_memory_not_equal(x1, x3, sizeof(x1));
+	tls_pass(e->cli_t, e->srv_t, "hello from the dialer");
+	tls_pass(e->srv_t, e->cli_t, "hello from the listener");
+	/* the listener's close_notify is the dialer's end of stream */
+	fg_tls_free(e->srv_t);
+	e->srv_t = NULL;
+	char buf[8];
+	ssize_t r = -EAGAIN;
+	for (int i = 0; i < 2000 && r == -EAGAIN; i++) {
+		r = fg_tls_read(e->cli_t, buf, sizeof(buf));
+		if (r == -EAGAIN)
+			usleep(1000);
+	}
+	assert_int_equal(r, 0);
+}
+
+static void test_tls_loop_handshake_pin_mismatch_reported(void **st)
+{
+	struct env *e = *st;
+	tls_start_client(e, fp_b);
+	fg_loop_run(e->loop);
+	assert_int_equal(e->cli.open_err, -EKEYREJECTED);
+	assert_null(e->cli_t);
+	assert_non_null(strstr(e->cli.why, "certificate fingerprint mismatch: got "));
+	assert_int_equal(e->srv.open_err, -EPROTO);
+	assert_null(e->srv_t);
+}
+
+static void test_tls_loop_handshake_timeout_and_invalid_pin(void **st)
+{
+	struct env *e = *st;
+	e->raw_tls = 1;
+	e->srv_only = 1;
+	e->opts.handshake_timeout_ns = 150 * MS;
+	int fd = raw_client(NULL, 0);
+	fg_loop_run(e->loop);
+	assert_int_equal(e->srv.open_err, -ETIMEDOUT);
+	assert_string_equal(e->srv.why, "TLS handshake timed out");
+	close(fd);
+
+	e->srv_only = 0;
+	tls_start_client(e, "not a pin");
+	e->srv.opened = 1; /* stop on the client's answer */
+	fg_loop_run(e->loop);
+	assert_int_equal(e->cli.open_err, -EINVAL);
+	assert_non_null(strstr(e->cli.why, "invalid pin \"not a pin\""));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -906,6 +1041,9 @@ int main(void)
 	    T(test_tls_peer_closing_during_handshake_reported),
 	    T(test_tls_handshake_timeout_covers_tls),
 	    T(test_tls_wrong_token_still_gets_401_over_tls),
+	    T(test_tls_loop_handshakes_give_working_sessions),
+	    T(test_tls_loop_handshake_pin_mismatch_reported),
+	    T(test_tls_loop_handshake_timeout_and_invalid_pin),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
