@@ -493,9 +493,12 @@ struct fg_tls_client *fg_tls_client_new(const struct fg_tls_client_opts *opts, c
 		goto ossl_err;
 	SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				     SSL_MODE_RELEASE_BUFFERS);
+	/* partial writes: the stream contract (a write may take fewer bytes);
+	 * a moving buffer: callers repeat the same bytes, not the same
+	 * address. No SSL_MODE_RELEASE_BUFFERS: it would malloc/free record
+	 * buffers on every burst, and the data path does not allocate. */
+	SSL_CTX_set_mode(c->ctx,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* VERIFY_PEER makes a refusal by verify_cb abort the handshake */
 	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_cert_verify_callback(c->ctx, verify_cb, NULL);
@@ -557,9 +560,8 @@ struct fg_tls_server *fg_tls_server_new(const char *cert_file, const char *key_f
 	/* clients keep no sessions: tickets would be wasted bytes and CPU */
 	SSL_CTX_set_session_cache_mode(s->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_num_tickets(s->ctx, 0);
-	SSL_CTX_set_mode(s->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				     SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_mode(s->ctx,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (SSL_CTX_use_certificate_chain_file(s->ctx, cert_file) != 1) {
 		set_err(err, errlen, "no usable certificate in %s: %s", cert_file, ossl_reason());
 		goto err;
@@ -567,7 +569,7 @@ struct fg_tls_server *fg_tls_server_new(const char *cert_file, const char *key_f
 	if (SSL_CTX_use_PrivateKey_file(s->ctx, key_file, SSL_FILETYPE_PEM) != 1) {
 		const char *r = ossl_reason();
 		/* OpenSSL checks the pair while loading the key */
-		if (strstr(r, "values mismatch") || strstr(r, "mismatch"))
+		if (strstr(r, "mismatch")) /* "key values mismatch", "key type mismatch" */
 			set_err(err, errlen, "private key %s does not match certificate %s",
 				key_file, cert_file);
 		else

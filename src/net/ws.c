@@ -193,6 +193,7 @@ static void finish(struct fg_ws *ws, int code, const char *err)
 	fg_timer_stop(ws->loop, &ws->close_timer);
 	fg_io_stop(ws->loop, &ws->io);
 	ws->st->ops->close(ws->st);
+	ws->st = NULL; /* a TLS stream is freed: every later use checks dead */
 	if (err)
 		fg_dbg("ws: session ends: %s (code %d)", err, code);
 	if (ws->cbs.on_close)
@@ -262,6 +263,8 @@ static void ws_progress(struct fg_ws *ws)
 
 static void do_recv(struct fg_ws *ws)
 {
+	if (ws->dead)
+		return;
 	if (!wslay_event_get_read_enabled(ws->ctx)) {
 		/* only the peer's EOF or close still matters: drain and drop
 		 * (all of it: a TLS stream may hold decrypted bytes that no
