@@ -268,6 +268,10 @@ int fg_tls_make_self_signed(const char *cert_file, const char *key_file, const c
 	BIGNUM *bn = NULL;
 	char *san = NULL;
 
+	if (!cert_file || !key_file || strcmp(cert_file, key_file) == 0) {
+		set_err(err, errlen, "the certificate and the key need two different files");
+		return -EINVAL;
+	}
 	if (!cn || !*cn || strlen(cn) > 64) {
 		set_err(err, errlen, "certificate common name must be 1 to 64 bytes");
 		return -EINVAL;

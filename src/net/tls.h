@@ -49,8 +49,8 @@ int fg_tls_cert_fingerprint(const char *cert_file, char out[FG_TLS_FP_STRLEN], c
  * 0600, the certificate 0644 (less with a stricter umask). Each file is
  * written to a temporary name, fsynced and renamed: an existing file is
  * replaced only by a complete one (the key first). Blocking (file I/O):
- * not on a data-path loop. Returns 0, -EINVAL (bad cn or san), or -errno,
- * with err filled. */
+ * not on a data-path loop. Returns 0, -EINVAL (bad cn or san, or the
+ * same path for both files), or -errno, with err filled. */
 int fg_tls_make_self_signed(const char *cert_file, const char *key_file, const char *cn,
 			    const char *const *sans, size_t nsans, char *err, size_t errlen);
 

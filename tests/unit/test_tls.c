@@ -237,6 +237,8 @@ static void test_tls_self_signed_refuses_bad_names_and_writes_nothing(void **st)
 	assert_int_equal(fg_tls_make_self_signed(c, k, "x", sans, 2, err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "invalid subjectAltName entry \"a,DNS:evil\"");
 	assert_int_equal(fg_tls_make_self_signed(c, k, "", NULL, 0, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fg_tls_make_self_signed(c, c, "x", NULL, 0, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "the certificate and the key need two different files");
 	assert_int_equal(access(c, F_OK), -1);
 	assert_int_equal(access(k, F_OK), -1);
 	char nodir[128];
