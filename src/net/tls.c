@@ -612,6 +612,7 @@ static struct fg_tls *conn_new(SSL_CTX *ctx, int fd, bool is_client, char *err, 
 	if (!t) {
 		set_err(err, errlen, "out of memory");
 		close(fd);
+		errno = ENOMEM;
 		return NULL;
 	}
 	t->base.ops = &tls_ops;
@@ -625,6 +626,7 @@ static struct fg_tls *conn_new(SSL_CTX *ctx, int fd, bool is_client, char *err, 
 	if (!b) {
 		set_err(err, errlen, "cannot create TLS session: %s", ossl_reason());
 		fg_tls_free(t);
+		errno = ENOMEM;
 		return NULL;
 	}
 	BIO_set_data(b, t);
@@ -685,9 +687,11 @@ struct fg_tls *fg_tls_client_conn(struct fg_tls_client *c, int fd, const char *s
 err_t:
 	ERR_clear_error();
 	fg_tls_free(t);
+	errno = EINVAL;
 	return NULL;
 err:
 	close(fd);
+	errno = EINVAL;
 	return NULL;
 }
 
@@ -1008,7 +1012,7 @@ struct fg_tls_hs *fg_tls_connect_start(struct fg_loop *loop, int fd, struct fg_t
 	}
 	hs->t = fg_tls_client_conn(c, fd, server_name, pin, hs->why, sizeof(hs->why));
 	hs->connecting = true;
-	return ths_go(hs, -EINVAL, timeout_ns);
+	return ths_go(hs, hs->t ? 0 : -errno, timeout_ns);
 }
 
 struct fg_tls_hs *fg_tls_accept_start(struct fg_loop *loop, int fd, struct fg_tls_server *s,

@@ -95,12 +95,12 @@ void fg_tls_server_free(struct fg_tls_server *s);
  * CA-valid one that does not is refused. Without a pin the chain must
  * verify against the context's CAs and server_name must match.
  *
- * Returns NULL with err filled (invalid pin, no server_name to verify
- * without a pin, out of memory). */
+ * Returns NULL with err filled and errno set: EINVAL (invalid pin, no
+ * server_name to verify without a pin), ENOMEM. */
 struct fg_tls *fg_tls_client_conn(struct fg_tls_client *c, int fd, const char *server_name,
 				  const char *pin, char *err, size_t errlen);
 /* A server session over an accepted non-blocking fd (owned from now on,
- * closed on failure too). Returns NULL with err filled. */
+ * closed on failure too). Returns NULL with err filled (errno ENOMEM). */
 struct fg_tls *fg_tls_server_conn(struct fg_tls_server *s, int fd, char *err, size_t errlen);
 
 /* Advances the handshake without blocking. Returns 0 once it is complete,

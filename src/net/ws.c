@@ -970,7 +970,7 @@ struct fg_ws_hs *fg_ws_connect_tls_start(struct fg_loop *loop, int fd, struct fg
 	}
 	struct fg_tls *t = fg_tls_client_conn(tls, fd, server_name, pin, hs->why, sizeof(hs->why));
 	if (!t)
-		return hs_fail_soon(hs, -EINVAL); /* fd is closed */
+		return hs_fail_soon(hs, -errno); /* fd is closed */
 	hs->st = fg_tls_stream(t);
 	int r = hs_client_prepare(hs, host, path, token);
 	if (r < 0) {

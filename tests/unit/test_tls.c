@@ -2,6 +2,7 @@
  * real loopback sockets with client and server driven by one fg_loop. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "core/alloc.h"
 #include "core/clock.h"
 #include "core/loop.h"
 #include "net/tls.h"
@@ -836,6 +838,35 @@ static void test_tls_invalid_pin_reported_through_callback(void **st)
 	assert_non_null(strstr(e->cli.why, "invalid pin \"12:34\""));
 }
 
+static void test_tls_allocation_failures_close_the_socket(void **st)
+{
+	struct env *e = *st;
+	e->srv.open_err = -1; /* stop on the client's answer */
+	char host[64];
+	snprintf(host, sizeof(host), "localhost:%u", ntohs(laddr.sin_port));
+	/* the handshake object: NULL, socket closed, no callback */
+	int fd = dial();
+	fg_alloc_fail_after(1);
+	struct fg_ws_hs *hs =
+	    fg_ws_connect_tls_start(e->loop, fd, e->cli_tls, NULL, fp_a, host, "/agent", TOKEN,
+				    &cbs, &e->opts, open_cb, &e->cli);
+	fg_alloc_fail_after(0);
+	assert_null(hs);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	/* the TLS session: reported through the callback */
+	fd = dial();
+	fg_alloc_fail_after(2);
+	e->cli.hs = fg_ws_connect_tls_start(e->loop, fd, e->cli_tls, NULL, fp_a, host, "/agent",
+					    TOKEN, &cbs, &e->opts, open_cb, &e->cli);
+	fg_alloc_fail_after(0);
+	assert_non_null(e->cli.hs);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	fg_loop_run(e->loop);
+	assert_int_equal(e->cli.opened, 1);
+	assert_int_equal(e->cli.open_err, -ENOMEM);
+	assert_string_equal(e->cli.why, "out of memory");
+}
+
 static void test_tls_peer_closing_mid_message_ends_session(void **st)
 {
 	struct env *e = *st;
@@ -1038,6 +1069,7 @@ int main(void)
 	    T(test_tls_pin_mismatch_refused_even_if_ca_valid),
 	    T(test_tls_pin_match_accepted_though_untrusted_and_misnamed),
 	    T(test_tls_invalid_pin_reported_through_callback),
+	    T(test_tls_allocation_failures_close_the_socket),
 	    T(test_tls_peer_closing_mid_message_ends_session),
 	    T(test_tls_plain_http_to_tls_port_refused_clearly),
 	    T(test_tls_peer_closing_during_handshake_reported),
