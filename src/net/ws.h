@@ -135,7 +135,8 @@ struct fg_ws_hs *fg_ws_accept_start(struct fg_loop *loop, int fd, fg_ws_check_cb
  * fingerprint the server's certificate must have (net/tls.h). TLS
  * failures reach cb as -EKEYREJECTED (we refused the certificate),
  * -EPROTO (TLS failure, including the server refusing us) or -ECONNRESET;
- * an invalid pin or missing server name as -EINVAL on the next iteration.
+ * an invalid pin or missing server name as -EINVAL (out of memory:
+ * -ENOMEM) on the next iteration.
  * fg_ws_hs_error() tells what failed. Returns NULL only on allocation
  * failure (fd closed, cb not called). */
 struct fg_ws_hs *fg_ws_connect_tls_start(struct fg_loop *loop, int fd, struct fg_tls_client *tls,
