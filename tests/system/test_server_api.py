@@ -29,9 +29,10 @@ def server(fg_bin, tmp_path, request):
     checked (exit 0, no sanitizer report) at teardown."""
     started = []
 
-    def start(password=ADMIN_PASSWORD, extra=(), data=None):
+    def start(password=ADMIN_PASSWORD, extra=(), data=None, cafile=None):
         srv = ServerProc(fg_bin, str(data or tmp_path / "data"), free_port(), str(tmp_path),
-                         password=password, extra=list(extra), name=f"server{len(started)}")
+                         password=password, extra=list(extra), name=f"server{len(started)}",
+                         cafile=cafile)
         started.append(srv)
         return srv
 
@@ -428,3 +429,53 @@ def test_live_channel_pushes_snapshots_to_an_authenticated_browser(admin):
     snap, rest = ws_read_text(s, rest)  # and again a second later
     assert "nodes" in snap
     s.close()
+
+
+def test_https_api_and_wss_agents_with_pin_or_ca(server, fg_bin, tmp_path):
+    import subprocess
+    import time
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-keyout", str(key), "-out", str(cert), "-days",
+                    "30", "-nodes", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True,
+                   capture_output=True)
+    fp = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint",
+                         "-sha256"], check=True, capture_output=True, text=True)
+    fp = fp.stdout.strip().split("=", 1)[1]
+    srv = server(extra=["--tls-cert", str(cert), "--tls-key", str(key)], cafile=str(cert))
+    api = srv.login()
+    node = api.ok("POST", "/nodes", {"name": "n1"})
+    assert node["enroll_command"].startswith(f"flowgate agent --server wss://localhost:{srv.port}")
+    wrong = "AA:" * 31 + "AA"
+
+    def agent(name, *extra):
+        d = tmp_path / name
+        d.mkdir()
+        return subprocess.Popen([fg_bin, "agent", "--server", f"wss://localhost:{srv.port}",
+                                 "--token", node["token"], "--state", str(d), *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    for extra, online in ((["--pin", wrong], False), ([], False), (["--pin", fp], True),
+                          (["--ca", str(cert)], True)):
+        a = agent(f"a{len(extra)}{online}{extra[:1]}", *extra)
+        try:
+            deadline = time.monotonic() + 5
+            seen = False
+            while time.monotonic() < deadline and not seen:
+                seen = api.ok("GET", "/nodes/n1")["online"]
+                time.sleep(0.1)
+            assert seen == online, (extra, seen)
+        finally:
+            a.terminate()
+            err = a.communicate(timeout=10)[1]
+        assert a.returncode == 0, err
+        assert "Sanitizer" not in err and "runtime error" not in err, err
+        if extra[:1] == ["--pin"] and not online:
+            assert "certificate fingerprint mismatch" in err, err
+        if not extra:
+            assert "certificate verify failed: self-signed certificate" in err, err
+        # wait for the server to see the session end before the next agent
+        deadline = time.monotonic() + 5
+        while api.ok("GET", "/nodes/n1")["online"] and time.monotonic() < deadline:
+            time.sleep(0.1)
