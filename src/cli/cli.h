@@ -5,5 +5,6 @@
 
 int fg_cli_forward(int argc, char **argv);
 int fg_cli_server(int argc, char **argv);
+int fg_cli_ctl(int argc, char **argv);
 
 #endif
