@@ -352,7 +352,10 @@ static int report_error(struct ctl *c, const struct fg_httpc_response *r)
 		size_t n = r->body.len ? strcspn(r->body.s, "\r\n") : 0;
 		snprintf(raw, sizeof(raw), "%.*s", (int)FG_MIN(n, sizeof(raw) - 1),
 			 r->body.len ? r->body.s : "");
-		msg = raw[0] ? raw : "(no message)";
+		if (!raw[0])
+			snprintf(raw, sizeof(raw), "an empty answer: is %.120s a flowgate server?",
+				 c->server);
+		msg = raw;
 	}
 	int rc;
 	if (r->status == 401) {

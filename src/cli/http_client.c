@@ -695,8 +695,9 @@ static int read_response(struct conn *c, size_t max_body, struct fg_httpc_respon
 			goto out;
 		}
 		if (eof) {
-			snprintf(err, errlen, "the server closed the connection %s",
-				 raw.len ? "in the middle of its answer" : "without answering");
+			snprintf(err, errlen, "the server closed the connection %s%s",
+				 raw.len ? "in the middle of its answer" : "without answering",
+				 raw.len || c->ssl ? "" : " (is it an https:// server?)");
 			rc = -ECONNRESET;
 			goto out;
 		}
