@@ -1420,7 +1420,8 @@ static int cmd_export(struct ctl *c, int argc, char **argv)
 			    json_array_size(json_object_get(j, "nodes")),
 			    json_array_size(json_object_get(j, "forwards")), out);
 	} else if (fwrite(s, 1, len, stdout) != len || fflush(stdout) != 0) {
-		say_err("writing the export: %s", strerror(errno));
+		if (errno != EPIPE) /* `| head`: the reader has all it wanted */
+			say_err("writing the export: %s", strerror(errno));
 		rc = EXIT_FAIL;
 	}
 	free(s);
@@ -1674,7 +1675,8 @@ int fg_cli_ctl(int argc, char **argv)
 		rc = usage_err("unknown command \"%s\"", cmd);
 out:
 	if (fflush(stdout) != 0 && rc == 0) {
-		say_err("writing the output: %s", strerror(errno));
+		if (errno != EPIPE)
+			say_err("writing the output: %s", strerror(errno));
 		rc = EXIT_FAIL;
 	}
 	fg_ctl_config_free(&c.cfg);

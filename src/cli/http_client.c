@@ -462,8 +462,9 @@ static int tcp_connect(struct conn *c, char *err, size_t errlen)
 			 g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
 		return -EHOSTUNREACH;
 	}
-	int rc = -ECONNREFUSED;
+	int rc = -ECONNREFUSED, tried = 0;
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		tried++;
 		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 				ai->ai_protocol);
 		if (fd < 0) {
@@ -492,7 +493,10 @@ static int tcp_connect(struct conn *c, char *err, size_t errlen)
 		close(fd);
 	}
 	freeaddrinfo(res);
-	if (rc < 0)
+	if (rc < 0 && tried > 1)
+		snprintf(err, errlen, "cannot connect to %s: %s (tried its %d addresses)", where,
+			 rc == -ETIMEDOUT ? "timed out" : strerror(-rc), tried);
+	else if (rc < 0)
 		snprintf(err, errlen, "cannot connect to %s: %s", where,
 			 rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
 	return rc;

@@ -28,19 +28,29 @@ from conftest import SANITIZER_MARKERS
 PASSWORD = "correct-horse-battery"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
+def have_ipv6_loopback():
+    try:
+        free_port("::1")
+        return True
+    except OSError:
+        return False
+
+
 class Server:
-    def __init__(self, fg_bin, tmp, tls=None):
-        self.port = free_port()
+    def __init__(self, fg_bin, tmp, tls=None, host="127.0.0.1"):
+        self.port = free_port(host)
+        self.host = host
         self.data = os.path.join(tmp, f"server-{self.port}")
         os.makedirs(self.data)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        argv = [fg_bin, "server", "--listen", f"127.0.0.1:{self.port}", "--data", self.data]
+        hp = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{hp}"
+        argv = [fg_bin, "server", "--listen", hp, "--data", self.data]
         if tls:
             argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         env = dict(os.environ, FLOWGATE_ADMIN_PASSWORD=PASSWORD)
@@ -53,7 +63,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited {self.proc.returncode}: {self.log()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection((host, self.port), timeout=0.2).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -81,8 +91,8 @@ class Server:
 def servers(fg_bin, tmp_path):
     started = []
 
-    def start(tls=None):
-        s = Server(fg_bin, str(tmp_path), tls)
+    def start(tls=None, host="127.0.0.1"):
+        s = Server(fg_bin, str(tmp_path), tls, host)
         started.append(s)
         return s
 
@@ -291,6 +301,15 @@ def test_ctl_saved_token_stays_with_its_server(servers, ctl):
     assert f"not logged in to {b.url}" in r.stderr
     # the saved server is the default
     assert "no nodes" in ctl.run("nodes", "list").stdout
+
+
+@pytest.mark.skipif(not have_ipv6_loopback(), reason="no ::1")
+def test_ctl_ipv6_server(servers, ctl):
+    srv = servers(host="::1")
+    assert srv.url.startswith("http://[::1]:")
+    ctl.login(srv.url)
+    ctl.run("groups", "create", "v6")
+    assert [g["name"] for g in ctl.json("groups", "list")["groups"]] == ["v6"]
 
 
 def test_ctl_network_errors_exit_1(ctl):
