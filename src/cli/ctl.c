@@ -66,7 +66,7 @@ static void usage(FILE *f)
 	    "  nodes create NAME [--group G ...]            prints the enroll command + token\n"
 	    "  nodes rename REF NEW\n"
 	    "  nodes set-groups REF [G ...]                 exactly these groups (none: no args)\n"
-	    "  nodes delete REF\n"
+	    "  nodes delete REF [REF ...]\n"
 	    "  nodes stats REF [--from T] [--to T] [--step D] [--csv]\n\n"
 	    "groups:\n"
 	    "  groups list | get REF | delete REF | rename REF NEW\n"
@@ -1572,12 +1572,12 @@ static int setup(struct ctl *c, const struct globals *g, bool is_login)
 				"flowgate ctl: warning: %s is readable by others (mode %o); it "
 				"holds a token: chmod 600 it\n",
 				c->cfg_path, (unsigned)(sb.st_mode & 0777));
+		/* a damaged file must not block --token / $FLOWGATE_TOKEN, and
+		 * login rewrites it */
 		if (fg_ctl_config_load(c->cfg_path, &c->cfg, err, sizeof(err)) < 0) {
-			if (!is_login) {
-				say_err("%s", err);
-				return EXIT_FAIL;
-			}
-			fg_ctl_config_free(&c->cfg); /* login rewrites it */
+			if (!is_login)
+				fprintf(stderr, "flowgate ctl: warning: ignoring %s\n", err);
+			fg_ctl_config_free(&c->cfg);
 		}
 	}
 	const char *srv, *src, *env_srv = getenv("FLOWGATE_SERVER");

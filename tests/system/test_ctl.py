@@ -301,6 +301,14 @@ def test_ctl_saved_token_stays_with_its_server(servers, ctl):
     assert f"not logged in to {b.url}" in r.stderr
     # the saved server is the default
     assert "no nodes" in ctl.run("nodes", "list").stdout
+    # a damaged config file is ignored with a warning: an explicit token still works
+    token = json.load(open(ctl.config_path))["token"]
+    with open(ctl.config_path, "w") as f:
+        f.write('{"server": ')
+    r = ctl.run("--server", a.url, "nodes", "list", env={"FLOWGATE_TOKEN": token})
+    assert "warning: ignoring" in r.stderr and "log in again" in r.stderr
+    ctl.login(a.url)  # and login rewrites it
+    assert json.load(open(ctl.config_path))["server"] == a.url
 
 
 @pytest.mark.skipif(not have_ipv6_loopback(), reason="no ::1")
