@@ -358,7 +358,10 @@ static int report_error(struct ctl *c, const struct fg_httpc_response *r)
 		msg = raw;
 	}
 	int rc;
-	if (r->status == 401) {
+	if (r->status == 401 && strcmp(code, "bad_credentials") == 0) {
+		say_err("login refused: %s", msg);
+		rc = EXIT_FAIL;
+	} else if (r->status == 401) {
 		say_err("unauthorized: %s", msg);
 		fprintf(
 		    stderr,
