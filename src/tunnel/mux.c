@@ -855,6 +855,7 @@ void fg_mux_info(const struct fg_mux *m, struct fg_mux_info *out)
 	out->rx_window = m->rx.target;
 	out->rx_buffered = m->rx.recv - m->rx.consumed;
 	out->srtt_ns = m->srtt_ns;
+	out->ping_unanswered_since_ns = m->ping_outstanding ? m->ping_sent_ns : 0;
 	out->refused = m->refused;
 	out->churn_trips = m->churn_trips;
 	out->goaway_sent = m->goaway_sent;

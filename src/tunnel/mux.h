@@ -129,6 +129,9 @@ struct fg_mux_info {
 	uint32_t rx_window;   /* session window granted to the peer (target) */
 	uint64_t rx_buffered; /* received, not yet consumed, all streams */
 	int64_t srtt_ns;      /* 0 until measured */
+	/* when our PING went out if still unanswered, else 0: for the
+	 * owner's keepalive */
+	int64_t ping_unanswered_since_ns;
 	uint64_t refused;     /* peer SYNs answered with RST */
 	uint64_t churn_trips; /* times the churn limit was hit */
 	int goaway_sent, goaway_recv;

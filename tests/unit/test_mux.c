@@ -402,6 +402,7 @@ static void test_mux_window_grows_with_fast_reader_up_to_max(void **st)
 	struct fg_mux_info mi;
 	fg_mux_info(a->m, &mi);
 	assert_true(mi.srtt_ns > 0);
+	assert_int_equal(mi.ping_unanswered_since_ns, 0);
 	/* the window doubled up to its ceiling and never beyond */
 	assert_int_equal(b->max_window_seen, 512u << 10);
 	assert_int_equal(b->window_violations, 0);
