@@ -221,6 +221,30 @@ static bool fwd_exists(const struct fg_hub *hub, int64_t id)
 	return false;
 }
 
+/* Whether forward id exists: the cached set, else the store (a forward
+ * created since the last refresh), which then joins the set. */
+static bool fwd_known(struct fg_hub *hub, int64_t id)
+{
+	if (fwd_exists(hub, id))
+		return true;
+	struct fg_forward f;
+	if (hub->st->ops->forward_get(hub->st, id, &f) != 0)
+		return false;
+	fg_forward_deinit(&f);
+	int64_t *ids = fg_realloc(hub->fwd_ids, (hub->nfwd_ids + 1) * sizeof(*ids));
+	if (!ids)
+		return true;
+	size_t i = hub->nfwd_ids;
+	while (i > 0 && ids[i - 1] > id) {
+		ids[i] = ids[i - 1];
+		i--;
+	}
+	ids[i] = id;
+	hub->fwd_ids = ids;
+	hub->nfwd_ids++;
+	return true;
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -278,7 +302,7 @@ static void flush(struct fg_hub *hub)
 	bool ok = st->ops->tx_begin(st) == 0;
 	for (size_t i = 0; ok && i < hub->nqc; i++) {
 		struct qctr *q = &hub->qc[i];
-		if (!fwd_exists(hub, q->fwd_id)) { /* deleted meanwhile */
+		if (!fwd_known(hub, q->fwd_id)) { /* deleted meanwhile */
 			hub->m_counters_dropped++;
 			continue;
 		}
