@@ -375,3 +375,78 @@ def test_server_outage_forwarding_goes_on_restart_from_state_and_counted_once(fl
     assert t["conns"] == 4, t  # the probe and three transfers
     n = fleet.node("n1")
     assert n["online"] and n["applied_rev"] == n["desired_rev"], n
+
+
+def test_a_forward_that_cannot_bind_is_reported_and_the_rest_runs(fleet, plane):
+    sink = fleet.peer("sink", 9106)
+    # something else on n1 holds port 7106
+    squatter = plane.ns["n1"].listen_tcp(f"{NODE_IPS['n1']}:7106")
+    try:
+        bad = fleet.api.ok("POST", "/forwards", {"name": "taken", "node": "n1",
+                                                 "listen": f"{NODE_IPS['n1']}:7106",
+                                                 "targets": [f"{TG_IP}:9106"]})
+        fleet.api.ok("POST", "/forwards", {"name": "free", "node": "n1",
+                                           "listen": "0.0.0.0:7107",
+                                           "targets": [f"{TG_IP}:9106"]})
+        fleet.wait_node("n1", lambda n: n["applied_rev"] == n["desired_rev"] and
+                        any(e.get("name") == "taken" for e in (n["errors"] or [])),
+                        "reporting the forward that cannot bind")
+        err = [e for e in fleet.node("n1")["errors"] if e["name"] == "taken"][0]
+        assert err["id"] == bad["id"] and "in use" in err["error"], err
+        send_hashed(plane, f"{NODE_IPS['n1']}:7107", 41, 50000)
+        check_sink(sink, 41, 50000)
+    finally:
+        squatter.close()
+    # the port is free again: moving the forward elsewhere clears the error
+    fleet.api.ok("PATCH", "/forwards/taken", {"listen": "0.0.0.0:7108"})
+    fleet.wait_node("n1", lambda n: n["applied_rev"] == n["desired_rev"] and not n["errors"],
+                    "clear of errors")
+    send_hashed(plane, f"{NODE_IPS['n1']}:7108", 42, 50000)
+    check_sink(sink, 42, 50000)
+
+
+def test_agent_token_from_state_dir_and_refused_token(fleet, plane, tmp_path):
+    # n2's agent is replaced by one that reads DIR/token
+    old = [a for a in fleet.agents if a.node == "n2"][0]
+    assert old.stop(10.0) == 0
+    d = tmp_path / "n2-tokenfile"
+    d.mkdir()
+    (d / "token").write_text(fleet.tokens["n2"] + "\n")
+    argv = [fleet.fg_bin, "agent", "--server", f"ws://{SRV_IP}:{SRV_PORT}", "--state", str(d),
+            "--report-interval", REPORT, "--workers", "1"]
+    a = Proc(plane.ns["n2"], argv, "agent-n2-tokenfile", fleet.logdir, json_stdout=False)
+    a.node, a.state_dir = "n2", str(d)
+    fleet.agents.append(a)
+    fleet.wait_node("n2", lambda n: n["online"], "online with the token from DIR/token")
+    assert fleet.tokens["n2"] not in a.stderr_text()
+
+    # a wrong token: refused clearly, the agent keeps trying, SIGTERM still exits 0
+    d2 = tmp_path / "n3-bad"
+    d2.mkdir()
+    argv = [fleet.fg_bin, "agent", "--server", f"ws://{SRV_IP}:{SRV_PORT}", "--state", str(d2),
+            "--token", "fgn_wrong-token-wrong-token-wrong-token-wrong-tok", "--workers", "1"]
+    b = Proc(plane.ns["n3"], argv, "agent-n3-badtoken", fleet.logdir, json_stdout=False)
+    b.node, b.state_dir = "n3", str(d2)
+    fleet.agents.append(b)
+    wait_for(lambda: "node token refused (HTTP 401)" in b.stderr_text(), 5,
+             what="the refusal logged")
+    assert "fgn_wrong" not in b.stderr_text()
+    assert b.alive()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--server", "wss://10.78.0.1:8443", "--token", "t"], "wss:// is not supported yet"),
+    (["--token", "t"], "--server: missing"),
+    (["--server", "http://x", "--token", "t"], "must start with ws:// or wss://"),
+    (["--server", "ws://127.0.0.1:1"], "no node token"),
+    (["--server", "ws://127.0.0.1:1", "--token", "t", "--report-interval", "soon"],
+     "--report-interval"),
+])
+def test_agent_bad_command_line_exits_2_with_a_clear_line(fg_bin, tmp_path, args, needle):
+    env = dict(os.environ)
+    env.pop("FLOWGATE_NODE_TOKEN", None)
+    r = subprocess.run([fg_bin, "agent", "--state", str(tmp_path), *args], capture_output=True,
+                       text=True, timeout=20, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert needle in r.stderr, r.stderr
+    assert not any(m in r.stderr for m in SANITIZER_MARKERS), r.stderr
