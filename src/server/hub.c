@@ -664,8 +664,13 @@ static void on_apply_answer(struct session *s, struct fg_rpc_msg *m)
 	hub->m_apply_ok++;
 	ns->applied_rev = ar.rev;
 	char *errors = ar.status ? errors_of(ar.status) : NULL;
-	fg_info("hub: node %lld: applied rev %lld%s", (long long)ns->id, (long long)ar.rev,
-		errors ? " with errors" : "");
+	/* one line per node per change is noise in a large fleet: only
+	 * failures are worth an operator's eye */
+	if (errors)
+		fg_warn("hub: node %lld: applied rev %lld with errors: %s", (long long)ns->id,
+			(long long)ar.rev, errors);
+	else
+		fg_dbg("hub: node %lld: applied rev %lld", (long long)ns->id, (long long)ar.rev);
 	set_errors(hub, ns, errors);
 	mark_dirty(hub, ns);
 }

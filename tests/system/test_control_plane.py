@@ -44,6 +44,8 @@ CL_IP = "10.78.0.2"
 TG_IP = "10.78.0.3"
 NODE_IPS = {"n1": "10.78.0.11", "n2": "10.78.0.12", "n3": "10.78.0.13"}
 SRV_PORT = 8080
+DEAD_PORT = 8081  # nothing listens there
+METRICS_PORT = 9900  # each agent's /metrics, in its own namespace
 REPORT = "300ms"
 
 
@@ -123,8 +125,13 @@ def plane():
 class Agent(Proc):
     def __init__(self, plane, fg_bin, node, token, state_dir, logdir, name):
         self.node, self.state_dir = node, state_dir
+        self.metrics_addr = f"127.0.0.1:{METRICS_PORT}"
         argv = [fg_bin, "agent", "--server", f"ws://{SRV_IP}:{SRV_PORT}", "--token", token,
-                "--state", state_dir, "--report-interval", REPORT, "--workers", "1"]
+                "--state", state_dir, "--report-interval", REPORT, "--workers", "1",
+                "--metrics", self.metrics_addr]
+        if node == "n3":
+            # n3 fails over: its first server never answers
+            argv[2:2] = ["--server", f"ws://{SRV_IP}:{DEAD_PORT}"]
         super().__init__(plane.ns[node], argv, name, logdir, json_stdout=False)
 
 
@@ -274,6 +281,12 @@ def test_forward_created_via_api_carries_traffic_within_2s(fleet, plane):
     # and the bytes are counted against the forward
     wait_for(lambda: fleet.total(f["id"])["bytes_up"] == 300000, 10, interval=0.1,
              what="300000 bytes counted")
+    # the agent's own /metrics agrees
+    a = [x for x in fleet.agents if x.node == "n1"][0]
+    m = fgnet.fetch_metrics(plane.ns["n1"], a.metrics_addr)
+    assert m.get("flowgate_agent_connected") == 1
+    assert m.get("flowgate_agent_applied_rev") == fleet.node("n1")["applied_rev"]
+    assert m.get("flowgate_forward_bytes_total", forward="web", direction="up") == 300000
 
 
 def test_group_forward_lands_on_every_member(fleet, plane):
@@ -418,6 +431,9 @@ def test_agent_token_from_state_dir_and_refused_token(fleet, plane, tmp_path):
     a.node, a.state_dir = "n2", str(d)
     fleet.agents.append(a)
     fleet.wait_node("n2", lambda n: n["online"], "online with the token from DIR/token")
+    # n3 got past its dead first server to the live one
+    assert "cannot connect to ws://%s:%d/agent" % (SRV_IP, DEAD_PORT) in \
+        [x for x in fleet.agents if x.node == "n3"][0].stderr_text()
     assert fleet.tokens["n2"] not in a.stderr_text()
 
     # a wrong token: refused clearly, the agent keeps trying, SIGTERM still exits 0

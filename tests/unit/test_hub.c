@@ -363,6 +363,26 @@ static struct fg_node node_now(struct fx *f)
 
 /* ---- tests ------------------------------------------------------------ */
 
+static void test_hub_start_marks_every_node_offline(void **state)
+{
+	struct fx *f = *state;
+	struct fg_node_live live = {.online = true, .last_seen = 1234, .applied_rev = 3};
+	assert_int_equal(f->st->ops->node_set_live(f->st, f->node, &live), 0);
+	struct fg_node n = node_now(f);
+	assert_true(n.online);
+	fg_node_deinit(&n);
+	/* a server that starts has no sessions, whatever the store says */
+	struct fg_hub *h2 = fg_hub_new(f->loop, f->st, NULL);
+	assert_non_null(h2);
+	n = node_now(f);
+	assert_false(n.online);
+	assert_int_equal(n.last_seen, 1234);
+	assert_int_equal(n.applied_rev, 3);
+	fg_node_deinit(&n);
+	assert_false(fg_hub_online(h2, f->node));
+	fg_hub_free(h2);
+}
+
 static void test_hub_refuses_a_bad_token(void **state)
 {
 	struct fx *f = *state;
@@ -639,6 +659,8 @@ int main(void)
 {
 	fg_log_set_level(FG_LOG_WARN);
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_hub_start_marks_every_node_offline, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_refuses_a_bad_token, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_hello_apply_report_and_exact_counters, setup,
 					    teardown),
