@@ -21,6 +21,7 @@
 #include "fwd/config.h"
 #include "fwd/engine.h"
 #include "net/rpc.h"
+#include "net/tls.h"
 #include "net/ws.h"
 
 #define DEFAULT_REPORT_NS  (5 * FG_NS_PER_SEC)
@@ -50,6 +51,8 @@ struct fg_agent {
 	struct fg_loop *loop;
 	struct fg_engine *engine;
 	char *token, *dir;
+	char *pin;		   /* wss:// pin, or NULL */
+	struct fg_tls_client *tls; /* for wss:// URLs, or NULL */
 	struct fg_url urls[FG_AGENT_MAX_SERVERS];
 	size_t nurls, url_idx;
 	int64_t report_ns, backoff_lo, backoff_hi, backoff;
@@ -658,13 +661,16 @@ static const struct fg_ws_cbs agent_cbs = {.on_text = on_text, .on_close = on_cl
 static void open_cb(struct fg_ws *ws, int err, int http_status, void *data)
 {
 	struct fg_agent *a = data;
+	const char *hs_why = a->hs ? fg_ws_hs_error(a->hs) : NULL;
 	a->hs = NULL;
 	if (err) {
-		char why[96];
+		char why[300];
 		if (err == -EACCES && (http_status == 401 || http_status == 403))
 			snprintf(why, sizeof(why), "node token refused (HTTP %d)", http_status);
 		else if (err == -EACCES)
 			snprintf(why, sizeof(why), "the server answered HTTP %d", http_status);
+		else if (hs_why && *hs_why)
+			snprintf(why, sizeof(why), "%s", hs_why);
 		else
 			snprintf(why, sizeof(why), "%s", strerror(-err));
 		link_failed(a, why);
@@ -674,10 +680,9 @@ static void open_cb(struct fg_ws *ws, int err, int http_status, void *data)
 	send_hello(a);
 }
 
-/* Starts a plain ws:// connection to u. A wss:// dialer has the same
- * shape: connect, then the TLS handshake, then the upgrade. Returns 0 or
- * -errno with err. */
-static int dial_ws(struct fg_agent *a, const struct fg_url *u, char *err, size_t errlen)
+/* Starts a connection to u: TCP connect, then (wss://) the TLS handshake,
+ * then the upgrade; open_cb gets the outcome. Returns 0 or -errno with err. */
+static int dial(struct fg_agent *a, const struct fg_url *u, char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
 	/* blocking for a name (numeric addresses never wait); see
@@ -703,8 +708,12 @@ static int dial_ws(struct fg_agent *a, const struct fg_url *u, char *err, size_t
 		return -e;
 	}
 	struct fg_ws_opts wo = {.ping_interval_ns = PING_NS, .ping_timeout_ns = 3 * PING_NS};
-	a->hs = fg_ws_connect_start(a->loop, fd, u->authority, u->path, a->token, &agent_cbs, &wo,
-				    open_cb, a);
+	if (u->tls)
+		a->hs = fg_ws_connect_tls_start(a->loop, fd, a->tls, u->host, a->pin, u->authority,
+						u->path, a->token, &agent_cbs, &wo, open_cb, a);
+	else
+		a->hs = fg_ws_connect_start(a->loop, fd, u->authority, u->path, a->token,
+					    &agent_cbs, &wo, open_cb, a);
 	if (!a->hs) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -712,18 +721,12 @@ static int dial_ws(struct fg_agent *a, const struct fg_url *u, char *err, size_t
 	return 0;
 }
 
-static int dial_wss(struct fg_agent *a, const struct fg_url *u, char *err, size_t errlen)
-{
-	snprintf(err, errlen, "wss:// is not supported yet (use ws://)");
-	return -ENOTSUP;
-}
-
 static void connect_next(struct fg_agent *a)
 {
-	char err[256];
+	char err[512];
 	const struct fg_url *u = &a->urls[a->url_idx];
 	a->link = L_CONNECTING;
-	int rc = (u->tls ? dial_wss : dial_ws)(a, u, err, sizeof(err));
+	int rc = dial(a, u, err, sizeof(err));
 	if (rc < 0)
 		link_failed(a, err);
 }
@@ -773,10 +776,28 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 			snprintf(err, errlen, "--server: %s", e);
 			goto err;
 		}
-		if (a->urls[i].tls) {
-			snprintf(err, errlen,
-				 "--server: %s: wss:// is not supported yet (use ws://)",
-				 o->servers[i]);
+		if (a->urls[i].tls && !a->tls) {
+			struct fg_tls_client_opts to = {.ca_file = o->ca_file};
+			char terr[FG_TLS_ERR_LEN];
+			a->tls = fg_tls_client_new(&to, terr, sizeof(terr));
+			if (!a->tls) {
+				snprintf(err, errlen, "--ca: %s", terr);
+				goto err;
+			}
+		}
+	}
+	if (o->pin && *o->pin) {
+		uint8_t fp[FG_TLS_FP_LEN];
+		if (fg_tls_parse_pin(o->pin, fp) < 0) {
+			snprintf(
+			    err, errlen,
+			    "--pin: \"%s\" is not a SHA-256 fingerprint (64 hex digits, colons "
+			    "allowed)",
+			    o->pin);
+			goto err;
+		}
+		if (!(a->pin = fg_strdup(o->pin))) {
+			snprintf(err, errlen, "out of memory");
 			goto err;
 		}
 	}
@@ -893,6 +914,8 @@ void fg_agent_free(struct fg_agent *a)
 	json_decref(a->last_params);
 	fg_free(a->token);
 	fg_free(a->dir);
+	fg_free(a->pin);
+	fg_tls_client_free(a->tls);
 	fg_free(a);
 }
 

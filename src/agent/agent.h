@@ -39,6 +39,9 @@ struct fg_agent_opts {
 	const char *token;	    /* node token (copied) */
 	const char *state_dir;	    /* must exist */
 	int64_t report_interval_ns; /* 0 = 5 s */
+	const char *ca_file;	    /* wss://: CA bundle; NULL = the system's */
+	const char *pin;	    /* wss://: SHA-256 of the server certificate;
+				       it alone decides when given (tls.md) */
 	unsigned workers;	    /* engine threads, 0 = one per core */
 	/* test knobs: 0 = defaults (0.5 s doubling to 30 s) */
 	int64_t backoff_min_ns, backoff_max_ns;
