@@ -449,7 +449,7 @@ def test_agent_token_from_state_dir_and_refused_token(fleet, plane, tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--server", "wss://10.78.0.1:8443", "--token", "t"], "wss:// is not supported yet"),
+    (["--server", "wss://10.78.0.1:8443", "--token", "t", "--pin", "zz"], "--pin"),
     (["--token", "t"], "--server: missing"),
     (["--server", "http://x", "--token", "t"], "must start with ws:// or wss://"),
     (["--server", "ws://127.0.0.1:1"], "no node token"),
