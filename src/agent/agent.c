@@ -29,6 +29,7 @@
 #define DEFAULT_BACKOFF_HI (30 * FG_NS_PER_SEC)
 #define PING_NS		   (10 * FG_NS_PER_SEC)
 #define RETRY_FAILED_NS	   (10 * FG_NS_PER_SEC)
+#define REPORT_ANSWER_NS   (30 * FG_NS_PER_SEC)
 
 /* do_apply flags */
 #define APPLY_SAVE  0x1 /* write state.json */
@@ -64,6 +65,7 @@ struct fg_agent {
 	struct fg_ws *ws;
 	struct fg_timer retry_timer, report_timer;
 	int64_t next_id, hello_id, report_id; /* report_id: current boot's, unanswered */
+	int64_t report_sent;		      /* loop time the last report went out */
 	int64_t node_id;
 
 	struct fg_pending old; /* earlier boots' final counters, not yet acked */
@@ -314,7 +316,14 @@ static void send_reports(struct fg_agent *a)
 {
 	if (a->link != L_READY)
 		return;
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = (int64_t)time(NULL), tnow = fg_loop_now(a->loop);
+	/* a report never answered (lost with a server in trouble) must not
+	 * stop reporting: the values are absolute, sending again is safe */
+	if (tnow - a->report_sent > REPORT_ANSWER_NS) {
+		a->report_id = 0;
+		for (size_t i = 0; i < a->old.n; i++)
+			a->old_req[i] = 0;
+	}
 	if (!a->report_id) {
 		json_t *ctrs = json_array();
 		for (size_t i = 0; i < a->nctrs; i++) {
@@ -333,6 +342,7 @@ static void send_reports(struct fg_agent *a)
 		int64_t id = a->next_id++;
 		if (send_msg(a, fg_rpc_request("report", p, id)) == 0) {
 			a->report_id = id;
+			a->report_sent = tnow;
 			a->m_reports++;
 		}
 	}
@@ -348,8 +358,10 @@ static void send_reports(struct fg_agent *a)
 		json_t *p = json_pack("{s:s,s:I,s:o}", "boot_id", b->boot_id, "ts", (json_int_t)now,
 				      "counters", ctrs);
 		int64_t id = a->next_id++;
-		if (send_msg(a, fg_rpc_request("report", p, id)) == 0)
+		if (send_msg(a, fg_rpc_request("report", p, id)) == 0) {
 			a->old_req[i] = id;
+			a->report_sent = tnow;
+		}
 	}
 }
 

@@ -365,8 +365,13 @@ static void flush(struct fg_hub *hub)
 	for (size_t i = 0; i < hub->nqa; i++) {
 		struct qack *a = &hub->qa[i];
 		struct session *s = a->ns->s;
-		if (ok && s && s->serial == a->serial)
-			send_text(s, fg_rpc_result(a->id, json_object()));
+		/* a failed write is answered too, so the agent sends the same
+		 * absolute values again at its next tick instead of waiting */
+		if (s && s->serial == a->serial)
+			send_text(s, ok ? fg_rpc_result(a->id, json_object())
+					: fg_rpc_error(a->id, FG_RPC_INTERNAL_ERROR,
+						       "report not stored (store write failed), "
+						       "send it again"));
 		json_decref(a->id);
 	}
 	hub->nqa = 0;

@@ -205,7 +205,11 @@ class Fleet:
         return "\n".join(out)
 
     def stop(self):
+        # the server goes first, with every agent still attached: a server
+        # stopping with live sessions must exit 0 cleanly too
         problems = []
+        for s in self.servers:
+            problems += s.stop()
         for a in self.agents:
             was_alive = a.alive()
             rc = a.stop(10.0)
@@ -215,8 +219,6 @@ class Fleet:
                 problems.append(f"{a.name}: sanitizer report:\n{err[-4000:]}")
             if was_alive and rc != 0:
                 problems.append(f"{a.name}: exit status {rc} after SIGTERM:\n{err[-2000:]}")
-        for s in self.servers:
-            problems += s.stop()
         for p in self.peers:
             p.close()
         return problems

@@ -527,6 +527,62 @@ static void test_hub_hello_apply_report_and_exact_counters(void **state)
 	fg_node_deinit(&n);
 }
 
+/* A store whose counter writes fail while fail_writes is set: the real
+ * SQLite store with its ops pointer swapped for a copy. */
+static const struct fg_store_ops *real_ops;
+static struct fg_store_ops failing_ops;
+static bool fail_writes;
+
+static int failing_record(struct fg_store *st, const char *kind, int64_t object_id, int64_t node_id,
+			  const char *boot_id, const struct fg_counters *abs, int64_t ts,
+			  struct fg_counters *delta)
+{
+	if (fail_writes)
+		return -EIO;
+	return real_ops->record_counters(st, kind, object_id, node_id, boot_id, abs, ts, delta);
+}
+
+static void test_hub_store_failure_acks_nothing_and_the_resend_counts_once(void **state)
+{
+	struct fx *f = *state;
+	struct fg_rpc_msg m;
+	char buf[1024];
+	int64_t fwd = mk_fwd(f, "web", 18011, 18012);
+	real_ops = f->st->ops;
+	failing_ops = *real_ops;
+	failing_ops.record_counters = failing_record;
+	f->st->ops = &failing_ops;
+
+	fa_connect(f, f->token);
+	fa_send(f, "{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"params\":{\"version\":\"t\","
+		   "\"boot_id\":\"b1\"},\"id\":1}");
+	fa_next(f, &m); /* hello result */
+	fg_rpc_msg_deinit(&m);
+	fa_next(f, &m); /* apply: left unanswered, it does not matter here */
+	fg_rpc_msg_deinit(&m);
+
+	fail_writes = true;
+	snprintf(buf, sizeof(buf), REP, (long long)fwd, 100, 200, 5);
+	fa_send(f, buf);
+	fa_next(f, &m);
+	assert_int_equal(m.kind, FG_RPC_ERROR); /* answered, so the agent resends */
+	assert_int_equal(m.id_int, 5);
+	assert_non_null(strstr(m.err_message, "send it again"));
+	fg_rpc_msg_deinit(&m);
+	assert_int_equal(total(f, fwd).bytes_up, 0);
+
+	fail_writes = false;
+	snprintf(buf, sizeof(buf), REP, (long long)fwd, 100, 200, 6);
+	fa_send(f, buf);
+	fa_next(f, &m);
+	assert_int_equal(m.kind, FG_RPC_RESULT);
+	fg_rpc_msg_deinit(&m);
+	struct fg_counters t = total(f, fwd);
+	assert_int_equal(t.bytes_up, 100);
+	assert_int_equal(t.bytes_down, 200);
+	f->st->ops = real_ops;
+}
+
 static bool node_applied(struct fx *f)
 {
 	struct fg_node n = node_now(f);
@@ -664,6 +720,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_hub_refuses_a_bad_token, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_hello_apply_report_and_exact_counters, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_hub_store_failure_acks_nothing_and_the_resend_counts_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_with_the_real_agent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
