@@ -103,6 +103,10 @@ static void timer_cb(struct fg_loop *loop, struct fg_timer *t)
 	run(t->data);
 }
 
+/* libmicrohttpd's format strings: checked as printf formats (clang's
+ * -Wformat-nonliteral stops the fuzz build otherwise) */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
