@@ -225,10 +225,14 @@ static int get_uint(const json_t *o, const char *path, const char *key, int64_t 
 		*out = def;
 		return 0;
 	}
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
+	if (!json_is_integer(v))
 		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
 			    "%s%s%s: %s must be a non-negative integer", path, *path ? "." : "",
-			    key, json_is_integer(v) ? "a negative integer" : type_name(v));
+			    key, type_name(v));
+	if (json_integer_value(v) < 0)
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+			    "%s%s%s: %lld is negative, must be a non-negative integer", path,
+			    *path ? "." : "", key, (long long)json_integer_value(v));
 	*out = json_integer_value(v);
 	return 0;
 }

@@ -221,6 +221,30 @@ static bool fwd_exists(const struct fg_hub *hub, int64_t id)
 	return false;
 }
 
+/* Whether forward id exists: the cached set, else the store (a forward
+ * created since the last refresh), which then joins the set. */
+static bool fwd_known(struct fg_hub *hub, int64_t id)
+{
+	if (fwd_exists(hub, id))
+		return true;
+	struct fg_forward f;
+	if (hub->st->ops->forward_get(hub->st, id, &f) != 0)
+		return false;
+	fg_forward_deinit(&f);
+	int64_t *ids = fg_realloc(hub->fwd_ids, (hub->nfwd_ids + 1) * sizeof(*ids));
+	if (!ids)
+		return true;
+	size_t i = hub->nfwd_ids;
+	while (i > 0 && ids[i - 1] > id) {
+		ids[i] = ids[i - 1];
+		i--;
+	}
+	ids[i] = id;
+	hub->fwd_ids = ids;
+	hub->nfwd_ids++;
+	return true;
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -278,7 +302,7 @@ static void flush(struct fg_hub *hub)
 	bool ok = st->ops->tx_begin(st) == 0;
 	for (size_t i = 0; ok && i < hub->nqc; i++) {
 		struct qctr *q = &hub->qc[i];
-		if (!fwd_exists(hub, q->fwd_id)) { /* deleted meanwhile */
+		if (!fwd_known(hub, q->fwd_id)) { /* deleted meanwhile */
 			hub->m_counters_dropped++;
 			continue;
 		}
@@ -341,8 +365,13 @@ static void flush(struct fg_hub *hub)
 	for (size_t i = 0; i < hub->nqa; i++) {
 		struct qack *a = &hub->qa[i];
 		struct session *s = a->ns->s;
-		if (ok && s && s->serial == a->serial)
-			send_text(s, fg_rpc_result(a->id, json_object()));
+		/* a failed write is answered too, so the agent sends the same
+		 * absolute values again at its next tick instead of waiting */
+		if (s && s->serial == a->serial)
+			send_text(s, ok ? fg_rpc_result(a->id, json_object())
+					: fg_rpc_error(a->id, FG_RPC_INTERNAL_ERROR,
+						       "report not stored (store write failed), "
+						       "send it again"));
 		json_decref(a->id);
 	}
 	hub->nqa = 0;
@@ -640,8 +669,13 @@ static void on_apply_answer(struct session *s, struct fg_rpc_msg *m)
 	hub->m_apply_ok++;
 	ns->applied_rev = ar.rev;
 	char *errors = ar.status ? errors_of(ar.status) : NULL;
-	fg_info("hub: node %lld: applied rev %lld%s", (long long)ns->id, (long long)ar.rev,
-		errors ? " with errors" : "");
+	/* one line per node per change is noise in a large fleet: only
+	 * failures are worth an operator's eye */
+	if (errors)
+		fg_warn("hub: node %lld: applied rev %lld with errors: %s", (long long)ns->id,
+			(long long)ar.rev, errors);
+	else
+		fg_dbg("hub: node %lld: applied rev %lld", (long long)ns->id, (long long)ar.rev);
 	set_errors(hub, ns, errors);
 	mark_dirty(hub, ns);
 }
