@@ -36,6 +36,7 @@ struct fg_api {
 	struct fg_hub *hub;
 	struct fg_work *work;
 	struct fg_live *live;
+	const struct fg_secret_key *secret; /* borrowed */
 	char *web_dir, *public_url;
 	bool tls;
 	int64_t session_ttl_s;
@@ -63,6 +64,29 @@ void api_audit(struct api_call *c, const char *action, const char *kind, int64_t
 const char *api_name_invalid(const char *s);
 int64_t api_now(void);
 
+/* A growable set of node ids to refresh (api_fleet.c). */
+struct idset {
+	int64_t *v;
+	size_t n, cap;
+};
+void api_idset_add(struct idset *s, int64_t id);
+/* Adds the group's current members. */
+void api_idset_add_group(struct fg_store *st, struct idset *s, int64_t group_id);
+/* fg_hub_refresh of the set, then empties it. */
+void api_idset_refresh(struct fg_api *api, struct idset *s);
+
+/* References: an id (all digits) or a name; in a JSON body also an
+ * integer id (api_json_ref copies it into buf as text). */
+bool api_is_id(const char *s);
+int api_node_by_ref(struct fg_store *st, const char *ref, struct fg_node *out);
+int api_group_by_ref(struct fg_store *st, const char *ref, struct fg_group *out);
+int api_json_ref(json_t *v, char *buf, size_t len);
+int api_forward_by_ref(struct fg_store *st, const char *ref, struct fg_forward *out);
+enum fg_http_verdict api_not_found(struct api_call *c, const char *kind, const char *ref);
+enum fg_http_verdict api_bad_method(struct api_call *c);
+/* A traffic series answer (?from, to, step, format) for q. */
+enum fg_http_verdict api_series(struct api_call *c, struct fg_series_query *q);
+
 /* api_fleet.c */
 enum fg_http_verdict api_nodes(struct api_call *c);
 enum fg_http_verdict api_groups(struct api_call *c);
@@ -72,5 +96,25 @@ enum fg_http_verdict api_live(struct api_call *c);
 enum fg_http_verdict api_audit_list(struct api_call *c);
 enum fg_http_verdict api_export(struct api_call *c);
 enum fg_http_verdict api_import(struct api_call *c);
+
+/* api_tunnel.c */
+enum fg_http_verdict api_tunnels(struct api_call *c);
+/* The nodes whose desired state holds tunnel t: the entry (node or the
+ * group's members), hops, exits. */
+void api_tunnel_nodes(struct fg_store *st, const struct fg_tunnel *t, struct idset *s);
+/* Adds to s every node sharing a tunnel with node_id (and node_id). */
+void api_tunnel_peers_of(struct fg_store *st, int64_t node_id, struct idset *s);
+/* Export: every tunnel as the API shows it, without id and the computed
+ * fields. NULL on a store error (answered). */
+json_t *api_tunnels_export(struct api_call *c);
+/* Import one tunnel (created, or updated by name) inside the caller's
+ * transaction. Returns 1 created, 2 updated, or 0 after answering an
+ * error (the field names the item). */
+int api_tunnel_import_one(struct api_call *c, size_t i, json_t *item, struct idset *touched);
+/* Whether a tunnel of that name exists (forward names must not collide). */
+bool api_tunnel_name_taken(struct fg_store *st, const char *name);
+/* Answers 409 for a port claimed by another forward or tunnel. */
+enum fg_http_verdict api_port_conflict(struct api_call *c, const char *field, const char *kind,
+				       int64_t other, const struct fg_port_claim *cl);
 
 #endif
