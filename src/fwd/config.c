@@ -507,7 +507,7 @@ int fg_config_parse(const char *text, size_t len, struct fg_forward_set *out, ch
 		return fail(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
 	int rc;
 	const char *key;
-	json_t *v, *fwds = NULL;
+	json_t *v, *fwds = NULL, *tunnels = NULL;
 	if (!json_is_object(root)) {
 		rc = fail(err, errlen, "the document must be an object {\"forwards\": [...]}");
 		goto out;
@@ -516,13 +516,21 @@ int fg_config_parse(const char *text, size_t len, struct fg_forward_set *out, ch
 	{
 		if (strcmp(key, "forwards") == 0) {
 			fwds = v;
+		} else if (strcmp(key, "tunnels") == 0 || strcmp(key, "tls") == 0) {
+			/* parsed by tunnel/config.c (fg_tunnel_parse_doc) */
+			if (key[1] == 'u')
+				tunnels = v;
 		} else {
 			rc = fail(err, errlen, "%.64s: unknown field", key);
 			goto out;
 		}
 	}
-	if (!fwds) {
+	if (!fwds && !tunnels) {
 		rc = fail(err, errlen, "forwards: missing");
+		goto out;
+	}
+	if (!fwds) { /* a file of tunnels only */
+		rc = 0;
 		goto out;
 	}
 	rc = fg_config_parse_forwards(fwds, out, err, errlen);
