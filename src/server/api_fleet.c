@@ -251,11 +251,10 @@ static json_t *node_json(struct fg_api *api, const struct fg_node *n)
 		errors = json_array();
 	json_t *j = json_pack("{s:I, s:s, s:o, s:b, s:I, s:s, s:s, s:I, s:I, s:o, s:I}", "id",
 			      (json_int_t)n->id, "name", n->name, "groups", groups, "online",
-			      fg_hub_online(api->hub, n->id), "last_seen",
-			      (json_int_t)n->last_seen, "version", n->version, "hostname",
-			      n->hostname, "desired_rev", (json_int_t)n->desired_rev,
-			      "applied_rev", (json_int_t)n->applied_rev, "errors", errors,
-			      "created", (json_int_t)n->created);
+			      fg_hub_online(api->hub, n->id), "last_seen", (json_int_t)n->last_seen,
+			      "version", n->version, "hostname", n->hostname, "desired_rev",
+			      (json_int_t)n->desired_rev, "applied_rev", (json_int_t)n->applied_rev,
+			      "errors", errors, "created", (json_int_t)n->created);
 	/* how peers reach it (tunnels): the operator's address, else the one
 	 * its session came from; its certificate's fingerprint from hello */
 	json_object_set_new(j, "address", n->address[0] ? json_string(n->address) : json_null());
@@ -457,9 +456,8 @@ static enum fg_http_verdict node_patch(struct api_call *c, struct fg_node *n)
 		if (rc == 0 && gv)
 			rc = st->ops->node_set_groups(st, n->id, gids, ng);
 		if (rc == 0 && av)
-			rc = st->ops->node_set_address(st, n->id,
-						       json_is_string(av) ? json_string_value(av)
-									  : "");
+			rc = st->ops->node_set_address(
+			    st, n->id, json_is_string(av) ? json_string_value(av) : "");
 		if (rc == 0)
 			rc = st->ops->tx_commit(st);
 		else

@@ -16,6 +16,7 @@
 #include "server/api_int.h"
 #include "server/desired.h"
 #include "server/tunnel_model.h"
+#include "tunnel/config.h"
 
 #define PORT_TRIES 1000 /* link ports tried when allocating one */
 
@@ -124,9 +125,9 @@ static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view
 	d.ctx.psk_len = FG_TM_PSK_LEN;
 	size_t last = d.model.nhops + 1;
 	for (size_t p = 0; p <= last; p++) {
-		const int64_t *ids = p == 0 ? d.ctx.entry_members
-				   : p < last ? &d.model.hops[p - 1]
-					      : d.model.exits;
+		const int64_t *ids = p == 0	? d.ctx.entry_members
+				     : p < last ? &d.model.hops[p - 1]
+						: d.model.exits;
 		size_t n = p == 0 ? d.ctx.nentry : p < last ? 1 : d.model.nexits;
 		json_t *nodes = json_array();
 		json_array_append_new(path, json_pack("{s:s, s:o}", "role",
@@ -147,24 +148,24 @@ static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view
 			json_decref(o);
 			reported_error(row, t->id, rep, sizeof(rep));
 			bool online = fg_hub_online(api->hub, row->id);
-			const char *state = !t->enabled		 ? "disabled"
-					    : rc == -EAGAIN	 ? "waiting"
+			const char *state = !t->enabled	       ? "disabled"
+					    : rc == -EAGAIN    ? "waiting"
 					    : rc < 0 || rep[0] ? "error"
-					    : !online		 ? "offline"
-								 : "ok";
+					    : !online	       ? "offline"
+							       : "ok";
 			const char *detail = rep[0] && rc == 0 ? rep : why;
 			const char *addr = row->address[0] ? row->address : row->seen_address;
-			json_array_append_new(
-			    nodes, json_pack("{s:I, s:s, s:b, s:s, s:s, s:s}", "id",
-					     (json_int_t)row->id, "name", row->name, "online",
-					     online, "address", addr, "state", state, "detail",
-					     t->enabled ? detail : ""));
+			json_array_append_new(nodes,
+					      json_pack("{s:I, s:s, s:b, s:s, s:s, s:s}", "id",
+							(json_int_t)row->id, "name", row->name,
+							"online", online, "address", addr, "state",
+							state, "detail", t->enabled ? detail : ""));
 			if (t->enabled && (rc < 0 || rep[0] || why[0]))
-				json_array_append_new(
-				    problems, json_sprintf("%s: %s", row->name, detail));
+				json_array_append_new(problems,
+						      json_sprintf("%s: %s", row->name, detail));
 			else if (t->enabled && !online)
-				json_array_append_new(
-				    problems, json_sprintf("%s: offline", row->name));
+				json_array_append_new(problems,
+						      json_sprintf("%s: offline", row->name));
 		}
 	}
 	fg_desired_tunnel_deinit(&d);
@@ -313,7 +314,8 @@ static bool resolve_all(struct api_call *c, json_t *o)
 {
 	json_t *en = json_object_get(o, "entry");
 	if (json_is_object(en)) {
-		if (json_object_get(en, "node") && !resolve(c, en, "node", NULL, 0, "entry.node", 0))
+		if (json_object_get(en, "node") &&
+		    !resolve(c, en, "node", NULL, 0, "entry.node", 0))
 			return false;
 		if (json_object_get(en, "group") &&
 		    !resolve(c, en, "group", NULL, 0, "entry.group", 1))
@@ -438,6 +440,57 @@ static bool allocate_link_port(struct api_call *c, struct tbuild *b)
 	return false;
 }
 
+/* What the API accepts every agent can run: each role of the tunnel,
+ * compiled with stand-in peers, must pass the engine's own parser. */
+static bool engine_check(struct api_call *c, const struct tbuild *b)
+{
+	const struct fg_tm *m = &b->m;
+	struct fg_tm_node nodes[1 + FG_TM_MAX_HOPS + FG_TM_MAX_EXITS];
+	size_t nn = 0;
+	int64_t entry = m->entry_node ? m->entry_node : -1; /* a group: any member */
+	static const char fp[] = "00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:"
+				 "00:00:00:00:00:00:00:00:00:00:00:00";
+	nodes[nn++] = (struct fg_tm_node){entry, "entry", "192.0.2.1", fp};
+	for (size_t i = 0; i < m->nhops; i++)
+		nodes[nn++] = (struct fg_tm_node){m->hops[i], "hop", "192.0.2.2", fp};
+	for (size_t i = 0; i < m->nexits; i++)
+		nodes[nn++] = (struct fg_tm_node){m->exits[i], "exit", "192.0.2.3", fp};
+	uint8_t psk[FG_TM_PSK_LEN] = {1};
+	struct fg_tm_ctx ctx = {.tunnel_id = b->t.id ? b->t.id : 1,
+				.name = b->t.name,
+				.nodes = nodes,
+				.nnodes = nn,
+				.entry_members = &entry,
+				.nentry = 1,
+				.psk = psk,
+				.psk_len = sizeof(psk)};
+	for (size_t i = 0; i < nn; i++) {
+		json_t *o = NULL;
+		char why[512], err[512];
+		int rc = fg_tm_compile(m, &ctx, nodes[i].id, &o, why, sizeof(why));
+		if (rc < 0 || !o) {
+			json_decref(o);
+			api_fail(c->r, rc == -ENOMEM ? 500 : 400, "invalid", NULL,
+				 "the %s role cannot be compiled: %s", nodes[i].name,
+				 why[0] ? why : strerror(-rc));
+			return false;
+		}
+		json_t *arr = json_pack("[o]", o);
+		struct fg_tunnel_set set = {0};
+		rc = fg_tunnel_parse_json(arr, &set, err, sizeof(err));
+		json_decref(arr);
+		fg_tunnel_set_free(&set);
+		if (rc < 0) {
+			/* "tunnels[0].next.ws.path: ..." -> the message after the path */
+			const char *msg = strstr(err, ": ");
+			api_fail(c->r, 400, "invalid", NULL, "the %s role would not run: %s",
+				 nodes[i].name, msg ? msg + 2 : err);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Merges body into old's editable form (PATCH) or takes it (POST), checks
  * and resolves it into b. Answers and returns false on any error. */
 static bool tunnel_from_body(struct api_call *c, json_t *body, const struct fg_tunnel *old,
@@ -530,10 +583,11 @@ static bool tunnel_from_body(struct api_call *c, json_t *body, const struct fg_t
 					dup |= b->m.exits[k] == mem[i];
 				if (dup) {
 					char nb[FG_STORE_NAME_MAX + 24];
-					api_fail(c->r, 400, "invalid", "entry.group",
-						 "entry.group: its member %s is also a hop or an exit "
-						 "of the tunnel",
-						 node_name(st, mem[i], nb, sizeof(nb)));
+					api_fail(
+					    c->r, 400, "invalid", "entry.group",
+					    "entry.group: its member %s is also a hop or an exit "
+					    "of the tunnel",
+					    node_name(st, mem[i], nb, sizeof(nb)));
 					fg_free(mem);
 					goto out;
 				}
@@ -563,8 +617,8 @@ static bool tunnel_from_body(struct api_call *c, json_t *body, const struct fg_t
 	ssize_t so = self_overlap(b);
 	if (so >= 0) {
 		api_fail(c->r, 409, "conflict", b->claims[so].field,
-			 "%s: port %u is used twice by this tunnel on the same node", b->claims[so].field,
-			 b->claims[so].c.port_lo);
+			 "%s: port %u is used twice by this tunnel on the same node",
+			 b->claims[so].field, b->claims[so].c.port_lo);
 		goto out;
 	}
 	size_t idx;
@@ -579,6 +633,9 @@ static bool tunnel_from_body(struct api_call *c, json_t *body, const struct fg_t
 		api_store_fail(c->r, rc, "checking ports");
 		goto out;
 	}
+
+	if (!engine_check(c, b))
+		goto out;
 
 	/* the row */
 	b->t.entry_node_id = b->m.entry_node;
@@ -596,9 +653,9 @@ static bool tunnel_from_body(struct api_call *c, json_t *body, const struct fg_t
 	for (size_t i = 0; i < b->m.nexits; i++)
 		b->t.nodes[b->t.nnodes++] = b->m.exits[i];
 	for (size_t i = 0; i < b->nclaims; i++)
-		b->t.ports[b->t.nports++] = (struct fg_tunnel_port){
-		    b->claims[i].c.node_id, b->claims[i].c.group_id, b->claims[i].c.port_lo,
-		    b->claims[i].c.port_hi};
+		b->t.ports[b->t.nports++] =
+		    (struct fg_tunnel_port){b->claims[i].c.node_id, b->claims[i].c.group_id,
+					    b->claims[i].c.port_lo, b->claims[i].c.port_hi};
 	ok = true;
 out:
 	json_decref(o);

@@ -1095,8 +1095,7 @@ static uint64_t rate(uint64_t now, uint64_t prev, int64_t dt_ns)
 json_t *fg_hub_live(const struct fg_hub *hub)
 {
 	json_t *nodes = json_object(), *fwds = json_object(), *tuns = json_object();
-	json_t *out =
-	    json_pack("{s:o,s:o,s:o}", "nodes", nodes, "forwards", fwds, "tunnels", tuns);
+	json_t *out = json_pack("{s:o,s:o,s:o}", "nodes", nodes, "forwards", fwds, "tunnels", tuns);
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < hub->cap; i++) {

@@ -18,11 +18,13 @@
 
 #include <sodium.h>
 
+#include "net/rpc.h"
 #include "server/auth.h"
 #include "server/desired.h"
 #include "server/secret.h"
 #include "server/store.h"
 #include "server/tunnel_model.h"
+#include "tunnel/config.h"
 
 #define FP_A                                                                                       \
 	"AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:"  \
@@ -530,6 +532,13 @@ static json_t *tunnels_of(struct fixture *fx, int64_t node)
 	free(text);
 	json_t *t = json_incref(json_object_get(state, "tunnels"));
 	json_decref(state);
+	if (t) { /* what the node gets, the engine's own parser takes */
+		struct fg_tunnel_set set = {0};
+		char err[512];
+		if (fg_tunnel_parse_json(t, &set, err, sizeof(err)) != 0)
+			fail_msg("engine refuses node %lld's tunnels: %s", (long long)node, err);
+		fg_tunnel_set_free(&set);
+	}
 	return t;
 }
 
@@ -685,6 +694,36 @@ static void test_desired_tunnel_waits_for_peer_fingerprint_and_skips_double_role
 	assert_null(t);
 }
 
+/* ---- hello ----------------------------------------------------------- */
+
+static void test_rpc_hello_fingerprint_optional_canonical_and_checked(void **state)
+{
+	struct fg_hello h;
+	char err[FG_RPC_ERR_MAX];
+	/* an older agent sends none */
+	json_t *p = json_pack("{s:s, s:s, s:I}", "version", "0.1", "boot_id", "b1", "applied_rev",
+			      (json_int_t)3);
+	assert_int_equal(fg_hello_decode(p, &h, err, sizeof(err)), 0);
+	assert_string_equal(h.fingerprint, "");
+	/* any case, with or without colons: kept in the canonical form */
+	json_object_set_new(
+	    p, "fingerprint",
+	    json_string("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+	assert_int_equal(fg_hello_decode(p, &h, err, sizeof(err)), 0);
+	assert_string_equal(h.fingerprint, FP_A);
+	json_object_set_new(p, "fingerprint", json_string(FP_B));
+	assert_int_equal(fg_hello_decode(p, &h, err, sizeof(err)), 0);
+	assert_string_equal(h.fingerprint, FP_B);
+	/* anything else is refused, naming the field */
+	json_object_set_new(p, "fingerprint", json_string("AB:CD"));
+	assert_int_equal(fg_hello_decode(p, &h, err, sizeof(err)), FG_RPC_INVALID_PARAMS);
+	assert_non_null(strstr(err, "fingerprint"));
+	json_object_set_new(p, "fingerprint", json_integer(5));
+	assert_int_equal(fg_hello_decode(p, &h, err, sizeof(err)), FG_RPC_INVALID_PARAMS);
+	assert_non_null(strstr(err, "fingerprint"));
+	json_decref(p);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -704,6 +743,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_tunnel_psk_never_in_the_store_file_in_plaintext,
 					    setup, teardown),
 	    cmocka_unit_test(test_tunnel_model_errors_name_the_field),
+	    cmocka_unit_test(test_rpc_hello_fingerprint_optional_canonical_and_checked),
 	    cmocka_unit_test_setup_teardown(test_desired_tunnel_roles_peers_pins_and_psk, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_desired_reverse_tunnel_swaps_listen_and_dial,
