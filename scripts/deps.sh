@@ -3,7 +3,7 @@
 # is present it only runs dpkg-query. Usage: scripts/deps.sh build|test
 set -eu
 
-BUILD_PKGS="build-essential cmake ninja-build pkg-config libjansson-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libwslay-dev libmicrohttpd-dev"
+BUILD_PKGS="build-essential cmake ninja-build pkg-config libjansson-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libwslay-dev libmicrohttpd-dev libnftables-dev"
 TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev clang-format python3 python3-pytest iproute2 nftables curl procps"
 
 case "${1:-build}" in

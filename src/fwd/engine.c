@@ -554,7 +554,8 @@ static struct fg_fwd *find_running(struct fg_engine *e, const char *name)
 static const struct fg_forward_cfg *find_cfg(const struct fg_forward_set *set, const char *name)
 {
 	for (size_t i = 0; i < set->n; i++)
-		if (set->v[i].enabled && strcmp(set->v[i].name, name) == 0)
+		if (set->v[i].enabled && set->v[i].engine == FG_ENGINE_PROXY &&
+		    strcmp(set->v[i].name, name) == 0)
 			return &set->v[i];
 	return NULL;
 }
@@ -592,8 +593,8 @@ int fg_engine_apply(struct fg_engine *e, const struct fg_forward_set *set, char 
 	struct fg_fwd *fresh = NULL;
 	for (size_t i = 0; i < set->n; i++) {
 		const struct fg_forward_cfg *c = &set->v[i];
-		if (!c->enabled)
-			continue;
+		if (!c->enabled || c->engine != FG_ENGINE_PROXY)
+			continue; /* kernel forwards are the kernel plane's (src/kernel) */
 		struct fg_fwd *old = find_running(e, c->name);
 		if (old && fg_forward_cfg_equal(&old->cfg, c))
 			continue;
@@ -703,6 +704,12 @@ static void stats_sum(struct fg_engine *e, struct fg_stats *s, struct fg_forward
 	o->conns_active = active > 0 ? (uint64_t)active : 0;
 }
 
+void fg_engine_set_bytes_hook(struct fg_engine *e, fg_engine_metrics_cb cb, void *data)
+{
+	e->bytes_hook = cb;
+	e->bytes_hook_data = data;
+}
+
 void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *b)
 {
 	static const char *const reasons[] = {"max_conns", "max_conns_per_ip", "no_target"};
@@ -720,6 +727,8 @@ void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *b)
 		fg_prom_sample(b, "flowgate_forward_bytes_total", up, s->snap.bytes_up);
 		fg_prom_sample(b, "flowgate_forward_bytes_total", down, s->snap.bytes_down);
 	}
+	if (e->bytes_hook)
+		e->bytes_hook(e->bytes_hook_data, b);
 	fg_prom_family(b, "flowgate_forward_connections_active", "gauge",
 		       "Open TCP connections and UDP sessions.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {

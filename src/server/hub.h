@@ -17,7 +17,7 @@
 struct fg_hub;
 
 struct fg_hub_opts {
-	int64_t ping_interval_ns; /* 0 = default (10 s); offline after 3 missed */
+	int64_t ping_interval_ns;  /* 0 = default (10 s); offline after 3 missed */
 	int64_t flush_interval_ns; /* batching of store writes; 0 = default (1 s) */
 };
 
@@ -35,8 +35,8 @@ int fg_hub_authenticate(struct fg_hub *hub, const char *token, int64_t *node_id)
  * WebSocket bytes already read (copied). When the session ends the hub
  * calls done(done_arg) once, so the HTTP layer can release its side.
  * A second session of the same node replaces the first. */
-void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early,
-		   size_t early_len, void (*done)(void *done_arg), void *done_arg);
+void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early, size_t early_len,
+		   void (*done)(void *done_arg), void *done_arg);
 
 /* The desired state of these nodes may have changed (a forward, group or
  * membership was written and committed): recompile each node's document,
