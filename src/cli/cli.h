@@ -4,5 +4,6 @@
 #define FG_CLI_CLI_H
 
 int fg_cli_forward(int argc, char **argv);
+int fg_cli_firewall(int argc, char **argv);
 
 #endif

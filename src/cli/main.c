@@ -10,14 +10,16 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"flowgate %s - traffic forwarding for fleets of Linux nodes\n\n"
-		"usage: flowgate <command> [options]\n\n"
-		"commands:\n"
-		"  forward    run port forwards from the command line or a JSON file\n"
-		"  version    print the version\n\n"
-		"flowgate <command> --help shows a command's options.\n",
-		FG_VERSION);
+	fprintf(
+	    f,
+	    "flowgate %s - traffic forwarding for fleets of Linux nodes\n\n"
+	    "usage: flowgate <command> [options]\n\n"
+	    "commands:\n"
+	    "  forward    run port forwards from the command line or a JSON file\n"
+	    "  firewall   check, preview, apply (with commit-confirm) or remove a policies file\n"
+	    "  version    print the version\n\n"
+	    "flowgate <command> --help shows a command's options.\n",
+	    FG_VERSION);
 }
 
 int main(int argc, char **argv)
@@ -29,6 +31,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "forward") == 0)
 		return fg_cli_forward(argc - 1, argv + 1);
+	if (strcmp(cmd, "firewall") == 0)
+		return fg_cli_firewall(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("flowgate %s\n", FG_VERSION);
 		return 0;

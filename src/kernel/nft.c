@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,26 +72,69 @@ const char *fg_nft_current(const struct fg_nft *n)
 	return n->cur;
 }
 
-/* nft's error text, trimmed of the trailing newline. */
+static int write_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, s, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* nft's error text, trimmed of the trailing newline, with the memfd's
+ * path ("/proc/self/fd/N:") shown as "ruleset:". */
 static void copy_error(struct nft_ctx *ctx, char *err, size_t errlen)
 {
 	const char *e = nft_ctx_get_error_buffer(ctx);
 	if (!e || !*e)
 		e = "nft failed without a message";
-	snprintf(err, errlen, "%s", e);
-	size_t l = strlen(err);
+	size_t l = 0;
+	while (*e && l + 1 < errlen) {
+		if (strncmp(e, "/proc/self/fd/", 14) == 0) {
+			const char *p = e + 14;
+			while (*p >= '0' && *p <= '9')
+				p++;
+			if (*p == ':') {
+				l += (size_t)snprintf(err + l, errlen - l, "ruleset");
+				if (l >= errlen) {
+					l = errlen - 1;
+					break;
+				}
+				e = p;
+				continue;
+			}
+		}
+		err[l++] = *e++;
+	}
+	err[l] = '\0';
 	while (l && err[l - 1] == '\n')
 		err[--l] = '\0';
 }
 
 /* Runs cmd; output (if any) appended to out. Every call resets the buffers
- * (reading a buffer rewinds it). */
+ * (reading a buffer rewinds it). Scripts (several lines) go through a
+ * memfd: nft 1.0.6 quotes the wrong source line in errors about a buffer,
+ * and the line is what tells an operator which rule is wrong. */
 static int run(struct nft_ctx *ctx, const char *cmd, bool dry, unsigned flags,
 	       struct fg_strbuf *out, char *err, size_t errlen)
 {
 	nft_ctx_set_dry_run(ctx, dry);
 	nft_ctx_output_set_flags(ctx, flags);
-	int rc = nft_run_cmd_from_buffer(ctx, cmd);
+	int rc, fd = strchr(cmd, '\n') ? memfd_create("ruleset", MFD_CLOEXEC) : -1;
+	if (fd >= 0 && write_all(fd, cmd, strlen(cmd)) == 0) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		rc = nft_run_cmd_from_filename(ctx, path);
+	} else {
+		rc = nft_run_cmd_from_buffer(ctx, cmd);
+	}
+	if (fd >= 0)
+		close(fd);
 	const char *o = nft_ctx_get_output_buffer(ctx);
 	if (rc != 0) {
 		copy_error(ctx, err, errlen);
@@ -250,20 +294,6 @@ int fg_nft_counters(struct fg_nft *n, struct fg_nft_counter **out, size_t *nout,
 }
 
 /* ---- normalize: apply in a throwaway network namespace ------------------ */
-
-static int write_all(int fd, const char *s, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, s, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		s += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 int fg_nft_normalize(const char *table, const char *script, struct fg_strbuf *out, char *err,
 		     size_t errlen)
