@@ -241,6 +241,8 @@ static int parse_cidr(const char *s, char *out, size_t outlen)
 static char *render_list(struct fg_strbuf *items, size_t n)
 {
 	struct fg_strbuf b;
+	if (items->oom || !items->s)
+		return NULL;
 	fg_strbuf_init(&b);
 	if (n == 1) {
 		fg_strbuf_puts(&b, items->s);
