@@ -20,7 +20,8 @@ import time
 import pytest
 
 import fgnet
-from conftest import CLIENT_IP, CLIENT_IPS, NODE_IP, NODE_IP_T, TARGET_IPS, run_flowgate_once
+from conftest import (CLIENT_IP, NODE_IP, NODE_IP6, NODE_IP_LO, NODE_IP_T, TARGET_IP6, TARGET_IPS,
+                      run_flowgate_once)
 
 TABLE = "flowgate_forward"
 BULK = min(int(os.environ.get("FG_BULK_MIB", "64")), 64) << 20
@@ -69,14 +70,19 @@ def clean_node(topo):
     yield
     nft(topo, "delete", "table", "inet", TABLE, check=False)
     subprocess.run(["ip", "netns", "exec", topo.node_name, "sysctl", "-q", "-w",
-                    "net.ipv4.ip_forward=0"], check=False)
+                    "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"], check=False)
 
 
 def wait_table(topo, fg, timeout=10.0):
+    """Wait for the applied table. Not just for the table to exist: while nft
+    checks a transaction (the dry run before every apply), a concurrent
+    listing can see the new table empty for an instant (kernel 6.x), and a
+    packet sent then meets no DNAT rule and pins an un-NATed conntrack entry."""
     def ok():
         if not fg.alive():
             raise AssertionError(f"flowgate exited: {fg.stderr_text()[-2000:]}")
-        return our_table(topo)
+        t = our_table(topo)
+        return t if t and "dnat" in t and " in table inet " in fg.stderr_text() else None
     return fgnet.wait_for(ok, timeout, what=f"table inet {TABLE}")
 
 
@@ -171,7 +177,13 @@ def test_udp_round_trips_and_counters_are_exact_l3_bytes(topo, peers, flowgate, 
     for i, n in enumerate(sizes):
         payload = bytes((i + k) % 251 for k in range(n))
         u.sendto(payload, (NODE_IP, lp))
-        d, a = u.recvfrom(65536)
+        try:
+            d, a = u.recvfrom(65536)
+        except socket.timeout:
+            raise AssertionError(
+                f"datagram {i} ({n} bytes) got no answer; table:\n"
+                f"{nft(topo, 'list', 'table', 'inet', TABLE).stdout}\n"
+                f"{nft(topo, 'list', 'ruleset').stdout}") from None
         assert d == payload, f"datagram {i} ({n} bytes) came back changed"
         assert a == (NODE_IP, lp), f"reply from {a}, not from the address the client sent to"
         total += n
@@ -340,3 +352,51 @@ def test_kernel_and_proxy_forwards_share_one_metrics_family(topo, peers, flowgat
     m = fg.wait_metric("flowgate_forward_bytes_total", None, forward="k", direction="up",
                        cmp=lambda v: v is not None and v >= 1000)
     assert m.text.count("# TYPE flowgate_forward_bytes_total") == 1
+
+
+def test_wildcard_listen_reaches_every_local_address(topo, peers, flowgate, port, client):
+    tp, lp = port(), port()
+    peers("whoami", f"{TARGET_IPS[1]}:{tp}")
+    kernel_fwd(flowgate, topo, f"0.0.0.0:{lp}", [f"{TARGET_IPS[1]}:{tp}"])
+    for addr in (NODE_IP, NODE_IP_LO):
+        assert fgnet.whoami(client, (addr, lp)) == f"{TARGET_IPS[1]}:{tp}"
+
+
+def test_ipv6_kernel_forward_tcp_and_udp(topo, peers, flowgate, port, client):
+    tp, lp = port(), port()
+    peers("whoami", f"[{TARGET_IP6}]:{tp}")
+    peers("udpecho", f"[{TARGET_IP6}]:{tp}")
+    fg = kernel_fwd(flowgate, topo, f"[{NODE_IP6}]:{lp}", [f"[{TARGET_IP6}]:{tp}"],
+                    "--proto", "both", "--name", "six")
+    assert topo.node.read_file("/proc/sys/net/ipv6/conf/all/forwarding").strip() == "1"
+    assert fgnet.whoami(client, (NODE_IP6, lp)) == f"[{TARGET_IP6}]:{tp}"
+    u = client.udp(v6=True)
+    u.settimeout(5)
+    u.sendto(b"x" * 100, (NODE_IP6, lp))
+    d, _ = u.recvfrom(1000)
+    u.close()
+    assert d == b"x" * 100
+    # UDP over IPv6 is payload + 48 bytes; the TCP connection adds to both
+    fg.wait_metric("flowgate_forward_bytes_total", None, forward="six", direction="down",
+                   cmp=lambda v: v is not None and v >= 148)
+    assert fg.stop(5) == 0
+    assert topo.node.read_file("/proc/sys/net/ipv6/conf/all/forwarding").strip() == "0"
+
+
+@pytest.mark.slow
+def test_rate_down_is_an_nft_limit(topo, peers, flowgate, port, client):
+    """--rate-down 1MiB: 4 MiB take at least ~3 s (drops make TCP back off) and arrive intact."""
+    tp, lp = port(), port()
+    n = 4 << 20
+    peers("source", f"{TARGET_IPS[0]}:{tp}", bytes=n, seed=77)
+    fg = kernel_fwd(flowgate, topo, f"{NODE_IP}:{lp}", [f"{TARGET_IPS[0]}:{tp}"],
+                    "--rate-down", "1MiB", "--burst", "64KiB")
+    assert "limit fwd_cli_down" in our_table(topo)
+    t0 = time.monotonic()
+    s = client.connect((NODE_IP, lp))
+    data = fgnet.recv_all(s, timeout=60)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert hashlib.sha256(data).hexdigest() == fgnet.stream_sha256(77, n)
+    assert elapsed >= (n - (64 << 10)) / (1 << 20) * 0.75, f"{n} bytes in {elapsed:.2f}s"
+    print(f"4 MiB at 1 MiB/s took {elapsed:.2f}s")
