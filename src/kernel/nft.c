@@ -164,9 +164,12 @@ int fg_nft_list(struct fg_nft *n, bool json, bool stateless, struct fg_strbuf *o
 	return rc;
 }
 
-/* A script that puts the live table back as it is now (or removes it if
- * there is none). */
-static int snapshot(struct fg_nft *n, char **out, char *err, size_t errlen)
+int fg_nft_run(struct fg_nft *n, const char *script, char *err, size_t errlen)
+{
+	return run(n->ctx, script, false, 0, NULL, err, errlen);
+}
+
+int fg_nft_snapshot(struct fg_nft *n, char **out, char *err, size_t errlen)
 {
 	struct fg_strbuf live, s;
 	fg_strbuf_init(&live);
@@ -195,7 +198,7 @@ int fg_nft_apply(struct fg_nft *n, const char *script, char *err, size_t errlen)
 	int rc = fg_nft_check(n, script, err, errlen);
 	if (rc)
 		return rc;
-	if ((rc = snapshot(n, &prev, err, errlen)))
+	if ((rc = fg_nft_snapshot(n, &prev, err, errlen)))
 		return rc;
 	cur = fg_strdup(script);
 	if (!cur) {

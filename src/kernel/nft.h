@@ -33,6 +33,15 @@ int fg_nft_check(struct fg_nft *n, const char *script, char *err, size_t errlen)
  * changed and err holds nft's error text (-EINVAL). */
 int fg_nft_apply(struct fg_nft *n, const char *script, char *err, size_t errlen);
 
+/* Applies script in one transaction without a dry run or a snapshot (the
+ * caller checked it; used to restore a saved table). */
+int fg_nft_run(struct fg_nft *n, const char *script, char *err, size_t errlen);
+
+/* *out (owned, fg_free) gets a script that puts the live table back as it
+ * is now: its listing after a delete, or only the delete if there is no
+ * table. */
+int fg_nft_snapshot(struct fg_nft *n, char **out, char *err, size_t errlen);
+
 /* Restores what the table was before the last successful fg_nft_apply (the
  * table as it was listed then, or no table). -ENOENT if there is nothing to
  * roll back to. Used by commit-confirm. */
