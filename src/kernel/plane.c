@@ -40,8 +40,7 @@ static int nft_remove(void *b, char *err, size_t errlen)
 	return fg_nft_remove(b, err, errlen);
 }
 
-static int nft_counters(void *b, struct fg_nft_counter **out, size_t *n, char *err,
-			size_t errlen)
+static int nft_counters(void *b, struct fg_nft_counter **out, size_t *n, char *err, size_t errlen)
 {
 	return fg_nft_counters(b, out, n, err, errlen);
 }
