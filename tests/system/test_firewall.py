@@ -237,6 +237,13 @@ def test_live_table_matches_the_preview(topo, fg_bin, svc, tmp_path):
     r = fw(topo, fg_bin, "show")
     assert r.returncode == 0
     assert r.stdout == nft(topo, "list", "table", "inet", TABLE).stdout
+    r = fw(topo, fg_bin, "show", "--json")
+    items = json.loads(r.stdout)["nftables"]
+    assert {i["table"]["name"] for i in items if "table" in i} == {TABLE}
+    rules = [i["rule"] for i in items if "rule" in i]
+    assert all(x["table"] == TABLE for x in rules) and len(rules) == 4, rules
+    assert [c["counter"]["name"] for c in items if "counter" in c] == ["pol_first_0",
+                                                                        "pol_later_0"]
     # a change shows as a diff of exactly that rule
     d2 = policy_doc(svc)
     d2["policies"][0]["rules"][0]["action"] = "drop"
