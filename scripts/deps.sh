@@ -1,15 +1,16 @@
 #!/bin/sh
 # Installs the Debian packages flowgate needs. Idempotent: when everything
-# is present it only runs dpkg-query. Usage: scripts/deps.sh build|test
+# is present it only runs dpkg-query. Usage: scripts/deps.sh build|run|test
 set -eu
 
 BUILD_PKGS="build-essential cmake ninja-build pkg-config libjansson-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libwslay-dev libmicrohttpd-dev libnftables-dev"
-TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev clang-format python3 python3-pytest iproute2 nftables curl procps"
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev clang-format python3 python3-pytest iproute2 nftables curl procps openssl"
 
 case "${1:-build}" in
 build) want="$BUILD_PKGS" ;;
+run) want="$BUILD_PKGS curl" ;;
 test) want="$BUILD_PKGS $TEST_PKGS" ;;
-*) echo "usage: $0 build|test" >&2; exit 2 ;;
+*) echo "usage: $0 build|run|test" >&2; exit 2 ;;
 esac
 
 missing=""
