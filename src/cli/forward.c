@@ -11,16 +11,14 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/log.h"
 #include "core/alloc.h"
+#include "core/log.h"
 #include "core/loop.h"
-#include "core/metrics.h"
 #include "core/units.h"
 #include "core/util.h"
 #include "fwd/config.h"
 #include "fwd/engine.h"
-#include "kernel/nft.h"
-#include "kernel/nft_compile.h"
+#include "kernel/kfwd.h"
 #include "net/httpd.h"
 
 /* The table `flowgate forward` owns for its kernel forwards (the agent owns
@@ -35,123 +33,8 @@ struct fwd_app {
 	struct fg_io sig_io;
 	int sfd;
 	int exit_code;
-	/* kernel forwards: NULL until a set holds one */
-	struct fg_nft *nft;
-	unsigned fwd_changed;	   /* IP forwarding sysctls we turned on */
-	struct fg_forward_set cur; /* owned: the running set (for metric names) */
+	struct fg_kfwd *kfwd; /* kernel forwards (engine kernel) */
 };
-
-static bool has_kernel(const struct fg_forward_set *set)
-{
-	for (size_t i = 0; i < set->n; i++)
-		if (set->v[i].engine == FG_ENGINE_KERNEL && set->v[i].enabled)
-			return true;
-	return false;
-}
-
-/* Step 1 of a kernel apply: compile and dry-run. *script gets the text
- * (owned) or NULL when there is nothing to do (no kernel forward now or
- * before). Changes nothing. */
-static int kernel_prepare(struct fwd_app *app, const struct fg_forward_set *set, char **script,
-			  char *err, size_t errlen)
-{
-	*script = NULL;
-	if (!has_kernel(set) && !app->nft)
-		return 0;
-	if (!app->nft && !(app->nft = fg_nft_new(FWD_TABLE))) {
-		snprintf(err, errlen, "kernel forwards: cannot create an nftables context");
-		return -ENOMEM;
-	}
-	struct fg_strbuf b;
-	fg_strbuf_init(&b);
-	struct fg_nft_spec spec = {.table = FWD_TABLE, .fwds = set->v, .nfwds = set->n};
-	int rc = fg_nft_compile(&spec, &b, err, errlen);
-	if (rc == 0 && (rc = fg_nft_check(app->nft, b.s, err, errlen)) < 0) {
-		char e2[FG_ERR_MAX];
-		snprintf(e2, sizeof(e2), "kernel forwards: nft rejected the ruleset: %s", err);
-		snprintf(err, errlen, "%s", e2);
-	}
-	if (rc < 0) {
-		fg_strbuf_deinit(&b);
-		return rc;
-	}
-	*script = b.s;
-	return 0;
-}
-
-/* Step 2: apply (one transaction) and switch IP forwarding on if needed.
- * Takes script. */
-static int kernel_commit(struct fwd_app *app, const struct fg_forward_set *set, char *script,
-			 char *err, size_t errlen)
-{
-	if (!script)
-		return 0;
-	struct fg_nft_spec spec = {.table = FWD_TABLE, .fwds = set->v, .nfwds = set->n};
-	unsigned need = fg_nft_forwarding_needed(&spec);
-	int rc = fg_kernel_forwarding_enable(need, &app->fwd_changed);
-	if (rc == 0)
-		rc = fg_nft_apply(app->nft, script, err, errlen);
-	else
-		snprintf(err, errlen, "kernel forwards: cannot enable IP forwarding: %s",
-			 strerror(-rc));
-	free(script);
-	if (rc == 0) {
-		size_t n = 0;
-		for (size_t i = 0; i < set->n; i++)
-			n += set->v[i].engine == FG_ENGINE_KERNEL && set->v[i].enabled;
-		fg_info("kernel forwards: %zu in table inet %s", n, FWD_TABLE);
-	}
-	return rc;
-}
-
-/* Replaces app->cur by a deep copy of set (the names the metrics hook reports). */
-static void keep_set(struct fwd_app *app, const struct fg_forward_set *set)
-{
-	struct fg_forward_set c = {0};
-	c.v = fg_calloc(set->n + 1, sizeof(*c.v));
-	if (!c.v)
-		return;
-	for (size_t i = 0; i < set->n; i++) {
-		if (fg_forward_cfg_copy(&c.v[i], &set->v[i]) < 0)
-			break;
-		c.n = i + 1;
-	}
-	fg_forward_set_free(&app->cur);
-	app->cur = c;
-}
-
-/* flowgate_forward_bytes_total of the kernel forwards: the L3 bytes of
- * their named counters (see doc/forward.md for how that differs from the
- * proxy's payload bytes). Called inside the engine's family. */
-static void kernel_bytes_cb(void *data, struct fg_strbuf *b)
-{
-	struct fwd_app *app = data;
-	struct fg_nft_counter *cs = NULL;
-	size_t n = 0;
-	char err[FG_ERR_MAX], name[FG_NAME_MAX + 16];
-	if (!app->nft || !has_kernel(&app->cur))
-		return;
-	if (fg_nft_counters(app->nft, &cs, &n, err, sizeof(err)) < 0) {
-		fg_warn("kernel forwards: cannot read counters: %s", err);
-		return;
-	}
-	for (size_t i = 0; i < app->cur.n; i++) {
-		const struct fg_forward_cfg *c = &app->cur.v[i];
-		if (c->engine != FG_ENGINE_KERNEL || !c->enabled)
-			continue;
-		for (int up = 1; up >= 0; up--) {
-			fg_nft_fwd_counter(c->name, up, name, sizeof(name));
-			uint64_t v = 0;
-			for (size_t k = 0; k < n; k++)
-				if (strcmp(cs[k].name, name) == 0)
-					v = cs[k].bytes;
-			const char *l[] = {"forward", c->name, "direction", up ? "up" : "down",
-					   NULL};
-			fg_prom_sample(b, "flowgate_forward_bytes_total", l, v);
-		}
-	}
-	fg_free(cs);
-}
 
 /* Field of the JSON model <-> command-line flag, so the one validator
  * can speak in the user's own terms. */
@@ -254,16 +137,15 @@ static void reload(struct fwd_app *app)
 		return;
 	}
 	char *script = NULL;
-	if (kernel_prepare(app, &set, &script, err, sizeof(err)) < 0) {
+	if (fg_kfwd_prepare(app->kfwd, &set, &script, err, sizeof(err)) < 0) {
 		fg_err("reload rejected, running forwards unchanged: %s", err);
 	} else if (fg_engine_apply(app->engine, &set, err, sizeof(err)) < 0) {
 		fg_err("reload rejected, running forwards unchanged: %s", err);
-		free(script);
-	} else if (kernel_commit(app, &set, script, err, sizeof(err)) < 0) {
+		fg_free(script);
+	} else if (fg_kfwd_commit(app->kfwd, &set, script, err, sizeof(err)) < 0) {
 		/* checked a moment ago: only a kernel-side race gets here */
 		fg_err("reload: kernel forwards NOT updated (proxy forwards were): %s", err);
 	} else {
-		keep_set(app, &set);
 		fg_info("reloaded %s: %zu forward(s)", app->file, set.n);
 	}
 	fg_forward_set_free(&set);
@@ -538,24 +420,27 @@ int fg_cli_forward(int argc, char **argv)
 		goto out;
 	}
 	char *script = NULL;
-	if (kernel_prepare(&app, &set, &script, err, sizeof(err)) < 0) {
+	if (!(app.kfwd = fg_kfwd_new(FWD_TABLE))) {
+		fprintf(stderr, "flowgate: out of memory\n");
+		goto out;
+	}
+	if (fg_kfwd_prepare(app.kfwd, &set, &script, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flowgate: %s\n", err);
 		rc = 2;
 		goto out;
 	}
 	if (fg_engine_apply(app.engine, &set, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flowgate: %s\n", err);
-		free(script);
+		fg_free(script);
 		rc = 2;
 		goto out;
 	}
-	if (kernel_commit(&app, &set, script, err, sizeof(err)) < 0) {
+	if (fg_kfwd_commit(app.kfwd, &set, script, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flowgate: %s\n", err);
 		rc = 2;
 		goto out;
 	}
-	keep_set(&app, &set);
-	fg_engine_set_bytes_hook(app.engine, kernel_bytes_cb, &app);
+	fg_engine_set_bytes_hook(app.engine, fg_kfwd_metrics_cb, app.kfwd);
 	app.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	fg_io_init(&app.sig_io);
 	if (app.sfd < 0 ||
@@ -578,15 +463,6 @@ out:
 	fg_engine_free(app.engine);
 	fg_httpd_free(app.metrics);
 	fg_loop_free(app.loop);
-	if (app.nft) {
-		/* exactly what we added: our table, and the sysctls we turned on */
-		if (fg_nft_remove(app.nft, err, sizeof(err)) < 0)
-			fg_err("kernel forwards: cannot remove table inet %s: %s", FWD_TABLE, err);
-		else
-			fg_info("kernel forwards: table inet %s removed", FWD_TABLE);
-		fg_nft_free(app.nft);
-	}
-	fg_kernel_forwarding_restore(app.fwd_changed);
-	fg_forward_set_free(&app.cur);
+	fg_kfwd_free(app.kfwd); /* our table and the sysctls we turned on */
 	return rc;
 }
