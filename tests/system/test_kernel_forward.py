@@ -69,6 +69,7 @@ def clean_node(topo):
     """Leave the shared node namespace as found, even if a test failed."""
     yield
     nft(topo, "delete", "table", "inet", TABLE, check=False)
+    nft(topo, "delete", "table", "inet", "flowgate", check=False)
     subprocess.run(["ip", "netns", "exec", topo.node_name, "sysctl", "-q", "-w",
                     "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"], check=False)
 
@@ -400,3 +401,42 @@ def test_rate_down_is_an_nft_limit(topo, peers, flowgate, port, client):
     assert hashlib.sha256(data).hexdigest() == fgnet.stream_sha256(77, n)
     assert elapsed >= (n - (64 << 10)) / (1 << 20) * 0.75, f"{n} bytes in {elapsed:.2f}s"
     print(f"4 MiB at 1 MiB/s took {elapsed:.2f}s")
+
+
+def test_agent_runs_kernel_forwards_from_its_state_file(topo, peers, port, client, fg_bin,
+                                                        logdir, tmp_path, othertool):
+    """The agent (no server reachable) loads state.json at boot: its engine kernel forward
+    runs in table inet flowgate, its bytes reach /metrics, and at exit the table is gone."""
+    from conftest import Proc
+    tp, lp, mp = port(), port(), port()
+    peers("whoami", f"{TARGET_IPS[2]}:{tp}")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "state.json").write_text(json.dumps({"rev": 3, "state": {"forwards": [
+        {"name": "kf", "id": "17", "engine": "kernel", "listen": f"{NODE_IP}:{lp}",
+         "targets": [f"{TARGET_IPS[2]}:{tp}"]}]}}))
+    agent = Proc(topo.node, [fg_bin, "agent", "--server", "ws://127.0.0.1:1/agent", "--token",
+                             "fgn_test", "--state", str(state), "--metrics", f"127.0.0.1:{mp}"],
+                 "agent", logdir, json_stdout=False)
+    try:
+        def applied():
+            if not agent.alive():
+                raise AssertionError(f"agent exited: {agent.stderr_text()[-2000:]}")
+            r = nft(topo, "list", "table", "inet", "flowgate", check=False)
+            return r.returncode == 0 and "dnat" in r.stdout and \
+                " in table inet flowgate" in agent.stderr_text()
+        fgnet.wait_for(applied, 10, what="agent's kernel forward")
+        assert fgnet.whoami(client, (NODE_IP, lp)) == f"{TARGET_IPS[2]}:{tp}"
+        m = fgnet.wait_for(lambda: (lambda x: x if (x.get(
+            "flowgate_forward_bytes_total", forward="kf", direction="down") or 0) > 0 else None)(
+            fgnet.fetch_metrics(topo.node, f"127.0.0.1:{mp}")), 5, what="kernel bytes")
+        assert m.get("flowgate_forward_bytes_total", forward="kf", direction="up") > 0
+    finally:
+        rc = agent.stop(5)
+        err = agent.stderr_text()
+        agent.close()
+    assert rc == 0, err[-2000:]
+    assert not any(s in err for s in ("AddressSanitizer", "LeakSanitizer", "runtime error:")), err
+    assert nft(topo, "list", "table", "inet", "flowgate", check=False).returncode != 0
+    assert nft(topo, "list", "table", "inet", "othertool").stdout == othertool
+    assert ip_forward(topo) == "0"
