@@ -440,3 +440,50 @@ def test_agent_runs_kernel_forwards_from_its_state_file(topo, peers, port, clien
     assert nft(topo, "list", "table", "inet", "flowgate", check=False).returncode != 0
     assert nft(topo, "list", "table", "inet", "othertool").stdout == othertool
     assert ip_forward(topo) == "0"
+
+
+def test_kernel_forward_created_through_the_api_runs_on_the_agent(topo, peers, port, client,
+                                                                 fg_bin, logdir, tmp_path):
+    """Server and agent in the node namespace: a forward POSTed with engine kernel reaches
+    the agent and runs as DNAT; one the kernel cannot run is refused by the API naming the
+    field (the API validates with the engine's own validator)."""
+    from conftest import Proc
+    from fgserver import ServerProc
+    tp, lp, sp = port(), port(), port()
+    peers("whoami", f"{TARGET_IPS[0]}:{tp}")
+    srv = ServerProc(fg_bin, str(tmp_path / "data"), sp, logdir, ns=topo.node)
+    agent = None
+    try:
+        api = srv.login()
+        node = api.ok("POST", "/nodes", {"name": "n1"})
+        st, body = api.post("/forwards", {"name": "bad", "node": "n1", "engine": "kernel",
+                                          "listen": f"{NODE_IP}:{lp}", "max_conns": 5,
+                                          "targets": [f"{TARGET_IPS[0]}:{tp}"]})
+        assert st == 400 and "max_conns" in json.dumps(body), (st, body)
+        api.ok("POST", "/forwards", {"name": "kweb", "node": "n1", "engine": "kernel",
+                                     "listen": f"{NODE_IP}:{lp}",
+                                     "targets": [f"{TARGET_IPS[0]}:{tp}"]})
+        state = tmp_path / "agent"
+        state.mkdir()
+        agent = Proc(topo.node, [fg_bin, "agent", "--server", f"ws://127.0.0.1:{sp}/agent",
+                                 "--token", node["token"], "--state", str(state)],
+                     "agent", logdir, json_stdout=False)
+
+        def applied():
+            if not agent.alive():
+                raise AssertionError(f"agent exited: {agent.stderr_text()[-2000:]}")
+            r = nft(topo, "list", "table", "inet", "flowgate", check=False)
+            return r.returncode == 0 and "dnat" in r.stdout and "fwd_kweb_up" in r.stdout
+        fgnet.wait_for(applied, 15, what="agent applying the kernel forward")
+        assert fgnet.whoami(client, (NODE_IP, lp)) == f"{TARGET_IPS[0]}:{tp}"
+        assert lp not in {p for _, p in topo.node.listeners("tcp")}
+    finally:
+        if agent:
+            rc = agent.stop(5)
+            err = agent.stderr_text()
+            agent.close()
+            assert rc == 0, err[-2000:]
+            assert "runtime error:" not in err and "Sanitizer" not in err, err[-3000:]
+        problems = srv.stop()
+        assert not problems, problems
+    assert nft(topo, "list", "table", "inet", "flowgate", check=False).returncode != 0
