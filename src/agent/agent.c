@@ -150,7 +150,8 @@ static void sample(struct fg_agent *a)
 		if (fg_engine_counters(a->engine, c->name, &raw) < 0) {
 			/* an engine kernel forward: nft's L3 bytes (doc/forward.md) */
 			memset(&raw, 0, sizeof(raw));
-			if (fg_kfwd_bytes(a->kfwd, c->name, &raw.bytes_up, &raw.bytes_down) < 0)
+			if (fg_kfwd_bytes(a->kfwd, c->name, &raw.bytes_up, &raw.bytes_down,
+					  &raw.conns_total) < 0)
 				continue;
 		}
 		if (raw.bytes_up < c->raw.bytes_up || raw.bytes_down < c->raw.bytes_down ||
@@ -807,7 +808,7 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 		snprintf(err, errlen, "out of memory");
 		goto err;
 	}
-	fg_engine_set_bytes_hook(a->engine, fg_kfwd_metrics_cb, a->kfwd);
+	fg_engine_set_metrics_hook(a->engine, fg_kfwd_metrics_cb, a->kfwd);
 	fg_timer_init(&a->retry_timer, retry_cb, a);
 	fg_timer_init(&a->report_timer, report_cb, a);
 	apply_state_file(a);

@@ -440,7 +440,7 @@ int fg_cli_forward(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	fg_engine_set_bytes_hook(app.engine, fg_kfwd_metrics_cb, app.kfwd);
+	fg_engine_set_metrics_hook(app.engine, fg_kfwd_metrics_cb, app.kfwd);
 	app.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	fg_io_init(&app.sig_io);
 	if (app.sfd < 0 ||

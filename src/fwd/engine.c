@@ -704,10 +704,10 @@ static void stats_sum(struct fg_engine *e, struct fg_stats *s, struct fg_forward
 	o->conns_active = active > 0 ? (uint64_t)active : 0;
 }
 
-void fg_engine_set_bytes_hook(struct fg_engine *e, fg_engine_metrics_cb cb, void *data)
+void fg_engine_set_metrics_hook(struct fg_engine *e, fg_engine_metrics_cb cb, void *data)
 {
-	e->bytes_hook = cb;
-	e->bytes_hook_data = data;
+	e->metrics_hook = cb;
+	e->metrics_hook_data = data;
 }
 
 int fg_engine_counters(struct fg_engine *e, const char *name, struct fg_forward_counters *out)
@@ -739,8 +739,8 @@ void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *b)
 		fg_prom_sample(b, "flowgate_forward_bytes_total", up, s->snap.bytes_up);
 		fg_prom_sample(b, "flowgate_forward_bytes_total", down, s->snap.bytes_down);
 	}
-	if (e->bytes_hook)
-		e->bytes_hook(e->bytes_hook_data, b);
+	if (e->metrics_hook)
+		e->metrics_hook(e->metrics_hook_data, "flowgate_forward_bytes_total", b);
 	fg_prom_family(b, "flowgate_forward_connections_active", "gauge",
 		       "Open TCP connections and UDP sessions.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {
@@ -753,6 +753,8 @@ void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *b)
 		const char *l[] = {"forward", s->name, NULL};
 		fg_prom_sample(b, "flowgate_forward_connections_total", l, s->snap.conns_total);
 	}
+	if (e->metrics_hook)
+		e->metrics_hook(e->metrics_hook_data, "flowgate_forward_connections_total", b);
 	fg_prom_family(b, "flowgate_forward_refused_total", "counter",
 		       "Connections refused, by reason.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {

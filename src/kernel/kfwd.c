@@ -133,44 +133,57 @@ int fg_kfwd_refresh(struct fg_kfwd *k, char *err, size_t errlen)
 	return 0;
 }
 
-static uint64_t counter_bytes(const struct fg_kfwd *k, const char *name, bool up)
+/* which: 0 up bytes, 1 down bytes, 2 connections (packets of _conns) */
+static uint64_t counter_value(const struct fg_kfwd *k, const char *name, int which)
 {
 	char cn[FG_NAME_MAX + 16];
-	fg_nft_fwd_counter(name, up, cn, sizeof(cn));
+	if (which == 2)
+		fg_nft_fwd_conns_counter(name, cn, sizeof(cn));
+	else
+		fg_nft_fwd_counter(name, which == 0, cn, sizeof(cn));
 	for (size_t i = 0; i < k->nctrs; i++)
 		if (strcmp(k->ctrs[i].name, cn) == 0)
-			return k->ctrs[i].bytes;
+			return which == 2 ? k->ctrs[i].packets : k->ctrs[i].bytes;
 	return 0;
 }
 
-int fg_kfwd_bytes(const struct fg_kfwd *k, const char *name, uint64_t *up, uint64_t *down)
+int fg_kfwd_bytes(const struct fg_kfwd *k, const char *name, uint64_t *up, uint64_t *down,
+		  uint64_t *conns)
 {
 	for (size_t i = 0; i < k->nnames; i++) {
 		if (strcmp(k->names[i], name) == 0) {
-			*up = counter_bytes(k, name, true);
-			*down = counter_bytes(k, name, false);
+			*up = counter_value(k, name, 0);
+			*down = counter_value(k, name, 1);
+			*conns = counter_value(k, name, 2);
 			return 0;
 		}
 	}
 	return -ENOENT;
 }
 
-void fg_kfwd_metrics_cb(void *data, struct fg_strbuf *b)
+void fg_kfwd_metrics_cb(void *data, const char *family, struct fg_strbuf *b)
 {
 	struct fg_kfwd *k = data;
 	char err[1024];
 	if (!k->nnames)
 		return;
-	if (fg_kfwd_refresh(k, err, sizeof(err)) < 0) {
-		fg_warn("kernel forwards: cannot read counters: %s", err);
-		return;
-	}
-	for (size_t i = 0; i < k->nnames; i++) {
-		for (int up = 1; up >= 0; up--) {
-			const char *l[] = {"forward", k->names[i], "direction", up ? "up" : "down",
-					   NULL};
-			fg_prom_sample(b, "flowgate_forward_bytes_total", l,
-				       counter_bytes(k, k->names[i], up));
+	if (strcmp(family, "flowgate_forward_bytes_total") == 0) {
+		/* the first family of a scrape: read once for both */
+		if (fg_kfwd_refresh(k, err, sizeof(err)) < 0) {
+			fg_warn("kernel forwards: cannot read counters: %s", err);
+			return;
+		}
+		for (size_t i = 0; i < k->nnames; i++) {
+			for (int up = 1; up >= 0; up--) {
+				const char *l[] = {"forward", k->names[i], "direction",
+						   up ? "up" : "down", NULL};
+				fg_prom_sample(b, family, l, counter_value(k, k->names[i], !up));
+			}
+		}
+	} else if (strcmp(family, "flowgate_forward_connections_total") == 0) {
+		for (size_t i = 0; i < k->nnames; i++) {
+			const char *l[] = {"forward", k->names[i], NULL};
+			fg_prom_sample(b, family, l, counter_value(k, k->names[i], 2));
 		}
 	}
 }

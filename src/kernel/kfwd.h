@@ -45,12 +45,15 @@ int fg_kfwd_commit(struct fg_kfwd *k, const struct fg_forward_set *set, char *sc
 
 /* Reads the counters once (one netlink dump) for the lookups that follow. */
 int fg_kfwd_refresh(struct fg_kfwd *k, char *err, size_t errlen);
-/* Bytes of a running kernel forward from the last refresh: nft's L3 bytes,
- * up = client to target. -ENOENT if no such kernel forward runs. */
-int fg_kfwd_bytes(const struct fg_kfwd *k, const char *name, uint64_t *up, uint64_t *down);
+/* Counters of a running kernel forward from the last refresh: nft's L3
+ * bytes (up = client to target) and connections (first packets DNATed: TCP
+ * connections, UDP conntrack flows). -ENOENT if no such kernel forward runs. */
+int fg_kfwd_bytes(const struct fg_kfwd *k, const char *name, uint64_t *up, uint64_t *down,
+		  uint64_t *conns);
 
-/* An fg_engine_set_bytes_hook() callback: refreshes and writes
- * flowgate_forward_bytes_total samples of every running kernel forward. */
-void fg_kfwd_metrics_cb(void *k, struct fg_strbuf *out);
+/* An fg_engine_set_metrics_hook() callback: writes the samples of every
+ * running kernel forward for flowgate_forward_bytes_total (refreshing the
+ * counters first) and flowgate_forward_connections_total. */
+void fg_kfwd_metrics_cb(void *k, const char *family, struct fg_strbuf *out);
 
 #endif

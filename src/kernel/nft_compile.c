@@ -37,6 +37,11 @@ void fg_nft_fwd_counter(const char *fwd_name, bool up, char *buf, size_t len)
 	snprintf(buf, len, "fwd_%s_%s", fwd_name, up ? "up" : "down");
 }
 
+void fg_nft_fwd_conns_counter(const char *fwd_name, char *buf, size_t len)
+{
+	snprintf(buf, len, "fwd_%s_conns", fwd_name);
+}
+
 void fg_nft_rule_counter(const char *policy, size_t index, char *buf, size_t len)
 {
 	snprintf(buf, len, "pol_%s_%zu", policy, index);
@@ -291,7 +296,8 @@ static void fwd_text(const struct fg_forward_cfg *c, struct fg_strbuf *pre, stru
 			 : c->proto == FG_PROTO_UDP ? "udp"
 						    : "tcp+udp",
 			 c->ntargets);
-	fg_strbuf_printf(pre, "\t\t%s %s dport %s ", daddr, l4match, lp);
+	fg_nft_fwd_conns_counter(c->name, cname, sizeof(cname));
+	fg_strbuf_printf(pre, "\t\t%s %s dport %s counter name \"%s\" ", daddr, l4match, lp, cname);
 	enum tform f0 = target_form(c, &c->targets[0]);
 	bool uniform = f0 != T_SHIFT;
 	for (size_t i = 1; i < c->ntargets; i++)
@@ -459,6 +465,8 @@ int fg_nft_compile(const struct fg_nft_spec *spec, struct fg_strbuf *out, char *
 						 cname, (unsigned long long)rate,
 						 (unsigned long long)fwd_burst(c, rate));
 		}
+		fg_nft_fwd_conns_counter(c->name, cname, sizeof(cname));
+		fg_strbuf_printf(out, "\n\tcounter %s {\n\t}\n", cname);
 	}
 	for (int c = 0; c < FG_FW_NCHAINS; c++) {
 		if (!chain[c].len)

@@ -42,6 +42,9 @@ bool fg_nft_table_name_ok(const char *name);
 
 /* The named counters of a kernel forward: "fwd_<name>_up" / "_down". */
 void fg_nft_fwd_counter(const char *fwd_name, bool up, char *buf, size_t len);
+/* The connection counter of a kernel forward: "fwd_<name>_conns" (packets
+ * = connections: it sits on the NAT rule, which sees first packets only). */
+void fg_nft_fwd_conns_counter(const char *fwd_name, char *buf, size_t len);
 /* The named counter of a policy rule with counter: true: "pol_<policy>_<index>". */
 void fg_nft_rule_counter(const char *policy, size_t index, char *buf, size_t len);
 

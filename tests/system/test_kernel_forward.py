@@ -158,6 +158,8 @@ def test_tcp_64MiB_each_way_is_byte_exact_masqueraded_and_counted(topo, peers, f
           f"(+{(u - BULK) / BULK:.2%}, +{(d - BULK) / BULK:.2%})")
     for v in (u, d):
         assert BULK <= v <= BULK * 1.06 + (1 << 20), f"counter {v} vs payload {BULK}"
+    # one connection: the NAT rule saw one first packet
+    assert fg.metrics().get("flowgate_forward_connections_total", forward="cli") == 1
     # the metric is the nft counter, not an estimate
     live = json.loads(nft(topo, "-j", "list", "counters", "table", "inet", TABLE).stdout)
     byname = {c["counter"]["name"]: c["counter"]["bytes"]
@@ -192,7 +194,9 @@ def test_udp_round_trips_and_counters_are_exact_l3_bytes(topo, peers, flowgate, 
     # UDP over IPv4 without options: every datagram is payload + 8 + 20 bytes
     want = total + 28 * len(sizes)
     fg.wait_metric("flowgate_forward_bytes_total", want, forward="dns", direction="up")
-    fg.wait_metric("flowgate_forward_bytes_total", want, forward="dns", direction="down")
+    m = fg.wait_metric("flowgate_forward_bytes_total", want, forward="dns", direction="down")
+    # one client socket = one conntrack flow = one "connection", as the proxy counts sessions
+    assert m.get("flowgate_forward_connections_total", forward="dns") == 1
 
 
 def test_round_robin_over_three_targets_and_port_range_mapping(topo, peers, flowgate, port,
@@ -354,6 +358,9 @@ def test_kernel_and_proxy_forwards_share_one_metrics_family(topo, peers, flowgat
     m = fg.wait_metric("flowgate_forward_bytes_total", None, forward="k", direction="up",
                        cmp=lambda v: v is not None and v >= 1000)
     assert m.text.count("# TYPE flowgate_forward_bytes_total") == 1
+    assert m.text.count("# TYPE flowgate_forward_connections_total") == 1
+    assert m.get("flowgate_forward_connections_total", forward="k") == 1
+    assert m.get("flowgate_forward_connections_total", forward="p") == 1
 
 
 def test_wildcard_listen_reaches_every_local_address(topo, peers, flowgate, port, client):
