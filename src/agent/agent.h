@@ -19,8 +19,8 @@
 #define FG_AGENT_TOKEN_ENV	   "FLOWGATE_NODE_TOKEN"
 #define FG_AGENT_MAX_SERVERS	   8
 
-/* A parsed server URL. */
-struct fg_url {
+/* A server URL as the agent dials it. */
+struct fg_agent_url {
 	bool tls;	/* wss:// */
 	char host[256]; /* without brackets */
 	char port[8];
@@ -28,9 +28,9 @@ struct fg_url {
 	char path[256];	     /* "/agent" when the URL has none */
 };
 
-/* Parses ws://HOST[:PORT][/PATH] or wss://... (pure). Returns 0, or
- * -EINVAL with err. */
-int fg_url_parse(const char *s, struct fg_url *u, char *err, size_t errlen);
+/* Parses ws://HOST[:PORT][/PATH] or wss://... (pure; net/url.h does the
+ * parsing). Returns 0, or -EINVAL with err. */
+int fg_agent_url_parse(const char *s, struct fg_agent_url *u, char *err, size_t errlen);
 
 struct fg_agent_opts {
 	struct fg_loop *loop;	    /* borrowed */

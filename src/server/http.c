@@ -103,11 +103,8 @@ static void timer_cb(struct fg_loop *loop, struct fg_timer *t)
 	run(t->data);
 }
 
-/* libmicrohttpd's format strings: checked as printf formats (clang's
- * -Wformat-nonliteral stops the fuzz build otherwise) */
-static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+/* libmicrohttpd hands us its own printf format */
+static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
 	vsnprintf(buf, sizeof(buf), fmt, ap);
