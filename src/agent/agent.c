@@ -574,8 +574,9 @@ static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
 	int rc = fg_rpc_decode(data, len, &m, err, sizeof(err));
 	if (rc) {
 		fg_log_rl(FG_LOG_WARN, "agent: bad message from the server: %s", err);
-		if (m.id)
-			send_msg(a, fg_rpc_error(m.id, rc, err));
+		/* answered to its id, or to null when none could be read (an
+		 * error answer is never answered, so this cannot ping-pong) */
+		send_msg(a, fg_rpc_error(m.id, rc, err));
 		fg_rpc_msg_deinit(&m);
 		return;
 	}
