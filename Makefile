@@ -77,7 +77,9 @@ fuzz:
 system:
 	FLOWGATE_BIN=$(CURDIR)/$(BUILD_ASAN)/flowgate /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/system
 
-run: build
+run:
+	@scripts/deps.sh run
+	$(MAKE) --no-print-directory build
 	@scripts/run.sh
 
 bench: build

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages flowgate needs. Idempotent: when everything
-# is present it only runs dpkg-query. Usage: scripts/deps.sh build|web|test
-# (web: what building the UI in web/ needs; build and test include it when
-# web/ exists, since `make` builds the UI too).
+# is present it only runs dpkg-query. Usage: scripts/deps.sh build|run|web|test
+# (web: what building the UI in web/ needs; build, run and test include it
+# when web/ exists, since `make` builds the UI too).
 set -eu
 
 BUILD_PKGS="build-essential cmake ninja-build pkg-config libjansson-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libwslay-dev libmicrohttpd-dev"
@@ -19,9 +19,10 @@ web=""
 
 case "${1:-build}" in
 build) want="$BUILD_PKGS $web" ;;
+run) want="$BUILD_PKGS $web curl" ;;
 web) want="$WEB_PKGS" ;;
 test) want="$BUILD_PKGS $web $TEST_PKGS" ;;
-*) echo "usage: $0 build|web|test" >&2; exit 2 ;;
+*) echo "usage: $0 build|run|web|test" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -3,6 +3,15 @@
 #ifndef FG_CLI_CLI_H
 #define FG_CLI_CLI_H
 
+#include <signal.h>
+
 int fg_cli_forward(int argc, char **argv);
+int fg_cli_server(int argc, char **argv);
+int fg_cli_agent(int argc, char **argv);
+
+/* Blocks SIGHUP, SIGINT and SIGTERM (read them from a signalfd on mask),
+ * ignores SIGPIPE, raises the open-file limit. Call before any thread
+ * starts, so every thread inherits the mask. */
+void fg_cli_process_setup(sigset_t *mask);
 
 #endif

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -147,15 +146,6 @@ static void signal_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 			fg_info("signal %u: stopping", si.ssi_signo);
 			fg_loop_stop(loop);
 		}
-	}
-}
-
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 }
 
@@ -382,16 +372,8 @@ int fg_cli_forward(int argc, char **argv)
 		}
 	}
 
-	/* Signals go through a signalfd on the control loop; workers inherit
-	 * the blocked mask and never see them. */
 	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	raise_nofile();
+	fg_cli_process_setup(&mask);
 
 	rc = 1;
 	app.loop = fg_loop_new();

@@ -14,7 +14,9 @@ static void usage(FILE *f)
 		"flowgate %s - traffic forwarding for fleets of Linux nodes\n\n"
 		"usage: flowgate <command> [options]\n\n"
 		"commands:\n"
+		"  server     run the control server (API, agent hub, web UI)\n"
 		"  forward    run port forwards from the command line or a JSON file\n"
+		"  agent      run a node managed by a flowgate server\n"
 		"  version    print the version\n\n"
 		"flowgate <command> --help shows a command's options.\n",
 		FG_VERSION);
@@ -29,6 +31,10 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "forward") == 0)
 		return fg_cli_forward(argc - 1, argv + 1);
+	if (strcmp(cmd, "server") == 0)
+		return fg_cli_server(argc - 1, argv + 1);
+	if (strcmp(cmd, "agent") == 0)
+		return fg_cli_agent(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("flowgate %s\n", FG_VERSION);
 		return 0;

@@ -703,6 +703,18 @@ static void stats_sum(struct fg_engine *e, struct fg_stats *s, struct fg_forward
 	o->conns_active = active > 0 ? (uint64_t)active : 0;
 }
 
+int fg_engine_counters(struct fg_engine *e, const char *name, struct fg_forward_counters *out)
+{
+	for (struct fg_stats *s = e->stats; s; s = s->next) {
+		if (strcmp(s->name, name) == 0) {
+			stats_sum(e, s, out);
+			return 0;
+		}
+	}
+	memset(out, 0, sizeof(*out));
+	return -ENOENT;
+}
+
 void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *b)
 {
 	static const char *const reasons[] = {"max_conns", "max_conns_per_ip", "no_target"};

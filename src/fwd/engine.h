@@ -41,4 +41,9 @@ struct fg_forward_counters {
 	uint64_t refused_max_conns, refused_per_ip, refused_no_target;
 };
 
+/* Counters of the running forward `name`, summed over workers: monotonic
+ * while a forward of that name runs (a changed forward keeps them; one
+ * removed and added again starts from 0). Returns 0 or -ENOENT. */
+int fg_engine_counters(struct fg_engine *e, const char *name, struct fg_forward_counters *out);
+
 #endif

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/loop-t.h"
 #include "core/strbuf.h"
 #include "server/store.h"
@@ -17,13 +19,17 @@
 struct fg_hub;
 
 struct fg_hub_opts {
-	int64_t ping_interval_ns; /* 0 = default (10 s); offline after 3 missed */
+	int64_t ping_interval_ns;  /* 0 = default (10 s); offline after 3 missed */
 	int64_t flush_interval_ns; /* batching of store writes; 0 = default (1 s) */
 };
 
-/* store is borrowed and used from the loop thread only. opts may be NULL. */
+/* store is borrowed and used from the loop thread only. opts may be NULL.
+ * Marks every node offline in the store (a server that starts has no
+ * sessions). Returns NULL on failure. */
 struct fg_hub *fg_hub_new(struct fg_loop *loop, struct fg_store *st, const struct fg_hub_opts *o);
-/* Closes every session, marks their nodes offline. NULL is fine. */
+/* Ends every session (calling each one's done callback: free the hub
+ * before the HTTP layer), marks their nodes offline and flushes what is
+ * queued to the store. NULL is fine. */
 void fg_hub_free(struct fg_hub *hub);
 
 /* Authenticates an agent's upgrade request by its bearer token (the node
@@ -35,8 +41,8 @@ int fg_hub_authenticate(struct fg_hub *hub, const char *token, int64_t *node_id)
  * WebSocket bytes already read (copied). When the session ends the hub
  * calls done(done_arg) once, so the HTTP layer can release its side.
  * A second session of the same node replaces the first. */
-void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early,
-		   size_t early_len, void (*done)(void *done_arg), void *done_arg);
+void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *early, size_t early_len,
+		   void (*done)(void *done_arg), void *done_arg);
 
 /* The desired state of these nodes may have changed (a forward, group or
  * membership was written and committed): recompile each node's document,
@@ -50,7 +56,19 @@ void fg_hub_kick(struct fg_hub *hub, int64_t node_id);
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id);
 size_t fg_hub_sessions(const struct fg_hub *hub);
 
-/* Appends Prometheus text (sessions, messages, applies). */
+/* Appends Prometheus text (sessions, messages, applies, store flushes). */
 void fg_hub_metrics(const struct fg_hub *hub, struct fg_strbuf *out);
+
+/* Live data for the UI, from memory (no store access). A new reference:
+ *   {"nodes": {"<node id>": {"online", "last_seen", "applied_rev",
+ *                            "desired_rev", "boot_id", "errors"}},
+ *    "forwards": {"<forward id>": {"<node id>": {"bytes_up", "bytes_down",
+ *                 "conns", "active", "rate_up", "rate_down", "ts"}}}}
+ * Only nodes that connected since the server started appear. Counters are
+ * the latest absolute values of the node's current boot; rate_* are bytes/s
+ * between its last two reports (0 until there are two); errors is the
+ * node's failing objects [{kind, id, name, error}] or null; ts/last_seen
+ * are Unix seconds. NULL on allocation failure. */
+json_t *fg_hub_live(const struct fg_hub *hub);
 
 #endif

@@ -1,0 +1,876 @@
+/* The agent: see agent.h and doc/protocol.md. */
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/state.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/metrics.h"
+#include "fwd/config.h"
+#include "fwd/engine.h"
+#include "net/rpc.h"
+#include "net/ws.h"
+
+#define DEFAULT_REPORT_NS  (5 * FG_NS_PER_SEC)
+#define DEFAULT_BACKOFF_LO (500 * FG_NS_PER_MS)
+#define DEFAULT_BACKOFF_HI (30 * FG_NS_PER_SEC)
+#define PING_NS		   (10 * FG_NS_PER_SEC)
+
+/* Absolute counters of one forward (by server id) for this boot. The
+ * engine's counters belong to a forward name and restart from 0 when the
+ * name stops running; base carries what earlier names/runs moved, so the
+ * sum reported per id never goes down within a boot. */
+struct ctr {
+	char id[FG_RPC_ID_MAX + 1];
+	char name[FG_NAME_MAX + 1]; /* what it runs as, "" when not running */
+	struct fg_forward_counters raw;
+	uint64_t base_up, base_down, base_conns;
+};
+
+enum link_state { L_IDLE, L_CONNECTING, L_HELLO, L_READY };
+
+struct fg_agent {
+	struct fg_loop *loop;
+	struct fg_engine *engine;
+	char *token, *dir;
+	struct fg_url urls[FG_AGENT_MAX_SERVERS];
+	size_t nurls, url_idx;
+	int64_t report_ns, backoff_lo, backoff_hi, backoff;
+	char boot_id[33];
+	char hostname[256];
+
+	enum link_state link;
+	struct fg_ws_hs *hs;
+	struct fg_ws *ws;
+	struct fg_timer retry_timer, report_timer;
+	int64_t next_id, hello_id, report_id; /* report_id: current boot's, unanswered */
+	int64_t node_id;
+
+	struct fg_pending old; /* earlier boots' final counters, not yet acked */
+	int64_t *old_req;      /* per old boot: request id in flight, 0 if none */
+
+	struct ctr *ctrs;
+	size_t nctrs, capctrs;
+	bool ctrs_dirty; /* changed since pending.json was written */
+
+	int64_t applied_rev;
+	json_t *last_result; /* {rev, status} of the last apply */
+	bool stopping;
+
+	uint64_t m_connects, m_applies, m_apply_fail, m_reports;
+};
+
+/* ---- URLs ------------------------------------------------------------ */
+
+static int url_fail(char *err, size_t errlen, const char *s, const char *why)
+{
+	snprintf(err, errlen, "\"%.200s\": %s", s, why);
+	return -EINVAL;
+}
+
+int fg_url_parse(const char *s, struct fg_url *u, char *err, size_t errlen)
+{
+	memset(u, 0, sizeof(*u));
+	const char *p;
+	if (strncmp(s, "ws://", 5) == 0) {
+		p = s + 5;
+	} else if (strncmp(s, "wss://", 6) == 0) {
+		p = s + 6;
+		u->tls = true;
+	} else {
+		return url_fail(err, errlen, s, "must start with ws:// or wss://");
+	}
+	size_t alen = strcspn(p, "/?#");
+	if (alen == 0)
+		return url_fail(err, errlen, s, "has no host");
+	if (alen >= sizeof(u->authority))
+		return url_fail(err, errlen, s, "host is too long");
+	memcpy(u->authority, p, alen);
+	const char *rest = p + alen;
+	if (strpbrk(rest, "?#"))
+		return url_fail(err, errlen, s, "must not have a query or fragment");
+	if (strlen(rest) >= sizeof(u->path))
+		return url_fail(err, errlen, s, "path is too long");
+	snprintf(u->path, sizeof(u->path), "%s", *rest && strcmp(rest, "/") ? rest : "/agent");
+	if (strpbrk(u->path, " \t\r\n"))
+		return url_fail(err, errlen, s, "path must not contain spaces");
+
+	const char *a = u->authority, *port = NULL;
+	size_t hlen;
+	if (a[0] == '[') {
+		const char *close = strchr(a, ']');
+		if (!close)
+			return url_fail(err, errlen, s, "has an unterminated [IPv6] host");
+		hlen = (size_t)(close - a - 1);
+		memcpy(u->host, a + 1, hlen);
+		if (close[1] == ':')
+			port = close + 2;
+		else if (close[1])
+			return url_fail(err, errlen, s, "has junk after the [IPv6] host");
+	} else {
+		const char *colon = strchr(a, ':');
+		hlen = colon ? (size_t)(colon - a) : strlen(a);
+		if (hlen >= sizeof(u->host))
+			return url_fail(err, errlen, s, "host is too long");
+		memcpy(u->host, a, hlen);
+		if (colon)
+			port = colon + 1;
+	}
+	if (hlen == 0)
+		return url_fail(err, errlen, s, "has no host");
+	if (strchr(u->host, '@'))
+		return url_fail(err, errlen, s, "must not carry user info");
+	if (port) {
+		char *end;
+		long n = strtol(port, &end, 10);
+		if (!*port || *end || n < 1 || n > 65535)
+			return url_fail(err, errlen, s, "port must be 1-65535");
+		snprintf(u->port, sizeof(u->port), "%ld", n);
+	} else {
+		snprintf(u->port, sizeof(u->port), "%s", u->tls ? "443" : "80");
+	}
+	return 0;
+}
+
+/* ---- counters -------------------------------------------------------- */
+
+/* Ids the server understands: a positive decimal integer. */
+static bool numeric_id(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 18)
+		return false;
+	bool nonzero = false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		nonzero |= s[i] != '0';
+	}
+	return nonzero;
+}
+
+static struct ctr *ctr_find(struct fg_agent *a, const char *id)
+{
+	for (size_t i = 0; i < a->nctrs; i++)
+		if (strcmp(a->ctrs[i].id, id) == 0)
+			return &a->ctrs[i];
+	return NULL;
+}
+
+static void ctr_retire(struct ctr *c)
+{
+	c->base_up += c->raw.bytes_up;
+	c->base_down += c->raw.bytes_down;
+	c->base_conns += c->raw.conns_total;
+	memset(&c->raw, 0, sizeof(c->raw));
+}
+
+/* Reads the engine's counters of every running forward. */
+static void sample(struct fg_agent *a)
+{
+	for (size_t i = 0; i < a->nctrs; i++) {
+		struct ctr *c = &a->ctrs[i];
+		struct fg_forward_counters raw;
+		if (!c->name[0] || fg_engine_counters(a->engine, c->name, &raw) < 0)
+			continue;
+		if (raw.bytes_up < c->raw.bytes_up || raw.bytes_down < c->raw.bytes_down ||
+		    raw.conns_total < c->raw.conns_total)
+			ctr_retire(c); /* the engine restarted this name from 0 */
+		if (raw.bytes_up != c->raw.bytes_up || raw.bytes_down != c->raw.bytes_down ||
+		    raw.conns_total != c->raw.conns_total)
+			a->ctrs_dirty = true;
+		c->raw = raw;
+	}
+}
+
+/* After an apply: follow each id to the name it runs as now. */
+static void ctrs_follow(struct fg_agent *a, const struct fg_forward_set *set)
+{
+	for (size_t i = 0; i < a->nctrs; i++) {
+		struct ctr *c = &a->ctrs[i];
+		const struct fg_forward_cfg *cfg = NULL;
+		for (size_t k = 0; k < set->n && !cfg; k++)
+			if (set->v[k].enabled && strcmp(set->v[k].id, c->id) == 0)
+				cfg = &set->v[k];
+		if (c->name[0] && (!cfg || strcmp(cfg->name, c->name) != 0)) {
+			ctr_retire(c);
+			c->name[0] = '\0';
+		}
+		if (cfg && !c->name[0])
+			snprintf(c->name, sizeof(c->name), "%s", cfg->name);
+	}
+	for (size_t k = 0; k < set->n; k++) {
+		const struct fg_forward_cfg *cfg = &set->v[k];
+		if (!cfg->enabled || !numeric_id(cfg->id) || ctr_find(a, cfg->id))
+			continue;
+		if (a->nctrs == a->capctrs) {
+			size_t ncap = a->capctrs ? a->capctrs * 2 : 16;
+			struct ctr *p = fg_realloc(a->ctrs, ncap * sizeof(*p));
+			if (!p) {
+				fg_err("agent: out of memory: forward %s will not be counted",
+				       cfg->name);
+				continue;
+			}
+			a->ctrs = p;
+			a->capctrs = ncap;
+		}
+		struct ctr *c = &a->ctrs[a->nctrs++];
+		memset(c, 0, sizeof(*c));
+		snprintf(c->id, sizeof(c->id), "%s", cfg->id);
+		snprintf(c->name, sizeof(c->name), "%s", cfg->name);
+	}
+}
+
+/* pending.json holds the earlier boots not yet acked plus this boot's
+ * latest values. It is written before a report is sent, so the file never
+ * holds less than the server has seen: a value below the server's cursor
+ * would read as a counter reset and count twice. */
+static void persist(struct fg_agent *a, bool force)
+{
+	if (!a->ctrs_dirty && !force)
+		return;
+	struct fg_pending p = {.n = a->old.n + 1};
+	p.v = fg_calloc(p.n, sizeof(*p.v));
+	struct fg_pending_ctr *cur = fg_calloc(a->nctrs + 1, sizeof(*cur));
+	if (!p.v || !cur) {
+		fg_err("agent: out of memory writing %s", FG_AGENT_PENDING_FILE);
+		goto out;
+	}
+	if (a->old.n)
+		memcpy(p.v, a->old.v, a->old.n * sizeof(*p.v));
+	struct fg_pending_boot *b = &p.v[a->old.n];
+	snprintf(b->boot_id, sizeof(b->boot_id), "%s", a->boot_id);
+	b->v = cur;
+	for (size_t i = 0; i < a->nctrs; i++) {
+		const struct ctr *c = &a->ctrs[i];
+		struct fg_pending_ctr *pc = &cur[b->n++];
+		snprintf(pc->kind, sizeof(pc->kind), "forward");
+		snprintf(pc->id, sizeof(pc->id), "%s", c->id);
+		pc->bytes_up = c->base_up + c->raw.bytes_up;
+		pc->bytes_down = c->base_down + c->raw.bytes_down;
+		pc->conns = c->base_conns + c->raw.conns_total;
+	}
+	int rc = fg_pending_save(a->dir, &p);
+	if (rc)
+		fg_log_rl(FG_LOG_ERROR, "agent: cannot write %s/%s: %s", a->dir,
+			  FG_AGENT_PENDING_FILE, strerror(-rc));
+	else
+		a->ctrs_dirty = false;
+out:
+	fg_free(cur);
+	fg_free(p.v);
+}
+
+/* ---- sending --------------------------------------------------------- */
+
+static int send_msg(struct fg_agent *a, char *text)
+{
+	if (!text)
+		return -ENOMEM;
+	int rc = a->ws ? fg_ws_send_text(a->ws, text, strlen(text)) : -EPIPE;
+	free(text);
+	if (rc && rc != -EPIPE && a->ws) {
+		fg_warn("agent: cannot send (%s), closing the session", strerror(-rc));
+		fg_ws_close(a->ws, 1011, "send failed");
+	}
+	return rc;
+}
+
+static json_t *counter_json(const char *kind, const char *id, uint64_t up, uint64_t down,
+			    uint64_t conns, uint64_t active)
+{
+	return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "kind", kind, "id", id, "bytes_up",
+			 (json_int_t)up, "bytes_down", (json_int_t)down, "conns", (json_int_t)conns,
+			 "active", (json_int_t)active);
+}
+
+/* Reports this boot's counters (one report in flight at a time: the next
+ * one carries the newer absolute values anyway) and each earlier boot's
+ * final ones until the server acknowledges them. */
+static void send_reports(struct fg_agent *a)
+{
+	if (a->link != L_READY)
+		return;
+	int64_t now = (int64_t)time(NULL);
+	if (!a->report_id) {
+		json_t *ctrs = json_array();
+		for (size_t i = 0; i < a->nctrs; i++) {
+			const struct ctr *c = &a->ctrs[i];
+			json_array_append_new(
+			    ctrs, counter_json("forward", c->id, c->base_up + c->raw.bytes_up,
+					       c->base_down + c->raw.bytes_down,
+					       c->base_conns + c->raw.conns_total,
+					       c->name[0] ? c->raw.conns_active : 0));
+		}
+		json_t *status = json_object_get(a->last_result, "status");
+		status = status ? json_incref(status) : json_array();
+		json_t *p = json_pack("{s:s,s:I,s:I,s:o,s:o}", "boot_id", a->boot_id, "ts",
+				      (json_int_t)now, "applied_rev", (json_int_t)a->applied_rev,
+				      "status", status, "counters", ctrs);
+		int64_t id = a->next_id++;
+		if (send_msg(a, fg_rpc_request("report", p, id)) == 0) {
+			a->report_id = id;
+			a->m_reports++;
+		}
+	}
+	for (size_t i = 0; i < a->old.n; i++) {
+		if (a->old_req[i])
+			continue;
+		const struct fg_pending_boot *b = &a->old.v[i];
+		json_t *ctrs = json_array();
+		for (size_t j = 0; j < b->n; j++)
+			json_array_append_new(
+			    ctrs, counter_json(b->v[j].kind, b->v[j].id, b->v[j].bytes_up,
+					       b->v[j].bytes_down, b->v[j].conns, 0));
+		json_t *p = json_pack("{s:s,s:I,s:o}", "boot_id", b->boot_id, "ts", (json_int_t)now,
+				      "counters", ctrs);
+		int64_t id = a->next_id++;
+		if (send_msg(a, fg_rpc_request("report", p, id)) == 0)
+			a->old_req[i] = id;
+	}
+}
+
+static void report_cb(struct fg_loop *loop, struct fg_timer *t)
+{
+	struct fg_agent *a = t->data;
+	sample(a);
+	persist(a, false);
+	send_reports(a);
+	fg_timer_start(loop, t, a->report_ns);
+}
+
+/* ---- apply ----------------------------------------------------------- */
+
+/* Index of the enabled forward an engine error names ("forward NAME: ..."),
+ * or -1. */
+static ssize_t culprit(const struct fg_forward_set *set, const char *err)
+{
+	if (strncmp(err, "forward ", 8) != 0)
+		return -1;
+	const char *name = err + 8;
+	for (size_t i = 0; i < set->n; i++) {
+		size_t n = strlen(set->v[i].name);
+		if (set->v[i].enabled && strncmp(name, set->v[i].name, n) == 0 && name[n] == ':')
+			return (ssize_t)i;
+	}
+	return -1;
+}
+
+/* Makes params ({rev, state}) what runs. Returns the result {rev, status}
+ * (new reference), or NULL with *code and err: then nothing changed. */
+static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int *code, char *err,
+			size_t errlen)
+{
+	struct fg_apply ap;
+	struct fg_forward_set set = {0};
+	char **errs = NULL;
+	json_t *result = NULL, *empty = NULL;
+	if ((*code = fg_apply_decode(params, &ap, err, errlen)))
+		return NULL;
+	if (ap.rev == a->applied_rev && a->last_result)
+		return json_incref(a->last_result); /* same revision, same answer */
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)ap.state, key, v)
+	{
+		if (strcmp(key, "forwards") != 0)
+			fg_warn("agent: rev %lld: section \"%s\" is not supported by this agent, "
+				"ignored",
+				(long long)ap.rev, key);
+	}
+	const json_t *fw = ap.forwards ? ap.forwards : (empty = json_array());
+	if (fg_config_parse_forwards(fw, &set, err, errlen) < 0) {
+		*code = FG_RPC_APPLY_FAILED;
+		goto out;
+	}
+	errs = fg_calloc(set.n + 1, sizeof(*errs));
+	if (!errs) {
+		*code = FG_RPC_INTERNAL_ERROR;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	sample(a); /* the last values of what this apply stops or renames */
+	for (;;) {
+		char e[FG_ERR_MAX];
+		if (fg_engine_apply(a->engine, &set, e, sizeof(e)) == 0)
+			break;
+		/* one forward cannot run (its port is taken...): run the rest
+		 * and report that one */
+		ssize_t bad = culprit(&set, e);
+		if (bad < 0) {
+			*code = FG_RPC_APPLY_FAILED;
+			snprintf(err, errlen, "%s", e);
+			goto out;
+		}
+		errs[bad] = fg_strdup(e);
+		set.v[bad].enabled = false;
+		fg_warn("agent: rev %lld: %s", (long long)ap.rev, e);
+	}
+	ctrs_follow(a, &set);
+	a->ctrs_dirty = true;
+
+	json_t *status = json_array();
+	size_t failed = 0, running = 0;
+	for (size_t i = 0; i < set.n; i++) {
+		const struct fg_forward_cfg *c = &set.v[i];
+		json_array_append_new(status,
+				      json_pack("{s:s,s:s,s:s,s:b,s:s}", "kind", "forward", "id",
+						c->id, "name", c->name, "ok", errs[i] == NULL,
+						"error", errs[i] ? errs[i] : ""));
+		failed += errs[i] != NULL;
+		running += c->enabled;
+	}
+	result = json_pack("{s:I,s:o}", "rev", (json_int_t)ap.rev, "status", status);
+	if (!result) {
+		*code = FG_RPC_INTERNAL_ERROR;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (save) {
+		int rc = fg_agent_state_save(a->dir, ap.rev, ap.state);
+		if (rc)
+			fg_err("agent: cannot write %s/%s: %s (the node will come back from an "
+			       "older state after a restart)",
+			       a->dir, FG_AGENT_STATE_FILE, strerror(-rc));
+	}
+	a->applied_rev = ap.rev;
+	json_decref(a->last_result);
+	a->last_result = json_incref(result);
+	a->m_applies++;
+	fg_info("agent: applied rev %lld: %zu forward(s) running, %zu failed", (long long)ap.rev,
+		running, failed);
+out:
+	if (errs)
+		for (size_t i = 0; i < set.n; i++)
+			fg_free(errs[i]);
+	fg_free(errs);
+	fg_forward_set_free(&set);
+	json_decref(empty);
+	if (!result)
+		a->m_apply_fail++;
+	return result;
+}
+
+/* ---- session --------------------------------------------------------- */
+
+static void connect_next(struct fg_agent *a);
+
+static void retry_cb(struct fg_loop *loop, struct fg_timer *t)
+{
+	connect_next(t->data);
+}
+
+static void schedule_retry(struct fg_agent *a)
+{
+	if (a->stopping)
+		return;
+	a->link = L_IDLE;
+	a->url_idx = (a->url_idx + 1) % a->nurls;
+	/* jitter ±20% so a fleet does not reconnect in lockstep */
+	double j = 0.8 + 0.4 * ((double)random() / RAND_MAX);
+	int64_t delay = (int64_t)((double)a->backoff * j);
+	a->backoff = a->backoff * 2 > a->backoff_hi ? a->backoff_hi : a->backoff * 2;
+	fg_timer_start(a->loop, &a->retry_timer, delay);
+}
+
+static void link_failed(struct fg_agent *a, const char *why)
+{
+	const struct fg_url *u = &a->urls[a->url_idx];
+	fg_warn("agent: cannot connect to ws%s://%s%s: %s", u->tls ? "s" : "", u->authority,
+		u->path, why);
+	schedule_retry(a);
+}
+
+static void send_hello(struct fg_agent *a)
+{
+	json_t *p = json_pack("{s:s,s:s,s:s,s:I,s:[s]}", "version", FG_VERSION, "hostname",
+			      a->hostname, "boot_id", a->boot_id, "applied_rev",
+			      (json_int_t)a->applied_rev, "capabilities", "forward");
+	a->hello_id = a->next_id++;
+	a->link = L_HELLO;
+	send_msg(a, fg_rpc_request("hello", p, a->hello_id));
+}
+
+static void on_response(struct fg_agent *a, const struct fg_rpc_msg *m)
+{
+	char err[FG_RPC_ERR_MAX];
+	const struct fg_url *u = &a->urls[a->url_idx];
+	if (m->id_int > 0 && m->id_int == a->hello_id) {
+		struct fg_hello_result hr;
+		a->hello_id = 0;
+		if (m->kind == FG_RPC_ERROR) {
+			fg_err("agent: %s refused hello: %s", u->authority, m->err_message);
+			fg_ws_close(a->ws, 1000, "hello refused");
+			return;
+		}
+		if (fg_hello_result_decode(m->result, &hr, err, sizeof(err))) {
+			fg_err("agent: %s: bad hello answer: %s", u->authority, err);
+			fg_ws_close(a->ws, 1002, "bad hello answer");
+			return;
+		}
+		a->link = L_READY;
+		a->node_id = hr.node_id;
+		a->backoff = a->backoff_lo;
+		a->m_connects++;
+		fg_info("agent: connected to ws%s://%s%s as node %s (id %lld), applied rev %lld",
+			u->tls ? "s" : "", u->authority, u->path, hr.node_name,
+			(long long)hr.node_id, (long long)a->applied_rev);
+		sample(a);
+		persist(a, false);
+		send_reports(a);
+		return;
+	}
+	if (m->id_int > 0 && m->id_int == a->report_id) {
+		a->report_id = 0;
+		if (m->kind == FG_RPC_ERROR)
+			fg_log_rl(FG_LOG_WARN, "agent: report refused: %s", m->err_message);
+		return;
+	}
+	for (size_t i = 0; i < a->old.n; i++) {
+		if (m->id_int <= 0 || a->old_req[i] != m->id_int)
+			continue;
+		a->old_req[i] = 0;
+		if (m->kind == FG_RPC_ERROR) {
+			fg_warn("agent: report of boot %s refused: %s", a->old.v[i].boot_id,
+				m->err_message);
+			return;
+		}
+		/* the server holds them now: stop carrying them */
+		fg_info("agent: counters of previous boot %s delivered", a->old.v[i].boot_id);
+		fg_pending_remove(&a->old, i);
+		memmove(&a->old_req[i], &a->old_req[i + 1], (a->old.n - i) * sizeof(int64_t));
+		persist(a, true);
+		return;
+	}
+}
+
+static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
+{
+	struct fg_agent *a = user;
+	struct fg_rpc_msg m;
+	char err[FG_RPC_ERR_MAX];
+	int rc = fg_rpc_decode(data, len, &m, err, sizeof(err));
+	if (rc) {
+		fg_log_rl(FG_LOG_WARN, "agent: bad message from the server: %s", err);
+		if (m.id)
+			send_msg(a, fg_rpc_error(m.id, rc, err));
+		fg_rpc_msg_deinit(&m);
+		return;
+	}
+	if (m.kind == FG_RPC_RESULT || m.kind == FG_RPC_ERROR) {
+		on_response(a, &m);
+	} else if (strcmp(m.method, "apply") == 0) {
+		int code = 0;
+		json_t *res = do_apply(a, m.params, true, &code, err, sizeof(err));
+		if (!res)
+			fg_err("agent: apply refused, running state unchanged: %s", err);
+		if (m.id)
+			send_msg(a, res ? fg_rpc_result(m.id, res) : fg_rpc_error(m.id, code, err));
+		else
+			json_decref(res);
+	} else if (m.id) {
+		snprintf(err, sizeof(err), "unknown method \"%.64s\"", m.method);
+		send_msg(a, fg_rpc_error(m.id, FG_RPC_METHOD_NOT_FOUND, err));
+	}
+	fg_rpc_msg_deinit(&m);
+}
+
+static void on_close(struct fg_ws *ws, int code, const char *err, void *user)
+{
+	struct fg_agent *a = user;
+	const struct fg_url *u = &a->urls[a->url_idx];
+	bool was_ready = a->link == L_READY;
+	fg_ws_free(ws);
+	a->ws = NULL;
+	a->hello_id = a->report_id = 0;
+	for (size_t i = 0; i < a->old.n; i++)
+		a->old_req[i] = 0;
+	if (was_ready) {
+		fg_warn("agent: disconnected from ws%s://%s%s: %s (code %d)", u->tls ? "s" : "",
+			u->authority, u->path, err ? err : "closed by the server", code);
+		a->backoff = a->backoff_lo;
+		persist(a, false);
+	} else {
+		char why[128];
+		snprintf(why, sizeof(why), "session ended before hello: %s (code %d)",
+			 err ? err : "closed", code);
+		fg_warn("agent: ws%s://%s%s: %s", u->tls ? "s" : "", u->authority, u->path, why);
+	}
+	/* the next attempt goes to the next server */
+	schedule_retry(a);
+}
+
+static const struct fg_ws_cbs agent_cbs = {.on_text = on_text, .on_close = on_close};
+
+static void open_cb(struct fg_ws *ws, int err, int http_status, void *data)
+{
+	struct fg_agent *a = data;
+	a->hs = NULL;
+	if (err) {
+		char why[96];
+		if (err == -EACCES && (http_status == 401 || http_status == 403))
+			snprintf(why, sizeof(why), "node token refused (HTTP %d)", http_status);
+		else if (err == -EACCES)
+			snprintf(why, sizeof(why), "the server answered HTTP %d", http_status);
+		else
+			snprintf(why, sizeof(why), "%s", strerror(-err));
+		link_failed(a, why);
+		return;
+	}
+	a->ws = ws;
+	send_hello(a);
+}
+
+/* Starts a plain ws:// connection to u. A wss:// dialer has the same
+ * shape: connect, then the TLS handshake, then the upgrade. Returns 0 or
+ * -errno with err. */
+static int dial_ws(struct fg_agent *a, const struct fg_url *u, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+	/* blocking for a name (numeric addresses never wait); see
+	 * doc/protocol.md on server names */
+	int g = getaddrinfo(u->host, u->port, &hints, &res);
+	if (g) {
+		snprintf(err, errlen, "cannot resolve %s: %s", u->host, gai_strerror(g));
+		return -EHOSTUNREACH;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		int e = errno;
+		freeaddrinfo(res);
+		snprintf(err, errlen, "socket: %s", strerror(e));
+		return -e;
+	}
+	int rc = connect(fd, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	if (rc < 0 && errno != EINPROGRESS) {
+		int e = errno;
+		close(fd);
+		snprintf(err, errlen, "%s", strerror(e));
+		return -e;
+	}
+	struct fg_ws_opts wo = {.ping_interval_ns = PING_NS, .ping_timeout_ns = 3 * PING_NS};
+	a->hs = fg_ws_connect_start(a->loop, fd, u->authority, u->path, a->token, &agent_cbs, &wo,
+				    open_cb, a);
+	if (!a->hs) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int dial_wss(struct fg_agent *a, const struct fg_url *u, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "wss:// is not supported yet (use ws://)");
+	return -ENOTSUP;
+}
+
+static void connect_next(struct fg_agent *a)
+{
+	char err[256];
+	const struct fg_url *u = &a->urls[a->url_idx];
+	a->link = L_CONNECTING;
+	int rc = (u->tls ? dial_wss : dial_ws)(a, u, err, sizeof(err));
+	if (rc < 0)
+		link_failed(a, err);
+}
+
+/* ---- public ---------------------------------------------------------- */
+
+static void apply_state_file(struct fg_agent *a)
+{
+	char err[FG_ERR_MAX];
+	int64_t rev;
+	json_t *state;
+	int rc = fg_agent_state_load(a->dir, &rev, &state, err, sizeof(err));
+	if (rc == -ENOENT) {
+		fg_info("agent: no %s/%s yet: waiting for the server's first state", a->dir,
+			FG_AGENT_STATE_FILE);
+		return;
+	}
+	if (rc) {
+		fg_err("agent: %s: ignored, waiting for the server", err);
+		return;
+	}
+	json_t *params = json_pack("{s:I,s:o}", "rev", (json_int_t)rev, "state", state);
+	int code;
+	json_t *res = params ? do_apply(a, params, false, &code, err, sizeof(err)) : NULL;
+	if (!res)
+		fg_err("agent: %s/%s (rev %lld) cannot run: %s", a->dir, FG_AGENT_STATE_FILE,
+		       (long long)rev, err);
+	json_decref(res);
+	json_decref(params);
+}
+
+struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t errlen)
+{
+	struct fg_agent *a = fg_calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->loop = o->loop;
+	if (o->nservers == 0 || o->nservers > FG_AGENT_MAX_SERVERS) {
+		snprintf(err, errlen, "--server: give 1 to %d server URLs", FG_AGENT_MAX_SERVERS);
+		goto err;
+	}
+	for (size_t i = 0; i < o->nservers; i++) {
+		char e[300];
+		if (fg_url_parse(o->servers[i], &a->urls[i], e, sizeof(e)) < 0) {
+			snprintf(err, errlen, "--server: %s", e);
+			goto err;
+		}
+		if (a->urls[i].tls) {
+			snprintf(err, errlen,
+				 "--server: %s: wss:// is not supported yet (use ws://)",
+				 o->servers[i]);
+			goto err;
+		}
+	}
+	a->nurls = o->nservers;
+	if (!o->token || !*o->token) {
+		snprintf(err, errlen,
+			 "no node token: give --token, set " FG_AGENT_TOKEN_ENV
+			 ", or write it to %s/" FG_AGENT_TOKEN_FILE,
+			 o->state_dir);
+		goto err;
+	}
+	a->token = fg_strdup(o->token);
+	a->dir = fg_strdup(o->state_dir);
+	if (!a->token || !a->dir) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	a->report_ns = o->report_interval_ns > 0 ? o->report_interval_ns : DEFAULT_REPORT_NS;
+	a->backoff_lo = o->backoff_min_ns > 0 ? o->backoff_min_ns : DEFAULT_BACKOFF_LO;
+	a->backoff_hi = o->backoff_max_ns > 0 ? o->backoff_max_ns : DEFAULT_BACKOFF_HI;
+	a->backoff = a->backoff_lo;
+	a->next_id = 1;
+
+	unsigned char rnd[16];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		goto err;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(a->boot_id + 2 * i, 3, "%02x", rnd[i]);
+	srandom((unsigned)(rnd[0] | rnd[1] << 8 | rnd[2] << 16 | (unsigned)rnd[3] << 24));
+	if (gethostname(a->hostname, sizeof(a->hostname) - 1) < 0)
+		snprintf(a->hostname, sizeof(a->hostname), "unknown");
+
+	/* fail early on a directory we cannot write: the state file is what
+	 * keeps the node forwarding through a restart */
+	if (access(a->dir, W_OK) < 0) {
+		snprintf(err, errlen, "--state %s: %s", a->dir, strerror(errno));
+		goto err;
+	}
+	char e2[FG_ERR_MAX];
+	int rc = fg_pending_load(a->dir, &a->old, e2, sizeof(e2));
+	if (rc && rc != -ENOENT)
+		fg_err("agent: %s: ignored (counters moved before the restart are lost)", e2);
+	for (size_t i = 0; i < a->old.n;) { /* nothing to deliver */
+		if (a->old.v[i].n == 0)
+			fg_pending_remove(&a->old, i);
+		else
+			i++;
+	}
+	a->old_req = fg_calloc(a->old.n + 1, sizeof(*a->old_req));
+	if (!a->old_req) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	if (a->old.n)
+		fg_info("agent: %zu earlier boot(s) have counters to deliver", a->old.n);
+
+	struct fg_engine_opts eo = {.workers = o->workers, .ctl_loop = o->loop};
+	a->engine = fg_engine_new(&eo);
+	if (!a->engine) {
+		snprintf(err, errlen, "cannot start the engine: %s", strerror(errno));
+		goto err;
+	}
+	fg_timer_init(&a->retry_timer, retry_cb, a);
+	fg_timer_init(&a->report_timer, report_cb, a);
+	apply_state_file(a);
+	return a;
+err:
+	fg_agent_free(a);
+	return NULL;
+}
+
+void fg_agent_start(struct fg_agent *a)
+{
+	fg_info("agent: boot %s, %zu server(s), reporting every %lld ms", a->boot_id, a->nurls,
+		(long long)(a->report_ns / FG_NS_PER_MS));
+	persist(a, a->old.n > 0);
+	fg_timer_start(a->loop, &a->report_timer, a->report_ns);
+	connect_next(a);
+}
+
+void fg_agent_shutdown(struct fg_agent *a)
+{
+	if (!a || a->stopping)
+		return;
+	a->stopping = true;
+	sample(a);
+	persist(a, true);
+	fg_timer_stop(a->loop, &a->retry_timer);
+	fg_timer_stop(a->loop, &a->report_timer);
+	if (a->hs) {
+		fg_ws_hs_cancel(a->hs);
+		a->hs = NULL;
+	}
+	if (a->ws) {
+		fg_ws_free(a->ws);
+		a->ws = NULL;
+	}
+	a->link = L_IDLE;
+}
+
+void fg_agent_free(struct fg_agent *a)
+{
+	if (!a)
+		return;
+	if (a->engine)
+		fg_agent_shutdown(a);
+	fg_engine_free(a->engine);
+	fg_pending_free(&a->old);
+	fg_free(a->old_req);
+	fg_free(a->ctrs);
+	json_decref(a->last_result);
+	fg_free(a->token);
+	fg_free(a->dir);
+	fg_free(a);
+}
+
+void fg_agent_metrics(struct fg_agent *a, struct fg_strbuf *out)
+{
+	static const char *const none[] = {NULL};
+	fg_engine_metrics(a->engine, out);
+	fg_prom_family(out, "flowgate_agent_connected", "gauge",
+		       "1 while a session with a server is up.");
+	fg_prom_sample(out, "flowgate_agent_connected", none, a->link == L_READY);
+	fg_prom_family(out, "flowgate_agent_applied_rev", "gauge",
+		       "Revision of the desired state running.");
+	fg_prom_sample(out, "flowgate_agent_applied_rev", none, (uint64_t)a->applied_rev);
+	fg_prom_family(out, "flowgate_agent_connects_total", "counter", "Sessions established.");
+	fg_prom_sample(out, "flowgate_agent_connects_total", none, a->m_connects);
+	fg_prom_family(out, "flowgate_agent_applies_total", "counter", "Desired states applied.");
+	fg_prom_sample(out, "flowgate_agent_applies_total", none, a->m_applies);
+	fg_prom_family(out, "flowgate_agent_applies_refused_total", "counter",
+		       "Desired states refused as a whole (nothing changed).");
+	fg_prom_sample(out, "flowgate_agent_applies_refused_total", none, a->m_apply_fail);
+	fg_prom_family(out, "flowgate_agent_reports_total", "counter", "Reports sent.");
+	fg_prom_sample(out, "flowgate_agent_reports_total", none, a->m_reports);
+}

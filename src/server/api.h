@@ -1,0 +1,33 @@
+/* The REST API under /api/v1, the agent endpoint /agent, /metrics and the
+ * web UI's static files: the request handler behind fg_http. Resource
+ * shapes and errors: doc/api.md. Loop thread only. */
+#ifndef FG_SERVER_API_H
+#define FG_SERVER_API_H
+
+#include <stdint.h>
+
+#include "server/http.h"
+#include "server/hub.h"
+#include "server/store.h"
+
+struct fg_work;
+struct fg_api;
+
+struct fg_api_opts {
+	const char *web_dir;	/* the UI's built files; NULL = no UI */
+	const char *public_url; /* base URL agents dial, e.g. "wss://gw.example:8443";
+				   NULL = derived from each request's Host header */
+	int64_t session_ttl_s;	/* 0 = 12 h */
+};
+
+/* Everything is borrowed and must outlive the api. */
+struct fg_api *fg_api_new(struct fg_loop *loop, struct fg_store *st, struct fg_hub *hub,
+			  struct fg_work *work, const struct fg_api_opts *o);
+void fg_api_free(struct fg_api *api);
+/* Tells the api whether it is served over TLS (for the enroll command). */
+void fg_api_set_tls(struct fg_api *api, bool tls);
+
+/* The fg_http handler; data is the fg_api. */
+enum fg_http_verdict fg_api_handle(struct fg_http_req *r, void *data);
+
+#endif

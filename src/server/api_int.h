@@ -1,0 +1,74 @@
+/* Internals shared by the API's files: api.c (routing, auth, users,
+ * static files) and api_fleet.c (nodes, groups, forwards, stats). */
+#ifndef FG_SERVER_API_INT_H
+#define FG_SERVER_API_INT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/api.h"
+
+#define API_MAX_SEGS 6
+
+/* Who is calling (from the bearer token). */
+struct api_who {
+	int64_t user_id, token_id;
+	enum fg_token_kind kind;
+	enum fg_role role;
+	char name[FG_STORE_NAME_MAX + 1];
+};
+
+/* One routed call: /api/v1/<seg[0]>/<seg[1]>/... */
+struct api_call {
+	struct fg_api *api;
+	struct fg_http_req *r;
+	const char *method;
+	char *seg[API_MAX_SEGS]; /* percent-decoded, owned by the call */
+	int nseg;
+	struct api_who who;
+};
+
+struct fg_api {
+	struct fg_loop *loop;
+	struct fg_store *st;
+	struct fg_hub *hub;
+	struct fg_work *work;
+	char *web_dir, *public_url;
+	bool tls;
+	int64_t session_ttl_s;
+	struct login_slot *limiter; /* LIMITER_SLOTS entries */
+	uint64_t logins_ok, logins_failed, logins_limited;
+};
+
+/* Answers and returns FG_HTTP_DONE. reply() takes j. */
+enum fg_http_verdict api_reply(struct fg_http_req *r, int status, json_t *j);
+enum fg_http_verdict api_fail(struct fg_http_req *r, int status, const char *code,
+			      const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* 500 for a store error, logged with what was being done. */
+enum fg_http_verdict api_store_fail(struct fg_http_req *r, int rc, const char *doing);
+/* Parses the body as one JSON object; on failure answers 400 and returns
+ * NULL. */
+json_t *api_body_object(struct fg_http_req *r);
+/* Caller has at least this role; else answers 403 and returns false. */
+bool api_require(struct api_call *c, enum fg_role role);
+void api_audit(struct api_call *c, const char *action, const char *kind, int64_t id, json_t *before,
+	       json_t *after);
+/* Names of nodes, groups, forwards, users: 1-64 of [A-Za-z0-9._-], not
+ * all digits (ids and names share the {ref} slot of a path). NULL if good,
+ * else why not. */
+const char *api_name_invalid(const char *s);
+int64_t api_now(void);
+
+/* api_fleet.c */
+enum fg_http_verdict api_nodes(struct api_call *c);
+enum fg_http_verdict api_groups(struct api_call *c);
+enum fg_http_verdict api_forwards(struct api_call *c);
+enum fg_http_verdict api_stats_all(struct api_call *c);
+enum fg_http_verdict api_live(struct api_call *c);
+enum fg_http_verdict api_audit_list(struct api_call *c);
+enum fg_http_verdict api_export(struct api_call *c);
+enum fg_http_verdict api_import(struct api_call *c);
+
+#endif

@@ -1,0 +1,97 @@
+/* Desired-state compile: see desired.h. */
+#include "server/desired.h"
+
+#include <errno.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+/* Fields of a stored forward that place it (the server's business), not
+ * what the engine runs. */
+static const char *const server_only[] = {"node", "group", "node_id", "group_id", "enabled"};
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = (*(const struct fg_forward *const *)a)->id;
+	int64_t y = (*(const struct fg_forward *const *)b)->id;
+	return (x > y) - (x < y);
+}
+
+json_t *fg_desired_from_forwards(const struct fg_forward *v, size_t n)
+{
+	json_t *state = json_object(), *arr = json_array();
+	const struct fg_forward **sorted = fg_calloc(n + 1, sizeof(*sorted));
+	if (!state || !arr || !sorted)
+		goto err;
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = &v[i];
+	qsort(sorted, n, sizeof(*sorted), cmp_id);
+	for (size_t i = 0; i < n; i++) {
+		const struct fg_forward *f = sorted[i];
+		if (!f->enabled)
+			continue;
+		json_error_t je;
+		json_t *o = f->json ? json_loads(f->json, 0, &je) : NULL;
+		if (!json_is_object(o)) {
+			fg_err("hub: forward %lld (%s): stored JSON is not an object, left out "
+			       "of the desired state",
+			       (long long)f->id, f->name);
+			json_decref(o);
+			continue;
+		}
+		for (size_t k = 0; k < sizeof(server_only) / sizeof(server_only[0]); k++)
+			json_object_del(o, server_only[k]);
+		char id[24];
+		snprintf(id, sizeof(id), "%lld", (long long)f->id);
+		if (json_object_set_new(o, "id", json_string(id)) ||
+		    json_object_set_new(o, "name", json_string(f->name)) ||
+		    json_array_append_new(arr, o))
+			goto err;
+	}
+	fg_free(sorted);
+	if (json_object_set_new(state, "forwards", arr))
+		goto err2;
+	return state;
+err:
+	fg_free(sorted);
+	json_decref(arr);
+err2:
+	json_decref(state);
+	return NULL;
+}
+
+char *fg_desired_text(const json_t *state)
+{
+	return json_dumps(state, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+void fg_desired_hash(const char *text, unsigned char out[FG_DESIRED_HASH_LEN])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)text, strlen(text), md);
+	memcpy(out, md, FG_DESIRED_HASH_LEN);
+}
+
+int fg_desired_compile(struct fg_store *st, int64_t node_id, json_t **state, char **text)
+{
+	struct fg_forward *v = NULL;
+	size_t n = 0;
+	int rc = st->ops->forwards_for_node(st, node_id, &v, &n);
+	if (rc)
+		return rc;
+	*state = fg_desired_from_forwards(v, n);
+	fg_forward_list_free(v, n);
+	if (!*state)
+		return -ENOMEM;
+	*text = fg_desired_text(*state);
+	if (!*text) {
+		json_decref(*state);
+		*state = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}

@@ -1,0 +1,36 @@
+/* Compiles a node's desired state: the one JSON document the agent runs
+ * (doc/protocol.md, "Desired state"). Deterministic: the same objects give
+ * byte-identical text, so a hash of the text tells whether anything the
+ * node runs changed. Loop thread (it reads the store). */
+#ifndef FG_SERVER_DESIRED_H
+#define FG_SERVER_DESIRED_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/store.h"
+
+#define FG_DESIRED_HASH_LEN 16 /* first 128 bits of SHA-256 */
+
+/* Pure part: the state {"forwards":[...]} of a node given every forward
+ * that lands on it (its own and its groups', in any order). Disabled
+ * forwards are left out; each entry is the stored forward JSON with "id"
+ * set to the forward's id as a string, "name" from the row, and the fields
+ * that only mean something to the server (node, group, enabled) dropped;
+ * entries are sorted by id. A forward whose stored JSON is not an object
+ * is skipped (logged). Returns a new reference, NULL on allocation
+ * failure. */
+json_t *fg_desired_from_forwards(const struct fg_forward *v, size_t n);
+
+/* The canonical text of a state (compact, keys sorted): owned, free(). */
+char *fg_desired_text(const json_t *state);
+
+/* Hash of the canonical text. */
+void fg_desired_hash(const char *text, unsigned char out[FG_DESIRED_HASH_LEN]);
+
+/* Reads node_id's forwards from the store and compiles them. Returns 0
+ * with *state (new reference) and *text (owned), or a negative errno. */
+int fg_desired_compile(struct fg_store *st, int64_t node_id, json_t **state, char **text);
+
+#endif
