@@ -88,3 +88,14 @@ describe('language', () => {
     expect(translate({}, 'missing.key')).toBe('missing.key');
   });
 });
+
+describe('per-node live share', () => {
+  it('takes the node entry when the server splits a forward by node', async () => {
+    const { liveOfOnNode } = await import('../src/lib/model.js');
+    const live = { 9: { bytes_up: 30, up_bps: 3, nodes: { 1: { bytes_up: 10, bytes_down: 1, active: 2, rate_up: 1, rate_down: 0 }, 2: { bytes_up: 20 } } } };
+    expect(liveOfOnNode({ id: 9 }, live, 1)).toEqual({ bytes_up: 10, bytes_down: 1, conns_active: 2, up_bps: 1, down_bps: 0 });
+    expect(liveOfOnNode({ id: 9 }, live, 3).bytes_up).toBe(0);
+    expect(sumLive([{ id: 9 }], live, 2).bytes_up).toBe(20);
+    expect(sumLive([{ id: 9 }], live).bytes_up).toBe(30);
+  });
+});

@@ -9,6 +9,8 @@ export function withLive(node, liveNodes) {
     online: l.online ?? node.online,
     last_seen: l.last_seen ?? node.last_seen,
     applied_rev: l.applied_rev ?? node.applied_rev,
+    desired_rev: l.desired_rev ?? node.desired_rev,
+    errors: Array.isArray(l.errors) ? l.errors : node.errors,
   };
 }
 
@@ -25,11 +27,29 @@ export function liveOf(f, liveForwards) {
   return liveForwards?.[f.id] || { bytes_up: 0, bytes_down: 0, conns_active: 0, up_bps: 0, down_bps: 0 };
 }
 
-// Sum of live rates and connections over forwards.
-export function sumLive(forwards, liveForwards) {
+// A forward's live counters on one node: the server sends each forward's
+// fleet-wide sums and, under "nodes", the share of every node it runs on.
+export function liveOfOnNode(f, liveForwards, nodeId) {
+  const l = liveForwards?.[f.id];
+  if (!l) return liveOf(f, liveForwards);
+  if (!l.nodes) return l;
+  const n = l.nodes[nodeId];
+  if (!n) return { bytes_up: 0, bytes_down: 0, conns_active: 0, up_bps: 0, down_bps: 0 };
+  return {
+    bytes_up: n.bytes_up ?? 0,
+    bytes_down: n.bytes_down ?? 0,
+    conns_active: n.active ?? n.conns_active ?? 0,
+    up_bps: n.rate_up ?? n.up_bps ?? 0,
+    down_bps: n.rate_down ?? n.down_bps ?? 0,
+  };
+}
+
+// Sum of live rates and connections over forwards (on one node when
+// nodeId is given).
+export function sumLive(forwards, liveForwards, nodeId) {
   const s = { up_bps: 0, down_bps: 0, conns_active: 0, bytes_up: 0, bytes_down: 0 };
   for (const f of forwards) {
-    const l = liveOf(f, liveForwards);
+    const l = nodeId === undefined ? liveOf(f, liveForwards) : liveOfOnNode(f, liveForwards, nodeId);
     s.up_bps += Number(l.up_bps) || 0;
     s.down_bps += Number(l.down_bps) || 0;
     s.conns_active += Number(l.conns_active) || 0;

@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { useI18n } from '../i18n/index.jsx';
 import { useAuth } from '../auth.jsx';
 import { api } from '../lib/api.js';
-import { apiErrorText, Button, Card, ErrorBanner, Field, Input, PageHeader } from '../components/ui.jsx';
+import { Button, Card, ErrorBanner, Field, Input, PageHeader } from '../components/ui.jsx';
 
 export const MIN_PASSWORD = 8;
 
@@ -42,8 +42,10 @@ export default function Account() {
       setNew('');
       setConfirm('');
     } catch (e2) {
-      if (e2.status === 401 || e2.status === 403) setErrs({ old_password: t('account.wrong_old') });
-      else if (e2.field) setErrs({ [e2.field]: apiErrorText(t, e2) });
+      // the server names old_password when it is wrong; say so in the
+      // reader's language rather than the server's English
+      if (e2.field === 'old_password' || e2.code === 'bad_credentials') setErrs({ old_password: t('account.wrong_old') });
+      else if (e2.field) setErrs({ [e2.field]: t('v.server', { message: e2.message }) });
       else setErr(e2);
     } finally {
       setBusy(false);

@@ -110,7 +110,10 @@ export default function ForwardEdit() {
     } catch (e2) {
       const f = formFieldForApiField(e2.field, e2.message);
       if (f) {
-        setErrors({ [f]: { code: e2.code, text: e2.message } });
+        // the server prefixes its message with the field ("listen: ...");
+        // beside the field that is said already
+        const text = String(e2.message || '').replace(/^[a-z_]+(\[\d+\])?: /, '');
+        setErrors({ [f]: { code: e2.code, text } });
         focusFirstError();
       } else setBanner(e2);
     } finally {

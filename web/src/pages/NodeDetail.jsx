@@ -135,7 +135,7 @@ export default function NodeDetail() {
   const raw = res.data.node || res.data;
   const n = withLive(raw, live.nodes);
   const mine = (forwards.data || []).filter((f) => forwardOnNode(f, n));
-  const s = sumLive(mine, live.forwards);
+  const s = sumLive(mine, live.forwards, n.id);
   const lastSeen = toUnix(n.last_seen);
 
   return (

@@ -147,6 +147,7 @@ export default function Nodes() {
                   const s = sumLive(
                     fwds.filter((f) => forwardOnNode(f, n)),
                     live.forwards,
+                    n.id,
                   );
                   return (
                     <tr key={n.id}>
