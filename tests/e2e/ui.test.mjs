@@ -328,6 +328,30 @@ test('overview: nodes online and traffic', async () => {
   await shot(page, '11-groups');
 });
 
+test('apply errors: a port taken on the node is explained in plain words', async () => {
+  // the echo peer holds its port, so the agent cannot bind it
+  await page.goto(base + '/forwards/new');
+  await fillForward({ name: 'e2e-busy', port: String(echo.port), target: `127.0.0.1:${fwdPort}` });
+  await page.getByRole('button', { name: en['fwd.create'] }).click();
+  await page.waitForURL(base + '/forwards');
+  await page.getByRole('link', { name: en['nav.overview'] }).click();
+  const item = page.getByRole('listitem').filter({ hasText: NODE });
+  await item.getByText(en['rev.failed']).waitFor({ timeout: 20000 });
+  await item.getByRole('link', { name: NODE }).click();
+  const errors = page.getByTestId('apply-errors');
+  await errors.getByText(en['node.error_line'].replace('{kind}', en['kind.forward']).replace('{name}', 'e2e-busy')).waitFor();
+  await errors.getByText(en['applyerr.addrinuse']).waitFor();
+  await shot(page, '13-node-apply-error');
+  // removing the forward clears it
+  const busy = (await apiGet('/forwards')).body.forwards.find((f) => f.name === 'e2e-busy');
+  await page.goto(base + `/forwards/${busy.id}`);
+  await page.getByRole('button', { name: en['common.delete'] }).click();
+  await page.getByRole('dialog').getByRole('button', { name: en['common.delete'] }).click();
+  await page.waitForURL(base + '/forwards');
+  await page.getByRole('link', { name: en['nav.overview'] }).click();
+  await page.getByText(en['overview.all_good']).waitFor({ timeout: 20000 });
+});
+
 test('forwards: delete one; its port closes', async () => {
   await page.goto(base + '/forwards');
   await page.getByRole('link', { name: FWD }).click();
