@@ -328,6 +328,19 @@ test('overview: nodes online and traffic', async () => {
   await shot(page, '11-groups');
 });
 
+test('forwards: filter by node and by group', async () => {
+  await page.goto(base + '/forwards');
+  await page.getByLabel(en['fwd.filter']).selectOption(`node:${NODE}`);
+  await page.waitForURL(base + `/forwards?node=${NODE}`);
+  await page.getByRole('link', { name: FWD }).waitFor();
+  // the forward targets the node, not the group
+  await page.getByLabel(en['fwd.filter']).selectOption(`group:${GROUP}`);
+  await page.waitForURL(base + `/forwards?group=${GROUP}`);
+  await page.getByText(en['fwd.empty']).waitFor();
+  await page.getByLabel(en['fwd.filter']).selectOption('');
+  await page.getByRole('link', { name: FWD }).waitFor();
+});
+
 test('apply errors: a port taken on the node is explained in plain words', async () => {
   // the echo peer holds its port, so the agent cannot bind it
   await page.goto(base + '/forwards/new');
@@ -463,4 +476,23 @@ test('Chinese: every page in zh-CN with no English left, screenshots of each', a
   await p.reload();
   await p.getByRole('heading', { name: en['account.title'] }).waitFor();
   await c.close();
+});
+
+test('nodes: rename, set groups, remove', async () => {
+  await page.goto(base + '/nodes');
+  await page.getByRole('link', { name: NODE }).click();
+  await page.getByRole('button', { name: en['node.rename'] }).click();
+  await page.getByRole('dialog').getByLabel(en['nodes.name']).fill('e2e-renamed');
+  await page.getByRole('dialog').getByRole('button', { name: en['common.save'] }).click();
+  await page.getByRole('heading', { name: 'Node e2e-renamed' }).waitFor();
+  await page.getByRole('button', { name: en['node.set_groups'] }).click();
+  await page.getByRole('dialog').getByRole('checkbox', { name: GROUP }).uncheck();
+  await page.getByRole('dialog').getByRole('button', { name: en['common.save'] }).click();
+  await waitFor('the node to leave the group', async () => (await apiGet('/nodes/e2e-renamed')).body.groups.length === 0);
+  assert.deepEqual((await apiGet('/groups')).body.groups[0].nodes, []);
+  await page.getByRole('button', { name: en['node.remove'] }).click();
+  await page.getByRole('dialog').getByRole('button', { name: en['node.remove'] }).click();
+  await page.waitForURL(base + '/nodes');
+  await page.getByText(en['nodes.empty']).waitFor();
+  assert.deepEqual((await apiGet('/nodes')).body.nodes, []);
 });
