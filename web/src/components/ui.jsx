@@ -224,11 +224,11 @@ export function CopyField({ label, value }) {
       <RLabel.Root htmlFor={id} className="block text-sm font-medium text-slate-700">
         {label}
       </RLabel.Root>
-      <div className="flex gap-2">
+      <div className="flex flex-col gap-2 sm:flex-row">
         <textarea
           id={id}
           readOnly
-          rows={3}
+          rows={4}
           value={value}
           onFocus={(e) => e.target.select()}
           className={cx('block w-full rounded-md border border-slate-300 bg-slate-50 p-2 font-mono text-xs', focus)}

@@ -58,7 +58,7 @@ export default function Overview() {
           <Loading />
         ) : (
           <Chart
-            points={chartPoints(day.data?.series, range.step)}
+            points={chartPoints(day.data?.series, day.data?.step || range.step)}
             from={range.from}
             to={range.to}
             label={t('overview.chart_24h')}

@@ -145,7 +145,7 @@ export default function Traffic() {
         {stats.loading ? (
           <Loading />
         ) : (
-          <Chart points={chartPoints(stats.data?.series, win.step)} from={win.from} to={win.to} label={label} />
+          <Chart points={chartPoints(stats.data?.series, stats.data?.step || win.step)} from={win.from} to={win.to} label={label} />
         )}
       </Card>
       <Card title={t('traffic.totals')}>
