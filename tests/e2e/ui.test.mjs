@@ -267,16 +267,27 @@ test('forwards: edit limits; a bad port on edit changes nothing', async () => {
   await page.getByLabel(en['fwd.max_conns'], { exact: true }).fill('100');
   await page.getByLabel(en['fwd.proxy_protocol']).selectOption('');
   await page.getByLabel(en['fwd.balance']).selectOption('least-conn');
+  // the Advanced section opens by keyboard and holds the rest of the model
+  await page.getByRole('button', { name: en['fwd.sec_advanced'] }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByLabel(en['fwd.idle_timeout']).fill('600s');
+  await page.getByRole('checkbox', { name: en['fwd.health_check'] }).check();
+  await page.getByLabel(en['fwd.hc_interval']).fill('2s');
+  await page.getByLabel(en['fwd.hc_fall']).fill('3');
   await page.getByRole('button', { name: en['common.save'] }).click();
   await page.waitForURL(base + '/forwards');
   let f = (await apiGet('/forwards')).body.forwards[0];
   assert.equal(f.max_conns, 100);
   assert.equal(f.balance, 'least-conn');
   assert.ok(f.rate_down === '10MB/s' || f.rate_down === 10000000, `rate_down ${f.rate_down}`);
+  assert.equal(f.idle_timeout, '600s');
+  assert.deepEqual(f.health_check, { interval: '2s', fall: 3 });
+  assert.equal(f.burst, undefined);
 
   await page.getByRole('link', { name: FWD }).click();
   await page.getByLabel(en['fwd.max_conns'], { exact: true }).waitFor();
   assert.equal(await page.getByLabel(en['fwd.max_conns'], { exact: true }).inputValue(), '100');
+  assert.equal(await page.getByLabel(en['fwd.idle_timeout']).inputValue(), '600s');
   await page.getByLabel(en['fwd.ports']).fill('0');
   await page.getByRole('button', { name: en['common.save'] }).click();
   assert.equal(await fieldError(en['fwd.ports']), en['v.port']);

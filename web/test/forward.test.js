@@ -164,3 +164,53 @@ describe('API body and back', () => {
     expect(formFieldForApiField(undefined, 'x')).toBe(null);
   });
 });
+
+describe('advanced fields', () => {
+  it('durations and sizes in the engine spellings', async () => {
+    const { parseDuration, parseSize } = await import('../src/lib/forward.js');
+    expect(parseDuration('30')).toBe(30);
+    expect(parseDuration('500ms')).toBe(0.5);
+    expect(parseDuration('5m')).toBe(300);
+    expect(parseDuration('1h')).toBe(3600);
+    expect(parseDuration('5 m')).toBe(null);
+    expect(parseDuration('soon')).toBe(null);
+    expect(parseSize('64KiB')).toBe(65536);
+    expect(parseSize('1MB/s')).toBe(null);
+  });
+  it('a new forward leaves empty advanced fields out; an edit sends null to remove them', () => {
+    const b = bodyFromForm(good());
+    for (const k of ['burst', 'idle_timeout', 'health_check', 'rate_up_per_conn']) expect(k in b).toBe(false);
+    const e = bodyFromForm(good(), true);
+    for (const k of ['burst', 'idle_timeout', 'health_check', 'rate_up_per_conn']) expect(e[k]).toBe(null);
+  });
+  it('round-trips a health check and timeouts', async () => {
+    const { hasAdvanced } = await import('../src/lib/forward.js');
+    const f = {
+      name: 'x',
+      node: 'n1',
+      listen: '0.0.0.0:80',
+      targets: ['a.example:80'],
+      idle_timeout: '600s',
+      burst: 65536,
+      health_check: { interval: '2s', timeout: '1s', rise: 1, fall: 3 },
+    };
+    const form = formFromForward(f);
+    expect(hasAdvanced(form)).toBe(true);
+    expect(hasAdvanced(good())).toBe(false);
+    expect(form).toMatchObject({ hc_enabled: true, hc_interval: '2s', hc_fall: '3', idle_timeout: '600s', burst: '65536' });
+    const b = bodyFromForm(form, true);
+    expect(b.health_check).toEqual({ interval: '2s', timeout: '1s', rise: 1, fall: 3 });
+    expect(b.idle_timeout).toBe('600s');
+    expect(b.burst).toBe(65536);
+    expect(b.connect_timeout).toBe(null);
+  });
+  it('flags bad advanced values on their own fields', () => {
+    const e = validateForm({ ...good(), burst: '1MB/s', idle_timeout: 'long', hc_enabled: true, hc_rise: '0', hc_interval: '0s' });
+    expect(e).toEqual({ burst: 'v.size', idle_timeout: 'v.duration', hc_rise: 'v.count_min1', hc_interval: 'v.duration' });
+    // health-check fields are not checked while it is off
+    expect(validateForm({ ...good(), hc_enabled: false, hc_rise: '0' })).toEqual({});
+  });
+  it('a health_check error from the server lands on the interval field', () => {
+    expect(formFieldForApiField('health_check', 'x')).toBe('hc_interval');
+  });
+});

@@ -45,6 +45,21 @@ export function parseRate(s) {
   return Math.floor(Number(m[1]) * RATE_UNITS[key]);
 }
 
+// A size (burst): a rate's spellings without "/s".
+export function parseSize(s) {
+  if (typeof s === 'string' && /\/s$/.test(s.trim())) return null;
+  return parseRate(s);
+}
+
+// Durations as the engine takes them: a plain number is seconds; ms, s, m, h.
+export function parseDuration(s) {
+  s = String(s ?? '').trim();
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s);
+  if (!m) return null;
+  const k = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] || 's'];
+  return Number(m[1]) * k;
+}
+
 // "1-65535" ports; "9000" or "9000-9010".
 export function parsePorts(s) {
   s = String(s ?? '').trim();
@@ -120,7 +135,34 @@ export function emptyForm() {
     max_conns_per_ip: '',
     proxy_protocol: '',
     enabled: true,
+    ...emptyAdvanced(),
   };
+}
+
+// The engine's less common fields, in the form's "Advanced" section.
+export const ADV_RATES = ['rate_up_per_conn', 'rate_down_per_conn'];
+export const ADV_DURATIONS = ['connect_timeout', 'idle_timeout', 'udp_idle_timeout'];
+const HC_FIELDS = ['interval', 'timeout', 'rise', 'fall'];
+
+function emptyAdvanced() {
+  return {
+    rate_up_per_conn: '',
+    rate_down_per_conn: '',
+    burst: '',
+    connect_timeout: '',
+    idle_timeout: '',
+    udp_idle_timeout: '',
+    hc_enabled: false,
+    hc_interval: '',
+    hc_timeout: '',
+    hc_rise: '',
+    hc_fall: '',
+  };
+}
+
+// Is anything in the Advanced section set (so the page opens it)?
+export function hasAdvanced(form) {
+  return form.hc_enabled || [...ADV_RATES, 'burst', ...ADV_DURATIONS].some((k) => String(form[k] ?? '').trim());
 }
 
 const numOrEmpty = (v) => (v === null || v === undefined || v === 0 || v === '0' ? '' : String(v));
@@ -141,8 +183,18 @@ export function formFromForward(f) {
     rate_down: numOrEmpty(f.rate_down),
     max_conns: numOrEmpty(f.max_conns),
     max_conns_per_ip: numOrEmpty(f.max_conns_per_ip),
-    proxy_protocol: f.proxy_protocol || '',
+    proxy_protocol: f.proxy_protocol && f.proxy_protocol !== 'none' ? f.proxy_protocol : '',
     enabled: f.enabled !== false,
+    rate_up_per_conn: numOrEmpty(f.rate_up_per_conn),
+    rate_down_per_conn: numOrEmpty(f.rate_down_per_conn),
+    burst: numOrEmpty(f.burst),
+    connect_timeout: f.connect_timeout === undefined || f.connect_timeout === null ? '' : String(f.connect_timeout),
+    idle_timeout: f.idle_timeout === undefined || f.idle_timeout === null ? '' : String(f.idle_timeout),
+    udp_idle_timeout: f.udp_idle_timeout === undefined || f.udp_idle_timeout === null ? '' : String(f.udp_idle_timeout),
+    hc_enabled: !!f.health_check,
+    ...Object.fromEntries(
+      HC_FIELDS.map((k) => ['hc_' + k, f.health_check && f.health_check[k] !== undefined ? String(f.health_check[k]) : '']),
+    ),
   };
 }
 
@@ -172,12 +224,30 @@ export function validateForm(form) {
     const v = form[k].trim();
     if (v && !/^\d+$/.test(v)) e[k] = 'v.count';
   }
+  for (const k of ADV_RATES) if (parseRate(form[k] ?? '') === null) e[k] = 'v.rate';
+  if (parseSize(form.burst ?? '') === null) e.burst = 'v.size';
+  for (const k of ADV_DURATIONS) {
+    const v = String(form[k] ?? '').trim();
+    if (v && parseDuration(v) === null) e[k] = 'v.duration';
+  }
+  if (form.hc_enabled) {
+    for (const k of ['hc_interval', 'hc_timeout']) {
+      const v = String(form[k] ?? '').trim();
+      if (v && !(parseDuration(v) > 0)) e[k] = 'v.duration';
+    }
+    for (const k of ['hc_rise', 'hc_fall']) {
+      const v = String(form[k] ?? '').trim();
+      if (v && !(/^\d+$/.test(v) && Number(v) >= 1)) e[k] = 'v.count_min1';
+    }
+  }
   return e;
 }
 
 // Form -> API body. Rates go as typed (the server parses the same
-// spellings), an empty one as 0 = unlimited.
-export function bodyFromForm(form) {
+// spellings), an empty one as 0 = unlimited. An empty Advanced field is left
+// out of a new forward and sent as null (= remove, back to the engine's
+// default) when editing one.
+export function bodyFromForm(form, editing = false) {
   const targets = form.targets.map((x) => x.trim()).filter(Boolean);
   const b = {
     name: form.name.trim(),
@@ -194,6 +264,24 @@ export function bodyFromForm(form) {
   };
   if (/^\d+$/.test(String(b.rate_up))) b.rate_up = Number(b.rate_up);
   if (/^\d+$/.test(String(b.rate_down))) b.rate_down = Number(b.rate_down);
+  const opt = (k, v) => {
+    if (v !== '' && v !== undefined) b[k] = v;
+    else if (editing) b[k] = null;
+  };
+  const rateVal = (v) => {
+    v = String(v ?? '').trim();
+    return /^\d+$/.test(v) ? Number(v) : v;
+  };
+  for (const k of [...ADV_RATES, 'burst']) opt(k, rateVal(form[k]));
+  for (const k of ADV_DURATIONS) opt(k, String(form[k] ?? '').trim());
+  if (form.hc_enabled) {
+    const hc = {};
+    for (const k of HC_FIELDS) {
+      const v = String(form['hc_' + k] ?? '').trim();
+      if (v) hc[k] = k === 'rise' || k === 'fall' ? Number(v) : v;
+    }
+    b.health_check = hc;
+  } else opt('health_check', '');
   if (form.scope === 'group') b.group = form.group;
   else b.node = form.node;
   return b;
@@ -209,6 +297,7 @@ export function formFieldForApiField(field, message) {
     return /\b(ip|ipv4|ipv6|host)\b/i.test(m) && !/port/i.test(m) ? 'listen_addr' : 'ports';
   }
   if (field === 'targets') return 'targets[0]';
+  if (field === 'health_check') return 'hc_interval';
   const m = /^targets\[(\d+)\]/.exec(field);
   if (m) return `targets[${m[1]}]`;
   return field;

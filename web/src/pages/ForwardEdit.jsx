@@ -11,6 +11,7 @@ import {
   emptyForm,
   formFieldForApiField,
   formFromForward,
+  hasAdvanced,
   PROTOS,
   PROXY_PROTOCOLS,
   validateForm,
@@ -28,6 +29,20 @@ import {
   PageHeader,
   Select,
 } from '../components/ui.jsx';
+
+const ADVANCED = new Set([
+  'rate_up_per_conn',
+  'rate_down_per_conn',
+  'burst',
+  'connect_timeout',
+  'idle_timeout',
+  'udp_idle_timeout',
+  'hc_interval',
+  'hc_timeout',
+  'hc_rise',
+  'hc_fall',
+]);
+const isAdvancedField = (k) => ADVANCED.has(k);
 
 // An error to show: an i18n key from the client checks, or the server's
 // words for one it refused.
@@ -61,13 +76,16 @@ export default function ForwardEdit() {
   const [banner, setBanner] = useState(null);
   const [busy, setBusy] = useState(false);
   const [removing, setRemoving] = useState(false);
+  const [advOpen, setAdvOpen] = useState(false);
   const formRef = useRef(null);
 
   useEffect(() => {
     if (isNew) return;
     api.forward(id).then(
       (r) => {
-        setForm(formFromForward(r.forward || r));
+        const f = formFromForward(r.forward || r);
+        setForm(f);
+        setAdvOpen(hasAdvanced(f));
         setLoaded(true);
       },
       (e) => setLoadErr(e),
@@ -96,6 +114,7 @@ export default function ForwardEdit() {
     setForm(clean);
     const v = validateForm(clean);
     if (Object.keys(v).length) {
+      if (Object.keys(v).some(isAdvancedField)) setAdvOpen(true);
       setErrors(Object.fromEntries(Object.entries(v).map(([k, key]) => [k, { key }])));
       focusFirstError();
       return;
@@ -103,7 +122,7 @@ export default function ForwardEdit() {
     setErrors({});
     setBusy(true);
     try {
-      const body = bodyFromForm(clean);
+      const body = bodyFromForm(clean, !isNew);
       if (isNew) await api.createForward(body);
       else await api.updateForward(id, body);
       nav('/forwards');
@@ -113,6 +132,7 @@ export default function ForwardEdit() {
         // the server prefixes its message with the field ("listen: ...");
         // beside the field that is said already
         const text = String(e2.message || '').replace(/^[a-z_]+(\[\d+\])?: /, '');
+        if (isAdvancedField(f)) setAdvOpen(true);
         setErrors({ [f]: { code: e2.code, text } });
         focusFirstError();
       } else setBanner(e2);
@@ -322,6 +342,64 @@ export default function ForwardEdit() {
             </Field>
           </div>
         </Card>
+
+        <section className="rounded-lg border border-slate-200 bg-white shadow-sm">
+          <h2>
+            <button
+              type="button"
+              aria-expanded={advOpen}
+              aria-controls="fwd-advanced"
+              onClick={() => setAdvOpen((o) => !o)}
+              className="flex w-full items-center justify-between rounded-lg p-4 text-left text-base font-semibold text-slate-800 focus:outline-none focus-visible:ring-2 focus-visible:ring-sky-500"
+            >
+              {t('fwd.sec_advanced')}
+              <span aria-hidden="true">{advOpen ? '−' : '+'}</span>
+            </button>
+          </h2>
+          <div id="fwd-advanced" hidden={!advOpen} className="space-y-4 px-4 pb-4">
+            <p className="text-xs text-slate-500">{t('fwd.advanced_help')}</p>
+            <div className="grid grid-cols-1 gap-3 md:grid-cols-3">
+              <Field label={t('fwd.rate_up_per_conn')} error={err('rate_up_per_conn')}>
+                {(c) => <Input {...c} value={form.rate_up_per_conn} onChange={setEv('rate_up_per_conn')} />}
+              </Field>
+              <Field label={t('fwd.rate_down_per_conn')} error={err('rate_down_per_conn')}>
+                {(c) => <Input {...c} value={form.rate_down_per_conn} onChange={setEv('rate_down_per_conn')} />}
+              </Field>
+              <Field label={t('fwd.burst')} error={err('burst')} hint={t('fwd.burst_hint')}>
+                {(c) => <Input {...c} value={form.burst} onChange={setEv('burst')} />}
+              </Field>
+              <Field label={t('fwd.connect_timeout')} error={err('connect_timeout')} hint={t('fwd.duration_hint', { d: '5s' })}>
+                {(c) => <Input {...c} value={form.connect_timeout} onChange={setEv('connect_timeout')} />}
+              </Field>
+              <Field label={t('fwd.idle_timeout')} error={err('idle_timeout')} hint={t('fwd.duration_hint', { d: '300s' })}>
+                {(c) => <Input {...c} value={form.idle_timeout} onChange={setEv('idle_timeout')} />}
+              </Field>
+              <Field label={t('fwd.udp_idle_timeout')} error={err('udp_idle_timeout')} hint={t('fwd.duration_hint', { d: '60s' })}>
+                {(c) => <Input {...c} value={form.udp_idle_timeout} onChange={setEv('udp_idle_timeout')} />}
+              </Field>
+            </div>
+            <fieldset className="space-y-3">
+              <legend className="sr-only">{t('fwd.health_check')}</legend>
+              <Checkbox label={t('fwd.health_check')} checked={form.hc_enabled} onChange={set('hc_enabled')} />
+              {form.hc_enabled ? (
+                <div className="grid grid-cols-2 gap-3 md:grid-cols-4">
+                  <Field label={t('fwd.hc_interval')} error={err('hc_interval')} hint={t('fwd.duration_hint', { d: '2s' })}>
+                    {(c) => <Input {...c} value={form.hc_interval} onChange={setEv('hc_interval')} />}
+                  </Field>
+                  <Field label={t('fwd.hc_timeout')} error={err('hc_timeout')} hint={t('fwd.duration_hint', { d: '1s' })}>
+                    {(c) => <Input {...c} value={form.hc_timeout} onChange={setEv('hc_timeout')} />}
+                  </Field>
+                  <Field label={t('fwd.hc_rise')} error={err('hc_rise')}>
+                    {(c) => <Input {...c} value={form.hc_rise} onChange={setEv('hc_rise')} inputMode="numeric" />}
+                  </Field>
+                  <Field label={t('fwd.hc_fall')} error={err('hc_fall')}>
+                    {(c) => <Input {...c} value={form.hc_fall} onChange={setEv('hc_fall')} inputMode="numeric" />}
+                  </Field>
+                </div>
+              ) : null}
+            </fieldset>
+          </div>
+        </section>
 
         <ErrorBanner error={banner} />
         <div className="flex justify-end gap-2">
