@@ -21,6 +21,8 @@
 #include "fwd/config.h"
 #include "fwd/engine.h"
 #include "net/rpc.h"
+#include "net/tls.h"
+#include "net/url.h"
 #include "net/ws.h"
 
 #define DEFAULT_REPORT_NS  (5 * FG_NS_PER_SEC)
@@ -45,7 +47,9 @@ struct fg_agent {
 	struct fg_loop *loop;
 	struct fg_engine *engine;
 	char *token, *dir;
-	struct fg_url urls[FG_AGENT_MAX_SERVERS];
+	char *pin;		   /* wss:// pin, or NULL */
+	struct fg_tls_client *tls; /* for wss:// URLs, or NULL */
+	struct fg_agent_url urls[FG_AGENT_MAX_SERVERS];
 	size_t nurls, url_idx;
 	int64_t report_ns, backoff_lo, backoff_hi, backoff;
 	char boot_id[33];
@@ -74,73 +78,26 @@ struct fg_agent {
 
 /* ---- URLs ------------------------------------------------------------ */
 
-static int url_fail(char *err, size_t errlen, const char *s, const char *why)
+int fg_agent_url_parse(const char *s, struct fg_agent_url *u, char *err, size_t errlen)
 {
-	snprintf(err, errlen, "\"%.200s\": %s", s, why);
-	return -EINVAL;
-}
-
-int fg_url_parse(const char *s, struct fg_url *u, char *err, size_t errlen)
-{
+	struct fg_url url;
+	const char *why = NULL;
 	memset(u, 0, sizeof(*u));
-	const char *p;
-	if (strncmp(s, "ws://", 5) == 0) {
-		p = s + 5;
-	} else if (strncmp(s, "wss://", 6) == 0) {
-		p = s + 6;
-		u->tls = true;
-	} else {
-		return url_fail(err, errlen, s, "must start with ws:// or wss://");
+	if (fg_url_parse(s, &url, &why) < 0 || !url.ws) {
+		snprintf(err, errlen, "\"%.200s\": %s", s,
+			 why ? why : "must start with ws:// or wss://");
+		return -EINVAL;
 	}
-	size_t alen = strcspn(p, "/?#");
-	if (alen == 0)
-		return url_fail(err, errlen, s, "has no host");
-	if (alen >= sizeof(u->authority))
-		return url_fail(err, errlen, s, "host is too long");
-	memcpy(u->authority, p, alen);
-	const char *rest = p + alen;
-	if (strpbrk(rest, "?#"))
-		return url_fail(err, errlen, s, "must not have a query or fragment");
-	if (strlen(rest) >= sizeof(u->path))
-		return url_fail(err, errlen, s, "path is too long");
-	snprintf(u->path, sizeof(u->path), "%s", *rest && strcmp(rest, "/") ? rest : "/agent");
-	if (strpbrk(u->path, " \t\r\n"))
-		return url_fail(err, errlen, s, "path must not contain spaces");
-
-	const char *a = u->authority, *port = NULL;
-	size_t hlen;
-	if (a[0] == '[') {
-		const char *close = strchr(a, ']');
-		if (!close)
-			return url_fail(err, errlen, s, "has an unterminated [IPv6] host");
-		hlen = (size_t)(close - a - 1);
-		memcpy(u->host, a + 1, hlen);
-		if (close[1] == ':')
-			port = close + 2;
-		else if (close[1])
-			return url_fail(err, errlen, s, "has junk after the [IPv6] host");
-	} else {
-		const char *colon = strchr(a, ':');
-		hlen = colon ? (size_t)(colon - a) : strlen(a);
-		if (hlen >= sizeof(u->host))
-			return url_fail(err, errlen, s, "host is too long");
-		memcpy(u->host, a, hlen);
-		if (colon)
-			port = colon + 1;
+	if (strlen(url.path) >= sizeof(u->path)) {
+		snprintf(err, errlen, "\"%.200s\": path is too long", s);
+		return -EINVAL;
 	}
-	if (hlen == 0)
-		return url_fail(err, errlen, s, "has no host");
-	if (strchr(u->host, '@'))
-		return url_fail(err, errlen, s, "must not carry user info");
-	if (port) {
-		char *end;
-		long n = strtol(port, &end, 10);
-		if (!*port || *end || n < 1 || n > 65535)
-			return url_fail(err, errlen, s, "port must be 1-65535");
-		snprintf(u->port, sizeof(u->port), "%ld", n);
-	} else {
-		snprintf(u->port, sizeof(u->port), "%s", u->tls ? "443" : "80");
-	}
+	u->tls = url.tls;
+	snprintf(u->host, sizeof(u->host), "%s", url.host);
+	snprintf(u->port, sizeof(u->port), "%u", url.port);
+	fg_url_authority(&url, u->authority, sizeof(u->authority));
+	const char *path = url.path[0] ? url.path : "/agent";
+	memcpy(u->path, path, strlen(path) + 1); /* length checked above */
 	return 0;
 }
 
@@ -487,7 +444,7 @@ static void schedule_retry(struct fg_agent *a)
 
 static void link_failed(struct fg_agent *a, const char *why)
 {
-	const struct fg_url *u = &a->urls[a->url_idx];
+	const struct fg_agent_url *u = &a->urls[a->url_idx];
 	fg_warn("agent: cannot connect to ws%s://%s%s: %s", u->tls ? "s" : "", u->authority,
 		u->path, why);
 	schedule_retry(a);
@@ -506,7 +463,7 @@ static void send_hello(struct fg_agent *a)
 static void on_response(struct fg_agent *a, const struct fg_rpc_msg *m)
 {
 	char err[FG_RPC_ERR_MAX];
-	const struct fg_url *u = &a->urls[a->url_idx];
+	const struct fg_agent_url *u = &a->urls[a->url_idx];
 	if (m->id_int > 0 && m->id_int == a->hello_id) {
 		struct fg_hello_result hr;
 		a->hello_id = 0;
@@ -590,7 +547,7 @@ static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
 static void on_close(struct fg_ws *ws, int code, const char *err, void *user)
 {
 	struct fg_agent *a = user;
-	const struct fg_url *u = &a->urls[a->url_idx];
+	const struct fg_agent_url *u = &a->urls[a->url_idx];
 	bool was_ready = a->link == L_READY;
 	fg_ws_free(ws);
 	a->ws = NULL;
@@ -617,13 +574,16 @@ static const struct fg_ws_cbs agent_cbs = {.on_text = on_text, .on_close = on_cl
 static void open_cb(struct fg_ws *ws, int err, int http_status, void *data)
 {
 	struct fg_agent *a = data;
+	const char *hs_why = a->hs ? fg_ws_hs_error(a->hs) : NULL;
 	a->hs = NULL;
 	if (err) {
-		char why[96];
+		char why[300];
 		if (err == -EACCES && (http_status == 401 || http_status == 403))
 			snprintf(why, sizeof(why), "node token refused (HTTP %d)", http_status);
 		else if (err == -EACCES)
 			snprintf(why, sizeof(why), "the server answered HTTP %d", http_status);
+		else if (hs_why && *hs_why)
+			snprintf(why, sizeof(why), "%s", hs_why);
 		else
 			snprintf(why, sizeof(why), "%s", strerror(-err));
 		link_failed(a, why);
@@ -633,10 +593,9 @@ static void open_cb(struct fg_ws *ws, int err, int http_status, void *data)
 	send_hello(a);
 }
 
-/* Starts a plain ws:// connection to u. A wss:// dialer has the same
- * shape: connect, then the TLS handshake, then the upgrade. Returns 0 or
- * -errno with err. */
-static int dial_ws(struct fg_agent *a, const struct fg_url *u, char *err, size_t errlen)
+/* Starts a connection to u: TCP connect, then (wss://) the TLS handshake,
+ * then the upgrade; open_cb gets the outcome. Returns 0 or -errno with err. */
+static int dial(struct fg_agent *a, const struct fg_agent_url *u, char *err, size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
 	/* blocking for a name (numeric addresses never wait); see
@@ -662,8 +621,12 @@ static int dial_ws(struct fg_agent *a, const struct fg_url *u, char *err, size_t
 		return -e;
 	}
 	struct fg_ws_opts wo = {.ping_interval_ns = PING_NS, .ping_timeout_ns = 3 * PING_NS};
-	a->hs = fg_ws_connect_start(a->loop, fd, u->authority, u->path, a->token, &agent_cbs, &wo,
-				    open_cb, a);
+	if (u->tls)
+		a->hs = fg_ws_connect_tls_start(a->loop, fd, a->tls, u->host, a->pin, u->authority,
+						u->path, a->token, &agent_cbs, &wo, open_cb, a);
+	else
+		a->hs = fg_ws_connect_start(a->loop, fd, u->authority, u->path, a->token,
+					    &agent_cbs, &wo, open_cb, a);
 	if (!a->hs) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -671,18 +634,12 @@ static int dial_ws(struct fg_agent *a, const struct fg_url *u, char *err, size_t
 	return 0;
 }
 
-static int dial_wss(struct fg_agent *a, const struct fg_url *u, char *err, size_t errlen)
-{
-	snprintf(err, errlen, "wss:// is not supported yet (use ws://)");
-	return -ENOTSUP;
-}
-
 static void connect_next(struct fg_agent *a)
 {
-	char err[256];
-	const struct fg_url *u = &a->urls[a->url_idx];
+	char err[512];
+	const struct fg_agent_url *u = &a->urls[a->url_idx];
 	a->link = L_CONNECTING;
-	int rc = (u->tls ? dial_wss : dial_ws)(a, u, err, sizeof(err));
+	int rc = dial(a, u, err, sizeof(err));
 	if (rc < 0)
 		link_failed(a, err);
 }
@@ -728,14 +685,32 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 	}
 	for (size_t i = 0; i < o->nservers; i++) {
 		char e[300];
-		if (fg_url_parse(o->servers[i], &a->urls[i], e, sizeof(e)) < 0) {
+		if (fg_agent_url_parse(o->servers[i], &a->urls[i], e, sizeof(e)) < 0) {
 			snprintf(err, errlen, "--server: %s", e);
 			goto err;
 		}
-		if (a->urls[i].tls) {
-			snprintf(err, errlen,
-				 "--server: %s: wss:// is not supported yet (use ws://)",
-				 o->servers[i]);
+		if (a->urls[i].tls && !a->tls) {
+			struct fg_tls_client_opts to = {.ca_file = o->ca_file};
+			char terr[FG_TLS_ERR_LEN];
+			a->tls = fg_tls_client_new(&to, terr, sizeof(terr));
+			if (!a->tls) {
+				snprintf(err, errlen, "--ca: %s", terr);
+				goto err;
+			}
+		}
+	}
+	if (o->pin && *o->pin) {
+		uint8_t fp[FG_TLS_FP_LEN];
+		if (fg_tls_parse_pin(o->pin, fp) < 0) {
+			snprintf(
+			    err, errlen,
+			    "--pin: \"%s\" is not a SHA-256 fingerprint (64 hex digits, colons "
+			    "allowed)",
+			    o->pin);
+			goto err;
+		}
+		if (!(a->pin = fg_strdup(o->pin))) {
+			snprintf(err, errlen, "out of memory");
 			goto err;
 		}
 	}
@@ -851,6 +826,8 @@ void fg_agent_free(struct fg_agent *a)
 	json_decref(a->last_result);
 	fg_free(a->token);
 	fg_free(a->dir);
+	fg_free(a->pin);
+	fg_tls_client_free(a->tls);
 	fg_free(a);
 }
 

@@ -19,8 +19,8 @@
 #define FG_AGENT_TOKEN_ENV	   "FLOWGATE_NODE_TOKEN"
 #define FG_AGENT_MAX_SERVERS	   8
 
-/* A parsed server URL. */
-struct fg_url {
+/* A server URL as the agent dials it. */
+struct fg_agent_url {
 	bool tls;	/* wss:// */
 	char host[256]; /* without brackets */
 	char port[8];
@@ -28,9 +28,9 @@ struct fg_url {
 	char path[256];	     /* "/agent" when the URL has none */
 };
 
-/* Parses ws://HOST[:PORT][/PATH] or wss://... (pure). Returns 0, or
- * -EINVAL with err. */
-int fg_url_parse(const char *s, struct fg_url *u, char *err, size_t errlen);
+/* Parses ws://HOST[:PORT][/PATH] or wss://... (pure; net/url.h does the
+ * parsing). Returns 0, or -EINVAL with err. */
+int fg_agent_url_parse(const char *s, struct fg_agent_url *u, char *err, size_t errlen);
 
 struct fg_agent_opts {
 	struct fg_loop *loop;	    /* borrowed */
@@ -39,6 +39,9 @@ struct fg_agent_opts {
 	const char *token;	    /* node token (copied) */
 	const char *state_dir;	    /* must exist */
 	int64_t report_interval_ns; /* 0 = 5 s */
+	const char *ca_file;	    /* wss://: CA bundle; NULL = the system's */
+	const char *pin;	    /* wss://: SHA-256 of the server certificate;
+				       it alone decides when given (tls.md) */
 	unsigned workers;	    /* engine threads, 0 = one per core */
 	/* test knobs: 0 = defaults (0.5 s doubling to 30 s) */
 	int64_t backoff_min_ns, backoff_max_ns;

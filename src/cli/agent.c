@@ -28,17 +28,20 @@ struct agent_app {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: flowgate agent --server URL [--server URL ...] [options]\n\n"
-		   "  --server URL             ws://HOST[:PORT][/PATH] of a flowgate server (path\n"
-		   "                           defaults to /agent); several fail over in turn\n"
-		   "  --token TOKEN            node token (else $" FG_AGENT_TOKEN_ENV
-		   " or DIR/token)\n"
-		   "  --state DIR              state directory (default " FG_AGENT_DEFAULT_STATE_DIR
-		   ")\n"
-		   "  --report-interval D      how often counters are reported (default 5s)\n"
-		   "  --metrics ADDR           Prometheus text at http://ADDR/metrics\n"
-		   "  --workers N              data-path threads (default: one per core)\n"
-		   "  --log-level L            error|warn|info|debug\n");
+	fprintf(
+	    f,
+	    "usage: flowgate agent --server URL [--server URL ...] [options]\n\n"
+	    "  --server URL             ws:// or wss://HOST[:PORT][/PATH] of a flowgate server\n"
+	    "                           (path defaults to /agent); several fail over in turn\n"
+	    "  --ca FILE                wss://: trust this CA bundle instead of the system's\n"
+	    "  --pin SHA256             wss://: accept exactly the server certificate with\n"
+	    "                           this SHA-256 fingerprint (self-signed is fine)\n"
+	    "  --token TOKEN            node token (else $" FG_AGENT_TOKEN_ENV " or DIR/token)\n"
+	    "  --state DIR              state directory (default " FG_AGENT_DEFAULT_STATE_DIR ")\n"
+	    "  --report-interval D      how often counters are reported (default 5s)\n"
+	    "  --metrics ADDR           Prometheus text at http://ADDR/metrics\n"
+	    "  --workers N              data-path threads (default: one per core)\n"
+	    "  --log-level L            error|warn|info|debug\n");
 }
 
 static int metrics_cb(void *data, const char *method, const char *path, struct fg_strbuf *body,
@@ -89,7 +92,17 @@ static char *find_token(const char *flag, const char *dir)
 
 int fg_cli_agent(int argc, char **argv)
 {
-	enum { O_SERVER = 256, O_TOKEN, O_STATE, O_REPORT, O_METRICS, O_WORKERS, O_LOG };
+	enum {
+		O_SERVER = 256,
+		O_TOKEN,
+		O_STATE,
+		O_REPORT,
+		O_METRICS,
+		O_WORKERS,
+		O_LOG,
+		O_CA,
+		O_PIN
+	};
 	static const struct option opts[] = {
 	    {"server", required_argument, 0, O_SERVER},
 	    {"token", required_argument, 0, O_TOKEN},
@@ -98,6 +111,8 @@ int fg_cli_agent(int argc, char **argv)
 	    {"metrics", required_argument, 0, O_METRICS},
 	    {"workers", required_argument, 0, O_WORKERS},
 	    {"log-level", required_argument, 0, O_LOG},
+	    {"ca", required_argument, 0, O_CA},
+	    {"pin", required_argument, 0, O_PIN},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -105,6 +120,7 @@ int fg_cli_agent(int argc, char **argv)
 	const char *servers[FG_AGENT_MAX_SERVERS];
 	size_t nservers = 0;
 	const char *token_flag = NULL, *dir = FG_AGENT_DEFAULT_STATE_DIR, *metrics_addr = NULL;
+	const char *ca_file = NULL, *pin = NULL;
 	int64_t report_ns = 5 * 1000000000LL;
 	unsigned workers = 0;
 	char *token = NULL;
@@ -140,6 +156,8 @@ int fg_cli_agent(int argc, char **argv)
 			}
 			break;
 		case O_METRICS: metrics_addr = optarg; break;
+		case O_CA: ca_file = optarg; break;
+		case O_PIN: pin = optarg; break;
 		case O_WORKERS:
 			errno = 0;
 			n = strtoll(optarg, &end, 10);
@@ -198,6 +216,8 @@ int fg_cli_agent(int argc, char **argv)
 	struct fg_agent_opts ao = {
 	    .loop = app.loop,
 	    .servers = servers,
+	    .ca_file = ca_file,
+	    .pin = pin,
 	    .nservers = nservers,
 	    .token = token,
 	    .state_dir = dir,

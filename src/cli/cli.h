@@ -13,5 +13,6 @@ int fg_cli_agent(int argc, char **argv);
  * ignores SIGPIPE, raises the open-file limit. Call before any thread
  * starts, so every thread inherits the mask. */
 void fg_cli_process_setup(sigset_t *mask);
+int fg_cli_ctl(int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@ static void usage(FILE *f)
 		"  server     run the control server (API, agent hub, web UI)\n"
 		"  forward    run port forwards from the command line or a JSON file\n"
 		"  agent      run a node managed by a flowgate server\n"
+		"  ctl        command-line client of a server's API (login, nodes,\n"
+		"             groups, forwards, stats, export/import)\n"
 		"  version    print the version\n\n"
 		"flowgate <command> --help shows a command's options.\n",
 		FG_VERSION);
@@ -35,6 +37,8 @@ int main(int argc, char **argv)
 		return fg_cli_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "agent") == 0)
 		return fg_cli_agent(argc - 1, argv + 1);
+	if (strcmp(cmd, "ctl") == 0)
+		return fg_cli_ctl(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("flowgate %s\n", FG_VERSION);
 		return 0;

@@ -20,6 +20,7 @@
 #include "server/auth.h"
 #include "server/http.h"
 #include "server/hub.h"
+#include "server/live.h"
 #include "server/store.h"
 
 #define MAINT_INTERVAL_NS (60 * 1000000000LL)
@@ -31,6 +32,7 @@ struct server_app {
 	struct fg_store *st;
 	struct fg_work *work;
 	struct fg_hub *hub;
+	struct fg_live *live;
 	struct fg_api *api;
 	struct fg_http *http;
 	int sfd;
@@ -206,8 +208,9 @@ int fg_cli_server(int argc, char **argv)
 	app.loop = fg_loop_new();
 	app.work = app.loop ? fg_work_new(app.loop, 32) : NULL;
 	app.hub = app.work ? fg_hub_new(app.loop, app.st, NULL) : NULL;
-	struct fg_api_opts ao = {.web_dir = web, .public_url = public_url};
-	app.api = app.hub ? fg_api_new(app.loop, app.st, app.hub, app.work, &ao) : NULL;
+	app.live = app.hub ? fg_live_new(app.loop, app.hub) : NULL;
+	struct fg_api_opts ao = {.web_dir = web, .public_url = public_url, .live = app.live};
+	app.api = app.live ? fg_api_new(app.loop, app.st, app.hub, app.work, &ao) : NULL;
 	if (!app.api) {
 		fprintf(stderr, "flowgate server: out of memory or threads\n");
 		goto out;
@@ -238,6 +241,7 @@ out:
 		fg_timer_stop(app.loop, &app.maint);
 	/* sessions first: their HTTP sides are released by deferred calls,
 	 * which one more loop pass delivers */
+	fg_live_free(app.live);
 	fg_hub_free(app.hub);
 	if (app.loop) {
 		fg_loop_stop(app.loop);

@@ -1,8 +1,9 @@
 /* A WebSocket (RFC 6455) session on an fg_loop, framed by wslay, over a
- * connected non-blocking socket whose opening handshake is done; and the
- * client and server handshakes that lead to one (fg_ws_connect_start,
- * fg_ws_accept_start). One loop, one thread: nothing here is thread-safe.
- * See doc/websocket.md. */
+ * connected non-blocking socket (plain, or TLS: net/tls.h) whose opening
+ * handshake is done; and the client and server handshakes that lead to one
+ * (fg_ws_connect_start, fg_ws_accept_start, and their _tls_ twins). One
+ * loop, one thread: nothing here is thread-safe. See doc/websocket.md and
+ * doc/tls.md. */
 #ifndef FG_NET_WS_H
 #define FG_NET_WS_H
 
@@ -15,6 +16,9 @@
 
 struct fg_ws;
 struct fg_ws_hs;
+struct fg_tls;
+struct fg_tls_client;
+struct fg_tls_server;
 
 /* Session callbacks; `user` is the session's data pointer. on_binary may be
  * NULL: a binary message then closes the session with 1003. */
@@ -24,7 +28,8 @@ struct fg_ws_cbs {
 	/* Called exactly once, whatever ends the session (peer close, local
 	 * close, error, ping timeout), never from inside fg_ws_send_text() or
 	 * fg_ws_close(). err is NULL when the close handshake completed, else a
-	 * static string ("ping timeout", "connection reset", ...). code is the
+	 * string valid until on_close returns ("ping timeout", "connection
+	 * reset", a TLS failure such as "TLS read failed: ...", ...). code is the
 	 * close code received (peer-initiated), sent (locally initiated), or
 	 * 1006 when no close frame was exchanged. When it returns the socket is
 	 * closed; the session may be freed from inside it. */
@@ -85,6 +90,10 @@ void fg_ws_free(struct fg_ws *ws);
 void *fg_ws_data(const struct fg_ws *ws);
 void fg_ws_set_data(struct fg_ws *ws, void *data);
 
+/* The TLS session under ws (version, peer fingerprint, exporter), or NULL
+ * for a plain session or one that has ended. Borrowed. */
+struct fg_tls *fg_ws_tls(const struct fg_ws *ws);
+
 /* ---- handshakes ------------------------------------------------------ */
 
 /* Result of a handshake. On success ws is the established session (err 0,
@@ -117,6 +126,38 @@ struct fg_ws_hs *fg_ws_connect_start(struct fg_loop *loop, int fd, const char *h
 struct fg_ws_hs *fg_ws_accept_start(struct fg_loop *loop, int fd, fg_ws_check_cb check_cb,
 				    const struct fg_ws_cbs *cbs, const struct fg_ws_opts *opts,
 				    fg_ws_open_cb cb, void *data);
+
+/* wss client: like fg_ws_connect_start, with a TLS handshake (client
+ * context tls, borrowed; it must outlive the call only) before the
+ * upgrade; handshake_timeout covers both. server_name is the name sent as
+ * SNI and verified against the certificate; NULL takes it from host (port
+ * and IPv6 brackets removed). pin (NULL or "" for none) is the SHA-256
+ * fingerprint the server's certificate must have (net/tls.h). TLS
+ * failures reach cb as -EKEYREJECTED (we refused the certificate),
+ * -EPROTO (TLS failure, including the server refusing us) or -ECONNRESET;
+ * an invalid pin or missing server name as -EINVAL (out of memory:
+ * -ENOMEM) on the next iteration.
+ * fg_ws_hs_error() tells what failed. Returns NULL only on allocation
+ * failure (fd closed, cb not called). */
+struct fg_ws_hs *fg_ws_connect_tls_start(struct fg_loop *loop, int fd, struct fg_tls_client *tls,
+					 const char *server_name, const char *pin, const char *host,
+					 const char *path, const char *token,
+					 const struct fg_ws_cbs *cbs, const struct fg_ws_opts *opts,
+					 fg_ws_open_cb cb, void *data);
+
+/* wss server: like fg_ws_accept_start, with a TLS handshake (server
+ * context tls, borrowed) before the request is read. */
+struct fg_ws_hs *fg_ws_accept_tls_start(struct fg_loop *loop, int fd, struct fg_tls_server *tls,
+					fg_ws_check_cb check_cb, const struct fg_ws_cbs *cbs,
+					const struct fg_ws_opts *opts, fg_ws_open_cb cb,
+					void *data);
+
+/* What made the handshake fail, in words ("certificate fingerprint
+ * mismatch: got AB:.., pinned 12:..", "server answered HTTP 401", "TLS
+ * handshake timed out", ...), or NULL. Call it from inside the open
+ * callback (the handshake is freed at the end of that loop iteration),
+ * with the pointer the start function returned. */
+const char *fg_ws_hs_error(const struct fg_ws_hs *hs);
 
 /* Abandons a handshake in progress: closes the socket; cb is not called. */
 void fg_ws_hs_cancel(struct fg_ws_hs *hs);

@@ -153,6 +153,8 @@ static const char *bearer(struct fg_http_req *r)
 static bool authenticate(struct api_call *c)
 {
 	const char *tok = bearer(c->r);
+	if (!tok && c->query_token)
+		tok = fg_http_query(c->r, "access_token");
 	if (!tok)
 		return api_fail(c->r, 401, "unauthorized", NULL,
 				"missing Authorization: Bearer <token> (POST /api/v1/login)"),
@@ -777,6 +779,9 @@ static enum fg_http_verdict route_api(struct fg_api *api, struct fg_http_req *r,
 		v = login(api, r);
 		goto out;
 	}
+	/* a browser's WebSocket cannot send headers: the live channel takes
+	 * the token from the query string */
+	c.query_token = c.nseg == 2 && strcmp(c.seg[0], "live") == 0 && strcmp(c.seg[1], "ws") == 0;
 	if (!authenticate(&c))
 		goto out;
 	/* viewers read; writing needs at least operator (checked again per
@@ -802,7 +807,7 @@ static enum fg_http_verdict route_api(struct fg_api *api, struct fg_http_req *r,
 		v = api_forwards(&c);
 	else if (strcmp(s0, "stats") == 0 && c.nseg == 1)
 		v = api_stats_all(&c);
-	else if (strcmp(s0, "live") == 0 && c.nseg == 1)
+	else if (strcmp(s0, "live") == 0 && c.nseg <= 2)
 		v = api_live(&c);
 	else if (strcmp(s0, "audit") == 0 && c.nseg == 1)
 		v = api_audit_list(&c);
@@ -850,6 +855,7 @@ struct fg_api *fg_api_new(struct fg_loop *loop, struct fg_store *st, struct fg_h
 	api->st = st;
 	api->hub = hub;
 	api->work = work;
+	api->live = o ? o->live : NULL;
 	api->session_ttl_s = o && o->session_ttl_s ? o->session_ttl_s : 12 * 3600;
 	api->limiter = fg_calloc(LIMITER_SLOTS, sizeof(*api->limiter));
 	if (!api->limiter)

@@ -14,6 +14,7 @@
 #include "fwd/config.h"
 #include "server/api_int.h"
 #include "server/auth.h"
+#include "server/live.h"
 
 #define SERIES_MAX_POINTS 10000
 #define AUDIT_MAX_LIMIT	  500
@@ -1094,41 +1095,18 @@ enum fg_http_verdict api_forwards(struct api_call *c)
 
 /* ---- live, audit ------------------------------------------------------ */
 
-/* The hub keeps counters per (forward, node); the UI mostly wants each
- * forward's fleet-wide total, so both are given: the sums at the top and
- * the per-node values under "nodes". */
 enum fg_http_verdict api_live(struct api_call *c)
 {
-	if (!method_is(c, "GET"))
-		return bad_method(c);
-	json_t *j = fg_hub_live(c->api->hub);
-	if (!j)
-		return api_fail(c->r, 500, "internal", NULL, "out of memory");
-	json_t *fwds = json_object_get(j, "forwards"), *out = json_object();
-	const char *fid, *nid;
-	json_t *per_node, *v;
-	json_object_foreach(fwds, fid, per_node)
-	{
-		uint64_t up = 0, down = 0, conns = 0, active = 0;
-		double rup = 0, rdown = 0;
-		json_object_foreach(per_node, nid, v)
-		{
-			up += (uint64_t)json_integer_value(json_object_get(v, "bytes_up"));
-			down += (uint64_t)json_integer_value(json_object_get(v, "bytes_down"));
-			conns += (uint64_t)json_integer_value(json_object_get(v, "conns"));
-			active += (uint64_t)json_integer_value(json_object_get(v, "active"));
-			rup += json_number_value(json_object_get(v, "rate_up"));
-			rdown += json_number_value(json_object_get(v, "rate_down"));
-		}
-		json_object_set_new(out, fid,
-				    json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:O}", "bytes_up",
-					      (json_int_t)up, "bytes_down", (json_int_t)down,
-					      "conns", (json_int_t)conns, "conns_active",
-					      (json_int_t)active, "up_bps", rup, "down_bps", rdown,
-					      "nodes", per_node));
+	if (c->nseg == 2 && strcmp(c->seg[1], "ws") == 0) {
+		const char *why;
+		if (fg_http_upgrade_ws(c->r, fg_live_attach, c->api->live, &why) < 0)
+			return api_fail(c->r, 400, "bad_upgrade", NULL, "%s", why);
+		return FG_HTTP_DONE;
 	}
-	json_object_set_new(j, "forwards", out);
-	return api_reply(c->r, 200, j);
+	if (c->nseg != 1 || !method_is(c, "GET"))
+		return bad_method(c);
+	json_t *j = fg_live_snapshot(c->api->hub);
+	return j ? api_reply(c->r, 200, j) : api_fail(c->r, 500, "internal", NULL, "out of memory");
 }
 
 enum fg_http_verdict api_audit_list(struct api_call *c)

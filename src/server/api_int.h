@@ -27,6 +27,7 @@ struct api_call {
 	char *seg[API_MAX_SEGS]; /* percent-decoded, owned by the call */
 	int nseg;
 	struct api_who who;
+	bool query_token; /* ?access_token= is accepted (browser WebSockets) */
 };
 
 struct fg_api {
@@ -34,6 +35,7 @@ struct fg_api {
 	struct fg_store *st;
 	struct fg_hub *hub;
 	struct fg_work *work;
+	struct fg_live *live;
 	char *web_dir, *public_url;
 	bool tls;
 	int64_t session_ttl_s;

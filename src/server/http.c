@@ -103,7 +103,8 @@ static void timer_cb(struct fg_loop *loop, struct fg_timer *t)
 	run(t->data);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+/* libmicrohttpd hands us its own printf format */
+static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
 	vsnprintf(buf, sizeof(buf), fmt, ap);

@@ -24,10 +24,15 @@ ADMIN_PASSWORD = "admin-secret-1"
 class Api:
     """REST client for /api/v1; every call returns (status, parsed JSON or text)."""
 
-    def __init__(self, host, port, token=None, ns=None):
+    def __init__(self, host, port, token=None, ns=None, cafile=None):
         self.host, self.port, self.token, self.ns = host, port, token, ns
+        self.cafile = cafile
 
     def _conn(self):
+        if self.cafile:
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.cafile)
+            return http.client.HTTPSConnection(self.host, self.port, timeout=15, context=ctx)
         if self.ns is None:
             return http.client.HTTPConnection(self.host, self.port, timeout=15)
         # a connection whose socket lives in the namespace
@@ -85,8 +90,9 @@ class ServerProc:
     """flowgate server; stop() asserts exit 0 and no sanitizer report."""
 
     def __init__(self, fg_bin, data_dir, port, logdir, ns=None, password=ADMIN_PASSWORD,
-                 extra=(), name="server", host="127.0.0.1"):
+                 extra=(), name="server", host="127.0.0.1", cafile=None):
         self.host, self.port, self.ns, self.data_dir = host, port, ns, data_dir
+        self.cafile = cafile
         self.password = password
         self.stderr_path = os.path.join(logdir, f"{name}.stderr")
         self.stdout_path = os.path.join(logdir, f"{name}.stdout")
@@ -104,7 +110,8 @@ class ServerProc:
         self.wait_ready()
 
     def api(self, token=None):
-        return Api(self.host, self.port, token, self.ns)
+        return Api("localhost" if self.cafile else self.host, self.port, token, self.ns,
+                   self.cafile)
 
     def wait_ready(self, timeout=15):
         def up():

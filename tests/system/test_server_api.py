@@ -29,9 +29,10 @@ def server(fg_bin, tmp_path, request):
     checked (exit 0, no sanitizer report) at teardown."""
     started = []
 
-    def start(password=ADMIN_PASSWORD, extra=(), data=None):
+    def start(password=ADMIN_PASSWORD, extra=(), data=None, cafile=None):
         srv = ServerProc(fg_bin, str(data or tmp_path / "data"), free_port(), str(tmp_path),
-                         password=password, extra=list(extra), name=f"server{len(started)}")
+                         password=password, extra=list(extra), name=f"server{len(started)}",
+                         cafile=cafile)
         started.append(srv)
         return srv
 
@@ -372,3 +373,109 @@ def test_agent_endpoint_refuses_bad_tokens(admin):
     assert st == 401
     st, b = srv.api("fgn_wrong").request("GET", "/agent", absolute=True, headers=hdr)
     assert st == 401 and "unknown node token" in b["error"]["message"]
+
+
+def ws_connect(port, path):
+    import base64
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    status = int(head.split(b" ", 2)[1])
+    return s, status, head.split(b"\r\n\r\n", 1)[1]
+
+
+def ws_read_text(s, buf):
+    import json as _json
+    import struct as _struct
+    while True:
+        while len(buf) < 2:
+            buf += s.recv(65536)
+        n = buf[1] & 0x7F
+        off = 2
+        if n == 126:
+            while len(buf) < 4:
+                buf += s.recv(65536)
+            n = _struct.unpack("!H", buf[2:4])[0]
+            off = 4
+        elif n == 127:
+            while len(buf) < 10:
+                buf += s.recv(65536)
+            n = _struct.unpack("!Q", buf[2:10])[0]
+            off = 10
+        while len(buf) < off + n:
+            buf += s.recv(65536)
+        op, payload, buf = buf[0] & 0x0F, buf[off:off + n], buf[off + n:]
+        if op == 1:
+            return _json.loads(payload), buf
+
+
+def test_live_channel_pushes_snapshots_to_an_authenticated_browser(admin):
+    srv, api = admin
+    s, status, _ = ws_connect(srv.port, "/api/v1/live/ws")
+    s.close()
+    assert status == 401
+    s, status, rest = ws_connect(srv.port, f"/api/v1/live/ws?access_token={api.token}")
+    assert status == 101
+    snap, rest = ws_read_text(s, rest)
+    assert snap == {"nodes": {}, "forwards": {}}
+    snap, rest = ws_read_text(s, rest)  # and again a second later
+    assert "nodes" in snap
+    s.close()
+
+
+def test_https_api_and_wss_agents_with_pin_or_ca(server, fg_bin, tmp_path):
+    import subprocess
+    import time
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-keyout", str(key), "-out", str(cert), "-days",
+                    "30", "-nodes", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True,
+                   capture_output=True)
+    fp = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint",
+                         "-sha256"], check=True, capture_output=True, text=True)
+    fp = fp.stdout.strip().split("=", 1)[1]
+    srv = server(extra=["--tls-cert", str(cert), "--tls-key", str(key)], cafile=str(cert))
+    api = srv.login()
+    node = api.ok("POST", "/nodes", {"name": "n1"})
+    assert node["enroll_command"].startswith(f"flowgate agent --server wss://localhost:{srv.port}")
+    wrong = "AA:" * 31 + "AA"
+
+    def agent(name, *extra):
+        d = tmp_path / name
+        d.mkdir()
+        return subprocess.Popen([fg_bin, "agent", "--server", f"wss://localhost:{srv.port}",
+                                 "--token", node["token"], "--state", str(d), *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    for extra, online in ((["--pin", wrong], False), ([], False), (["--pin", fp], True),
+                          (["--ca", str(cert)], True)):
+        a = agent(f"a{len(extra)}{online}{extra[:1]}", *extra)
+        try:
+            deadline = time.monotonic() + 5
+            seen = False
+            while time.monotonic() < deadline and not seen:
+                seen = api.ok("GET", "/nodes/n1")["online"]
+                time.sleep(0.1)
+            assert seen == online, (extra, seen)
+        finally:
+            a.terminate()
+            err = a.communicate(timeout=10)[1]
+        assert a.returncode == 0, err
+        assert "Sanitizer" not in err and "runtime error" not in err, err
+        if extra[:1] == ["--pin"] and not online:
+            assert "certificate fingerprint mismatch" in err, err
+        if not extra:
+            assert "certificate verify failed: self-signed certificate" in err, err
+        # wait for the server to see the session end before the next agent
+        deadline = time.monotonic() + 5
+        while api.ok("GET", "/nodes/n1")["online"] and time.monotonic() < deadline:
+            time.sleep(0.1)

@@ -107,18 +107,18 @@ static void test_state_file_roundtrip(void **state)
 
 static void test_url_parse(void **state)
 {
-	struct fg_url u;
+	struct fg_agent_url u;
 	char err[256];
-	assert_int_equal(fg_url_parse("ws://10.0.0.1:8080", &u, err, sizeof(err)), 0);
+	assert_int_equal(fg_agent_url_parse("ws://10.0.0.1:8080", &u, err, sizeof(err)), 0);
 	assert_false(u.tls);
 	assert_string_equal(u.host, "10.0.0.1");
 	assert_string_equal(u.port, "8080");
 	assert_string_equal(u.authority, "10.0.0.1:8080");
 	assert_string_equal(u.path, "/agent");
-	assert_int_equal(fg_url_parse("ws://[::1]:81/x/agent", &u, err, sizeof(err)), 0);
+	assert_int_equal(fg_agent_url_parse("ws://[::1]:81/x/agent", &u, err, sizeof(err)), 0);
 	assert_string_equal(u.host, "::1");
 	assert_string_equal(u.path, "/x/agent");
-	assert_int_equal(fg_url_parse("wss://ctl.example.com/", &u, err, sizeof(err)), 0);
+	assert_int_equal(fg_agent_url_parse("wss://ctl.example.com/", &u, err, sizeof(err)), 0);
 	assert_true(u.tls);
 	assert_string_equal(u.port, "443");
 	assert_string_equal(u.path, "/agent");
@@ -127,15 +127,15 @@ static void test_url_parse(void **state)
 		const char *in, *needle;
 	} bad[] = {
 	    {"http://x", "ws:// or wss://"},
-	    {"ws://", "no host"},
+	    {"ws://", "host is missing"},
 	    {"ws://h:0", "port"},
 	    {"ws://h:99999", "port"},
-	    {"ws://[::1", "unterminated"},
+	    {"ws://[::1", "closing ']'"},
 	    {"ws://h/a?b=1", "query"},
-	    {"ws://u@h", "user info"},
+	    {"ws://u@h", "user names"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int rc = fg_url_parse(bad[i].in, &u, err, sizeof(err));
+		int rc = fg_agent_url_parse(bad[i].in, &u, err, sizeof(err));
 		if (rc != -EINVAL || !strstr(err, bad[i].needle))
 			fail_msg("%s: got %d \"%s\"", bad[i].in, rc, err);
 	}
