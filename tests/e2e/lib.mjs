@@ -51,7 +51,10 @@ export async function echoServer() {
     sock.pipe(sock);
   });
   await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  return { port: srv.address().port, close: () => new Promise((r) => srv.close(r)) };
+  return {
+    port: srv.address().port,
+    close: () => new Promise((r) => srv.close(r)),
+  };
 }
 
 export function tryConnect(port) {
@@ -90,7 +93,10 @@ export function echoThrough(port, n) {
 // and returns {code, signal, log}.
 export function startFlowgate(name, args, env, logPath) {
   const log = createWriteStream(logPath);
-  const p = spawn(args[0], args.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(args[0], args.slice(1), {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   p.stdout.pipe(log);
   p.stderr.pipe(log);
   const exited = new Promise((r) => p.on('exit', (code, signal) => r({ code, signal })));

@@ -51,11 +51,16 @@ const CHROME_ARGS = [
 ];
 
 async function newPage(locale) {
-  const c = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale, acceptDownloads: true });
+  const c = await browser.newContext({
+    viewport: { width: 1280, height: 900 },
+    locale,
+    acceptDownloads: true,
+  });
   const p = await c.newPage();
   p.on('pageerror', (e) => pageErrors.push(`${locale}: ${e.message}`));
   p.on('console', (m) => {
-    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(`${locale}: console: ${m.text()}`);
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text()))
+      pageErrors.push(`${locale}: console: ${m.text()}`);
   });
   return { c, p };
 }
@@ -66,7 +71,10 @@ async function shot(p, name) {
   for (const width of [1280, 390]) {
     await p.setViewportSize({ width, height: 900 });
     await sleep(150);
-    await p.screenshot({ path: join(SHOTS, `${name}-${width}.png`), fullPage: true });
+    await p.screenshot({
+      path: join(SHOTS, `${name}-${width}.png`),
+      fullPage: true,
+    });
   }
   await p.setViewportSize({ width: 1280, height: 900 });
 }
@@ -74,7 +82,11 @@ async function shot(p, name) {
 // The API as the page's own session sees it (for checks the page cannot show).
 async function apiGet(path) {
   return page.evaluate(async (p) => {
-    const r = await fetch('/api/v1' + p, { headers: { Authorization: 'Bearer ' + localStorage.getItem('flowgate.token') } });
+    const r = await fetch('/api/v1' + p, {
+      headers: {
+        Authorization: 'Bearer ' + localStorage.getItem('flowgate.token'),
+      },
+    });
     return { status: r.status, body: await r.json() };
   }, path);
 }
@@ -120,7 +132,8 @@ after(async () => {
     const r = await p.stop();
     const san = SANITIZER_MARKERS.filter((m) => r.log.includes(m));
     if (san.length) problems.push(`${p.name}: sanitizer report (${san}):\n${r.log.slice(-4000)}`);
-    if (r.code !== 0) problems.push(`${p.name}: exit ${r.code} signal ${r.signal} after SIGTERM:\n${r.log.slice(-2000)}`);
+    if (r.code !== 0)
+      problems.push(`${p.name}: exit ${r.code} signal ${r.signal} after SIGTERM:\n${r.log.slice(-2000)}`);
   }
   assert.deepEqual(problems, [], problems.join('\n'));
   assert.deepEqual(pageErrors, [], 'errors in the page: ' + pageErrors.join('\n'));
@@ -148,7 +161,10 @@ test('groups: create a group', async () => {
   await page.getByRole('button', { name: en['common.save'] }).click();
   await page.getByRole('cell', { name: GROUP, exact: true }).waitFor();
   const r = await apiGet('/groups');
-  assert.deepEqual(r.body.groups.map((g) => g.name), [GROUP]);
+  assert.deepEqual(
+    r.body.groups.map((g) => g.name),
+    [GROUP],
+  );
 });
 
 test('nodes: add a node, enroll a real agent with the command the page shows', async () => {
@@ -210,7 +226,11 @@ async function fieldError(label) {
 test('forwards: a bad port is shown beside the port field and nothing is created', async () => {
   await page.getByRole('link', { name: en['nav.forwards'] }).click();
   await page.getByRole('link', { name: en['fwd.new'] }).click();
-  await fillForward({ name: FWD, port: '70000', target: `127.0.0.1:${echo.port}` });
+  await fillForward({
+    name: FWD,
+    port: '70000',
+    target: `127.0.0.1:${echo.port}`,
+  });
   await page.getByRole('button', { name: en['fwd.create'] }).click();
   assert.equal(await fieldError(en['fwd.ports']), en['v.port']);
   await shot(page, '06-forward-new-invalid');
@@ -225,6 +245,8 @@ test('forwards: create one, bytes go through it, the counters on the page move',
   await row.waitFor();
   assert.equal((await row.getByTestId('live-bytes').textContent()).trim(), '↓ 0 B · ↑ 0 B');
 
+  // the counters arrive over the server's live WebSocket, not by polling
+  await page.locator('[data-live-mode="on"]').waitFor({ timeout: 15000 });
   await waitFor('the agent to open the forward', () => tryConnect(fwdPort), 30000);
   const { socket, sent, got } = await echoThrough(fwdPort, N_BYTES);
   assert.equal(got, sent, 'bytes came back intact through the forward');
@@ -234,10 +256,18 @@ test('forwards: create one, bytes go through it, the counters on the page move',
     async () => (await row.getByTestId('live-bytes').textContent()).trim() === '↓ 2.00 MB · ↑ 2.00 MB',
     30000,
   );
-  await waitFor('the page to show 1 connection', async () => (await row.getByTestId('live-conns').textContent()).trim() === '1', 15000);
+  await waitFor(
+    'the page to show 1 connection',
+    async () => (await row.getByTestId('live-conns').textContent()).trim() === '1',
+    15000,
+  );
   await shot(page, '05-forwards');
   socket.destroy();
-  await waitFor('the connection to close on the page', async () => (await row.getByTestId('live-conns').textContent()).trim() === '0', 15000);
+  await waitFor(
+    'the connection to close on the page',
+    async () => (await row.getByTestId('live-conns').textContent()).trim() === '0',
+    15000,
+  );
   const r = await apiGet('/forwards');
   assert.equal(r.body.forwards.length, 1);
   assert.equal(r.body.forwards[0].listen, `127.0.0.1:${fwdPort}`);
@@ -246,12 +276,19 @@ test('forwards: create one, bytes go through it, the counters on the page move',
   // the node page counts the same forward
   await page.goto(base + '/nodes');
   await page.getByRole('link', { name: NODE }).click();
-  await page.getByRole('row', { name: new RegExp(FWD) }).getByText('↓ 2.00 MB · ↑ 2.00 MB').waitFor({ timeout: 15000 });
+  await page
+    .getByRole('row', { name: new RegExp(FWD) })
+    .getByText('↓ 2.00 MB · ↑ 2.00 MB')
+    .waitFor({ timeout: 15000 });
 });
 
 test('forwards: a clash the server finds is shown beside the port field', async () => {
   await page.goto(base + '/forwards/new');
-  await fillForward({ name: 'e2e-dup', port: String(fwdPort), target: `127.0.0.1:${echo.port}` });
+  await fillForward({
+    name: 'e2e-dup',
+    port: String(fwdPort),
+    target: `127.0.0.1:${echo.port}`,
+  });
   await page.getByRole('button', { name: en['fwd.create'] }).click();
   const msg = await fieldError(en['fwd.ports']);
   assert.match(msg, /^Already in use: .*already used by forward "e2e-web"/);
@@ -306,7 +343,9 @@ test('traffic: the forward chart totals its bytes; CSV export', async () => {
   const to = () => Math.floor(Date.now() / 1000) + 60;
   await waitFor(
     'the series to count every byte',
-    async () => (await apiGet(`/forwards/${id}/stats?from=${to() - 3600}&to=${to()}&step=60`)).body.total.bytes_up === N_BYTES + 1000,
+    async () =>
+      (await apiGet(`/forwards/${id}/stats?from=${to() - 3600}&to=${to()}&step=60`)).body.total.bytes_up ===
+      N_BYTES + 1000,
     30000,
     1000,
   );
@@ -314,14 +353,20 @@ test('traffic: the forward chart totals its bytes; CSV export', async () => {
   await page.getByLabel(en['traffic.scope']).selectOption('forwards');
   await page.getByRole('radio', { name: en['range.1h_long'] }).click();
   await page.getByLabel(en['traffic.object_forwards']).selectOption(id);
-  await waitFor('the page total', async () => (await page.getByTestId('total-up').textContent()).trim() === '2.00 MB', 10000);
+  await waitFor(
+    'the page total',
+    async () => (await page.getByTestId('total-up').textContent()).trim() === '2.00 MB',
+    10000,
+  );
   assert.equal((await page.getByTestId('total-down').textContent()).trim(), '2.00 MB');
   await shot(page, '09-traffic');
   const [download] = await Promise.all([
     page.waitForEvent('download'),
     page.getByRole('button', { name: en['traffic.export_csv'] }).click(),
   ]);
-  const csv = readFileSync(await download.path(), 'utf8').trim().split('\n');
+  const csv = readFileSync(await download.path(), 'utf8')
+    .trim()
+    .split('\n');
   assert.equal(csv[0], 't,bytes_up,bytes_down,conns');
   const up = csv.slice(1).reduce((s, l) => s + Number(l.split(',')[1]), 0);
   assert.equal(up, N_BYTES + 1000);
@@ -355,7 +400,11 @@ test('forwards: filter by node and by group', async () => {
 test('apply errors: a port taken on the node is explained in plain words', async () => {
   // the echo peer holds its port, so the agent cannot bind it
   await page.goto(base + '/forwards/new');
-  await fillForward({ name: 'e2e-busy', port: String(echo.port), target: `127.0.0.1:${fwdPort}` });
+  await fillForward({
+    name: 'e2e-busy',
+    port: String(echo.port),
+    target: `127.0.0.1:${fwdPort}`,
+  });
   await page.getByRole('button', { name: en['fwd.create'] }).click();
   await page.waitForURL(base + '/forwards');
   await page.getByRole('link', { name: en['nav.overview'] }).click();
@@ -363,7 +412,9 @@ test('apply errors: a port taken on the node is explained in plain words', async
   await item.getByText(en['rev.failed']).waitFor({ timeout: 20000 });
   await item.getByRole('link', { name: NODE }).click();
   const errors = page.getByTestId('apply-errors');
-  await errors.getByText(en['node.error_line'].replace('{kind}', en['kind.forward']).replace('{name}', 'e2e-busy')).waitFor();
+  await errors
+    .getByText(en['node.error_line'].replace('{kind}', en['kind.forward']).replace('{name}', 'e2e-busy'))
+    .waitFor();
   await errors.getByText(en['applyerr.addrinuse']).waitFor();
   await shot(page, '13-node-apply-error');
   // removing the forward clears it
@@ -404,7 +455,9 @@ test('account: change password, sign out, sign in with the new one', async () =>
   await page.getByRole('button', { name: /Account menu/ }).click();
   await page.getByRole('menuitem', { name: en['user.sign_out'] }).click();
   await page.waitForURL(base + '/login');
-  const r = await fetch(base + '/api/v1/me', { headers: { Authorization: 'Bearer ' + tok } });
+  const r = await fetch(base + '/api/v1/me', {
+    headers: { Authorization: 'Bearer ' + tok },
+  });
   assert.equal(r.status, 401);
   await signIn(page, NEW_PASSWORD);
 });
@@ -440,7 +493,13 @@ test('keyboard: sign in and reach a page with Tab and Enter only', async () => {
           if (el.getAttribute('aria-hidden') === 'true') return false;
           const id = el.id;
           const byFor = id && document.querySelector(`label[for="${CSS.escape(id)}"]`);
-          return !(el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || byFor || el.closest('label') || (el.tagName === 'BUTTON' && el.textContent.trim()));
+          return !(
+            el.getAttribute('aria-label') ||
+            el.getAttribute('aria-labelledby') ||
+            byFor ||
+            el.closest('label') ||
+            (el.tagName === 'BUTTON' && el.textContent.trim())
+          );
         })
         .map((el) => el.outerHTML.slice(0, 120)),
     );
@@ -460,7 +519,15 @@ test('Chinese: every page in zh-CN with no English left, screenshots of each', a
   const english = Object.keys(en)
     .filter((k) => en[k] !== zh[k] && !en[k].includes('{') && en[k].length >= 5)
     .map((k) => en[k]);
-  const nodeId = (await (await fetch(base + '/api/v1/nodes', { headers: { Authorization: 'Bearer ' + (await p.evaluate(() => localStorage.getItem('flowgate.token'))) } })).json()).nodes[0].id;
+  const nodeId = (
+    await (
+      await fetch(base + '/api/v1/nodes', {
+        headers: {
+          Authorization: 'Bearer ' + (await p.evaluate(() => localStorage.getItem('flowgate.token'))),
+        },
+      })
+    ).json()
+  ).nodes[0].id;
   const pages = [
     ['overview', '/'],
     ['nodes', '/nodes'],
@@ -489,6 +556,37 @@ test('Chinese: every page in zh-CN with no English left, screenshots of each', a
   await c.close();
 });
 
+test('roles: a viewer sees everything and no button to change it', async () => {
+  const r = await page.evaluate(async () => {
+    const res = await fetch('/api/v1/users', {
+      method: 'POST',
+      headers: { Authorization: 'Bearer ' + localStorage.getItem('flowgate.token') },
+      body: JSON.stringify({ username: 'watcher', password: 'watcher-pass-1', role: 'viewer' }),
+    });
+    return res.status;
+  });
+  assert.equal(r, 201);
+  const { c, p } = await newPage('en-US');
+  await p.goto(base + '/login');
+  await p.getByLabel(en['login.username']).fill('watcher');
+  await p.getByLabel(en['login.password'], { exact: true }).fill('watcher-pass-1');
+  await p.getByRole('button', { name: en['login.submit'] }).click();
+  await p.waitForURL(base + '/');
+  await p.goto(base + '/nodes');
+  await p.getByRole('link', { name: NODE }).waitFor();
+  assert.equal(await p.getByRole('button', { name: en['nodes.add'] }).count(), 0);
+  await p.getByRole('link', { name: NODE }).click();
+  await p.getByRole('heading', { name: `Node ${NODE}` }).waitFor();
+  assert.equal(await p.getByRole('button', { name: en['node.remove'] }).count(), 0);
+  await p.goto(base + '/groups');
+  await p.getByRole('cell', { name: GROUP, exact: true }).waitFor();
+  assert.equal(await p.getByRole('button', { name: en['groups.new'] }).count(), 0);
+  await p.goto(base + '/forwards');
+  await p.getByRole('heading', { name: en['fwd.title'] }).waitFor();
+  assert.equal(await p.getByRole('link', { name: en['fwd.new'] }).count(), 0);
+  await c.close();
+});
+
 test('nodes: rename, set groups, remove', async () => {
   await page.goto(base + '/nodes');
   await page.getByRole('link', { name: NODE }).click();
@@ -499,7 +597,10 @@ test('nodes: rename, set groups, remove', async () => {
   await page.getByRole('button', { name: en['node.set_groups'] }).click();
   await page.getByRole('dialog').getByRole('checkbox', { name: GROUP }).uncheck();
   await page.getByRole('dialog').getByRole('button', { name: en['common.save'] }).click();
-  await waitFor('the node to leave the group', async () => (await apiGet('/nodes/e2e-renamed')).body.groups.length === 0);
+  await waitFor(
+    'the node to leave the group',
+    async () => (await apiGet('/nodes/e2e-renamed')).body.groups.length === 0,
+  );
   assert.deepEqual((await apiGet('/groups')).body.groups[0].nodes, []);
   await page.getByRole('button', { name: en['node.remove'] }).click();
   await page.getByRole('dialog').getByRole('button', { name: en['node.remove'] }).click();

@@ -3,7 +3,7 @@ import * as RMenu from '@radix-ui/react-dropdown-menu';
 import { I18nProvider, useI18n } from './i18n/index.jsx';
 import LangSwitch from './components/LangSwitch.jsx';
 import { AuthProvider, useAuth } from './auth.jsx';
-import { LiveProvider } from './live.jsx';
+import { LiveProvider, useLive } from './live.jsx';
 import { cx, focus, Loading } from './components/ui.jsx';
 import Login from './pages/Login.jsx';
 import Overview from './pages/Overview.jsx';
@@ -36,7 +36,11 @@ function UserMenu() {
         {user?.name || t('user.account')}
       </RMenu.Trigger>
       <RMenu.Portal>
-        <RMenu.Content align="end" sideOffset={4} className="z-50 min-w-[10rem] rounded-md border border-slate-200 bg-white p-1 shadow-lg">
+        <RMenu.Content
+          align="end"
+          sideOffset={4}
+          className="z-50 min-w-[10rem] rounded-md border border-slate-200 bg-white p-1 shadow-lg"
+        >
           <RMenu.Item
             className="cursor-pointer rounded px-2 py-1.5 text-sm outline-none data-[highlighted]:bg-sky-100"
             onSelect={() => nav('/account')}
@@ -58,17 +62,38 @@ function UserMenu() {
   );
 }
 
+// Whether the page is receiving live updates, and how.
+function LiveStatus() {
+  const { t } = useI18n();
+  const { mode, error, at } = useLive();
+  const state = error ? 'lost' : !at ? 'wait' : mode === 'ws' ? 'on' : 'polling';
+  const dot = { lost: 'bg-red-600', wait: 'bg-slate-400', on: 'bg-green-600', polling: 'bg-amber-500' }[state];
+  return (
+    <span role="status" data-live-mode={state} className="flex items-center gap-1.5 text-xs text-slate-600">
+      <span className={cx('inline-block h-2 w-2 rounded-full', dot)} aria-hidden="true" />
+      <span className="hidden sm:inline">{t('live.' + state)}</span>
+      <span className="sr-only sm:hidden">{t('live.' + state)}</span>
+    </span>
+  );
+}
+
 function Layout({ children }) {
   const { t } = useI18n();
   return (
     <div className="min-h-screen">
-      <a href="#main" className="sr-only focus:not-sr-only focus:absolute focus:left-2 focus:top-2 focus:z-50 focus:rounded focus:bg-white focus:px-3 focus:py-2">
+      <a
+        href="#main"
+        className="sr-only focus:not-sr-only focus:absolute focus:left-2 focus:top-2 focus:z-50 focus:rounded focus:bg-white focus:px-3 focus:py-2"
+      >
         {t('nav.skip')}
       </a>
       <header className="border-b border-slate-200 bg-white">
         <div className="mx-auto flex max-w-6xl flex-wrap items-center gap-x-4 gap-y-2 px-3 py-2 sm:px-4">
           <span className="text-lg font-bold text-sky-800">{t('app.name')}</span>
-          <nav aria-label={t('nav.label')} className="order-3 -mx-1 flex w-full flex-wrap gap-1 md:order-none md:mx-0 md:w-auto md:flex-1">
+          <nav
+            aria-label={t('nav.label')}
+            className="order-3 -mx-1 flex w-full flex-wrap gap-1 md:order-none md:mx-0 md:w-auto md:flex-1"
+          >
             {NAV.map(([to, key]) => (
               <NavLink
                 key={to}
@@ -87,6 +112,7 @@ function Layout({ children }) {
             ))}
           </nav>
           <div className="ml-auto flex items-center gap-2">
+            <LiveStatus />
             <LangSwitch />
             <UserMenu />
           </div>

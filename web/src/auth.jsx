@@ -47,3 +47,13 @@ export function AuthProvider({ children }) {
 export function useAuth() {
   return useContext(Ctx);
 }
+
+// Viewers may read everything and change nothing (the API refuses them
+// with 403); the pages hide what they cannot do.
+export function canWrite(user) {
+  return !!user && user.role !== 'viewer';
+}
+
+export function useCanWrite() {
+  return canWrite(useContext(Ctx).user);
+}

@@ -12,9 +12,7 @@ function memStorage() {
 
 function reply(status, body, type = 'application/json') {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  return Promise.resolve(
-    new Response(status === 204 ? null : text, { status, headers: { 'Content-Type': type } }),
-  );
+  return Promise.resolve(new Response(status === 204 ? null : text, { status, headers: { 'Content-Type': type } }));
 }
 
 beforeEach(() => {

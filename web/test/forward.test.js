@@ -197,7 +197,13 @@ describe('advanced fields', () => {
     const form = formFromForward(f);
     expect(hasAdvanced(form)).toBe(true);
     expect(hasAdvanced(good())).toBe(false);
-    expect(form).toMatchObject({ hc_enabled: true, hc_interval: '2s', hc_fall: '3', idle_timeout: '600s', burst: '65536' });
+    expect(form).toMatchObject({
+      hc_enabled: true,
+      hc_interval: '2s',
+      hc_fall: '3',
+      idle_timeout: '600s',
+      burst: '65536',
+    });
     const b = bodyFromForm(form, true);
     expect(b.health_check).toEqual({ interval: '2s', timeout: '1s', rise: 1, fall: 3 });
     expect(b.idle_timeout).toBe('600s');
@@ -205,8 +211,20 @@ describe('advanced fields', () => {
     expect(b.connect_timeout).toBe(null);
   });
   it('flags bad advanced values on their own fields', () => {
-    const e = validateForm({ ...good(), burst: '1MB/s', idle_timeout: 'long', hc_enabled: true, hc_rise: '0', hc_interval: '0s' });
-    expect(e).toEqual({ burst: 'v.size', idle_timeout: 'v.duration', hc_rise: 'v.count_min1', hc_interval: 'v.duration' });
+    const e = validateForm({
+      ...good(),
+      burst: '1MB/s',
+      idle_timeout: 'long',
+      hc_enabled: true,
+      hc_rise: '0',
+      hc_interval: '0s',
+    });
+    expect(e).toEqual({
+      burst: 'v.size',
+      idle_timeout: 'v.duration',
+      hc_rise: 'v.count_min1',
+      hc_interval: 'v.duration',
+    });
     // health-check fields are not checked while it is off
     expect(validateForm({ ...good(), hc_enabled: false, hc_rise: '0' })).toEqual({});
   });

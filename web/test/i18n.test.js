@@ -20,7 +20,17 @@ function files(dir) {
 const sources = files(SRC).filter((f) => /\.(jsx?|tsx?)$/.test(f) && !f.includes(join('src', 'i18n') + '/'));
 
 // Strings that read the same in both languages on purpose.
-const SAME = new Set(['app.name', 'lang.en', 'lang.zh-CN', 'proto.tcp', 'proto.udp', 'proto.both', 'live.up_down', 'node.rev_numbers', 'traffic.chart_title']);
+const SAME = new Set([
+  'app.name',
+  'lang.en',
+  'lang.zh-CN',
+  'proto.tcp',
+  'proto.udp',
+  'proto.both',
+  'live.up_down',
+  'node.rev_numbers',
+  'traffic.chart_title',
+]);
 
 const placeholders = (s) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
 
@@ -70,6 +80,8 @@ describe('components', () => {
       ...['fleet', 'nodes', 'groups', 'forwards'].map((s) => 'traffic.scope_' + s),
       ...['nodes', 'groups', 'forwards'].map((s) => 'traffic.object_' + s),
       ...['node', 'group'].map((s) => 'fwd.scope_' + s),
+      ...['on', 'polling', 'wait', 'lost'].map((s) => 'live.' + s),
+      ...['viewer', 'operator', 'admin'].map((r) => 'role.' + r),
       ...['en', 'zh-CN'].map((l) => 'lang.' + l),
       'kind.forward',
       'kind.object',
@@ -77,14 +89,26 @@ describe('components', () => {
     expect(need.filter((k) => !(k in en))).toEqual([]);
   });
   it('no JSX text or user-facing attribute is a literal', () => {
-    const ATTRS = new Set(['aria-label', 'title', 'placeholder', 'alt', 'label', 'legend', 'description', 'confirmLabel', 'hint', 'emptyText']);
+    const ATTRS = new Set([
+      'aria-label',
+      'title',
+      'placeholder',
+      'alt',
+      'label',
+      'legend',
+      'description',
+      'confirmLabel',
+      'hint',
+      'emptyText',
+    ]);
     const bad = [];
     for (const f of sources.filter((x) => x.endsWith('.jsx'))) {
       const code = readFileSync(f, 'utf8');
       const ast = parse(code, { sourceType: 'module', plugins: ['jsx'] });
       const walk = (node) => {
         if (!node || typeof node.type !== 'string') return;
-        if (node.type === 'JSXText' && /\p{L}/u.test(node.value)) bad.push(`${f}:${node.loc.start.line} text "${node.value.trim()}"`);
+        if (node.type === 'JSXText' && /\p{L}/u.test(node.value))
+          bad.push(`${f}:${node.loc.start.line} text "${node.value.trim()}"`);
         if (
           node.type === 'JSXAttribute' &&
           ATTRS.has(node.name.name) &&
@@ -93,7 +117,11 @@ describe('components', () => {
           /\p{L}/u.test(node.value.value)
         )
           bad.push(`${f}:${node.loc.start.line} ${node.name.name}="${node.value.value}"`);
-        if (node.type === 'JSXExpressionContainer' && node.expression.type === 'StringLiteral' && /\p{L}/u.test(node.expression.value))
+        if (
+          node.type === 'JSXExpressionContainer' &&
+          node.expression.type === 'StringLiteral' &&
+          /\p{L}/u.test(node.expression.value)
+        )
           bad.push(`${f}:${node.loc.start.line} {"${node.expression.value}"}`);
         for (const v of Object.values(node)) {
           if (Array.isArray(v)) v.forEach(walk);

@@ -20,8 +20,17 @@ describe('live joins', () => {
     expect(forwardOnNode({ group: 'core' }, n)).toBe(false);
   });
   it('sums rates and connections', () => {
-    const live = { 1: { up_bps: 10, down_bps: 20, conns_active: 1, bytes_up: 5, bytes_down: 6 }, 2: { up_bps: 1, down_bps: 2, conns_active: 3 } };
-    expect(sumLive([{ id: 1 }, { id: 2 }, { id: 3 }], live)).toEqual({ up_bps: 11, down_bps: 22, conns_active: 4, bytes_up: 5, bytes_down: 6 });
+    const live = {
+      1: { up_bps: 10, down_bps: 20, conns_active: 1, bytes_up: 5, bytes_down: 6 },
+      2: { up_bps: 1, down_bps: 2, conns_active: 3 },
+    };
+    expect(sumLive([{ id: 1 }, { id: 2 }, { id: 3 }], live)).toEqual({
+      up_bps: 11,
+      down_bps: 22,
+      conns_active: 4,
+      bytes_up: 5,
+      bytes_down: 6,
+    });
     expect(fleetLive(live).conns_active).toBe(4);
   });
   it('withRates derives a rate from two samples when the server sends none', () => {
@@ -32,16 +41,27 @@ describe('live joins', () => {
     expect(r[7].down_bps).toBe(2000);
     expect(r[8].up_bps).toBe(9);
     // a counter reset (agent restart) never shows a negative rate
-    expect(withRates({ 7: { bytes_up: 500, bytes_down: 0 } }, { 7: { bytes_up: 0, bytes_down: 0 } }, 2)[7].up_bps).toBe(0);
+    expect(withRates({ 7: { bytes_up: 500, bytes_down: 0 } }, { 7: { bytes_up: 0, bytes_down: 0 } }, 2)[7].up_bps).toBe(
+      0,
+    );
   });
 });
 
 describe('apply errors in words', () => {
   it('spells out the common causes', () => {
-    const w = applyErrorWords({ kind: 'forward', id: 3, name: 'web', error: 'bind 0.0.0.0:80: Address already in use' });
+    const w = applyErrorWords({
+      kind: 'forward',
+      id: 3,
+      name: 'web',
+      error: 'bind 0.0.0.0:80: Address already in use',
+    });
     expect(w).toMatchObject({ kindKey: 'kind.forward', name: 'web', explainKey: 'applyerr.addrinuse' });
     expect(applyErrorWords({ kind: 'forward', id: 3, error: 'Permission denied' }).explainKey).toBe('applyerr.perm');
-    expect(applyErrorWords({ kind: 'forward', id: 3, error: 'weird' })).toMatchObject({ explainKey: null, name: '#3', reason: 'weird' });
+    expect(applyErrorWords({ kind: 'forward', id: 3, error: 'weird' })).toMatchObject({
+      explainKey: null,
+      name: '#3',
+      reason: 'weird',
+    });
   });
 });
 
@@ -54,10 +74,21 @@ describe('charts', () => {
     expect(niceMax(4000)).toBe(5000);
   });
   it('points are bytes per step turned into rates', () => {
-    expect(chartPoints([{ t: 60, bytes_up: 600, bytes_down: 1200, conns: 2 }], 60)).toEqual([{ t: 60, up: 10, down: 20, conns: 2 }]);
+    expect(chartPoints([{ t: 60, bytes_up: 600, bytes_down: 1200, conns: 2 }], 60)).toEqual([
+      { t: 60, up: 10, down: 20, conns: 2 },
+    ]);
   });
   it('path spans the box', () => {
-    const d = pathFor([{ t: 0, up: 0 }, { t: 10, up: 5 }], 'up', 0, 10, 10);
+    const d = pathFor(
+      [
+        { t: 0, up: 0 },
+        { t: 10, up: 5 },
+      ],
+      'up',
+      0,
+      10,
+      10,
+    );
     expect(d).toBe('M0.0 160.0 L600.0 80.0');
   });
   it('csv names are file-safe', () => {
@@ -92,10 +123,44 @@ describe('language', () => {
 describe('per-node live share', () => {
   it('takes the node entry when the server splits a forward by node', async () => {
     const { liveOfOnNode } = await import('../src/lib/model.js');
-    const live = { 9: { bytes_up: 30, up_bps: 3, nodes: { 1: { bytes_up: 10, bytes_down: 1, active: 2, rate_up: 1, rate_down: 0 }, 2: { bytes_up: 20 } } } };
-    expect(liveOfOnNode({ id: 9 }, live, 1)).toEqual({ bytes_up: 10, bytes_down: 1, conns_active: 2, up_bps: 1, down_bps: 0 });
+    const live = {
+      9: {
+        bytes_up: 30,
+        up_bps: 3,
+        nodes: { 1: { bytes_up: 10, bytes_down: 1, active: 2, rate_up: 1, rate_down: 0 }, 2: { bytes_up: 20 } },
+      },
+    };
+    expect(liveOfOnNode({ id: 9 }, live, 1)).toEqual({
+      bytes_up: 10,
+      bytes_down: 1,
+      conns_active: 2,
+      up_bps: 1,
+      down_bps: 0,
+    });
     expect(liveOfOnNode({ id: 9 }, live, 3).bytes_up).toBe(0);
     expect(sumLive([{ id: 9 }], live, 2).bytes_up).toBe(20);
     expect(sumLive([{ id: 9 }], live).bytes_up).toBe(30);
+  });
+});
+
+describe('live socket', () => {
+  it('follows the page scheme and carries the token in the query', async () => {
+    const { liveSocketUrl } = await import('../src/live.jsx');
+    expect(liveSocketUrl({ protocol: 'http:', host: '127.0.0.1:8080' }, 'fgs_a/b')).toBe(
+      'ws://127.0.0.1:8080/api/v1/live/ws?access_token=fgs_a%2Fb',
+    );
+    expect(liveSocketUrl({ protocol: 'https:', host: 'gw:8443' }, 't')).toBe(
+      'wss://gw:8443/api/v1/live/ws?access_token=t',
+    );
+  });
+});
+
+describe('roles', () => {
+  it('viewers may not write; operators and admins may', async () => {
+    const { canWrite } = await import('../src/auth.jsx');
+    expect(canWrite({ role: 'viewer' })).toBe(false);
+    expect(canWrite({ role: 'operator' })).toBe(true);
+    expect(canWrite({ role: 'admin' })).toBe(true);
+    expect(canWrite(null)).toBe(false);
   });
 });

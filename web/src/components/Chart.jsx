@@ -57,8 +57,20 @@ export default function Chart({ points, from, to, label }) {
         {[0.25, 0.5, 0.75].map((f) => (
           <line key={f} x1="0" x2={W} y1={H * f} y2={H * f} stroke="#e2e8f0" vectorEffect="non-scaling-stroke" />
         ))}
-        <path d={pathFor(points, 'down', from, to, max)} fill="none" stroke="#0284c7" strokeWidth="2" vectorEffect="non-scaling-stroke" />
-        <path d={pathFor(points, 'up', from, to, max)} fill="none" stroke="#f59e0b" strokeWidth="2" vectorEffect="non-scaling-stroke" />
+        <path
+          d={pathFor(points, 'down', from, to, max)}
+          fill="none"
+          stroke="#0284c7"
+          strokeWidth="2"
+          vectorEffect="non-scaling-stroke"
+        />
+        <path
+          d={pathFor(points, 'up', from, to, max)}
+          fill="none"
+          stroke="#f59e0b"
+          strokeWidth="2"
+          vectorEffect="non-scaling-stroke"
+        />
       </svg>
       <div className="mt-1 flex justify-between text-xs text-slate-500" aria-hidden="true">
         {ticks.map((x, i) => (

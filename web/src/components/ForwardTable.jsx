@@ -44,7 +44,9 @@ export default function ForwardTable({ forwards, live, showWhere = true }) {
                 <td data-label={t('fwd.col_listen')} className={tdCls + ' font-mono text-xs'}>
                   {f.listen} <span className="text-slate-500">{t('proto.' + (f.proto || 'tcp'))}</span>
                 </td>
-                <td data-label={t('fwd.col_targets')} className={tdCls + ' break-all font-mono text-xs'}>{(f.targets || []).join(', ')}</td>
+                <td data-label={t('fwd.col_targets')} className={tdCls + ' break-all font-mono text-xs'}>
+                  {(f.targets || []).join(', ')}
+                </td>
                 <td data-label={t('fwd.col_rate')} className={tdCls + ' whitespace-nowrap'} data-testid="live-rate">
                   {t('live.up_down', { up: formatRate(l.up_bps), down: formatRate(l.down_bps) })}
                 </td>

@@ -18,4 +18,3 @@ export default function LangSwitch({ className }) {
     </select>
   );
 }
-

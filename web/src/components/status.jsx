@@ -12,9 +12,7 @@ export function RevBadge({ node }) {
   const s = revState(node);
   const tone = { failed: 'red', lagging: 'amber', synced: 'green', unknown: 'slate' }[s];
   return (
-    <Badge tone={tone}>
-      {t('rev.' + s, { applied: node.applied_rev ?? '–', desired: node.desired_rev ?? '–' })}
-    </Badge>
+    <Badge tone={tone}>{t('rev.' + s, { applied: node.applied_rev ?? '–', desired: node.desired_rev ?? '–' })}</Badge>
   );
 }
 

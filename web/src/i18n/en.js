@@ -31,6 +31,10 @@ export default {
   'common.copied': 'Copied',
   'common.loading': 'Loading…',
   'common.none': 'None',
+  'common.read_only': 'Your role ({role}) may look but not change anything.',
+  'role.viewer': 'viewer',
+  'role.operator': 'operator',
+  'role.admin': 'administrator',
   'common.actions': 'Actions',
 
   'err.network': 'The server cannot be reached. Check that flowgate server is running.',
@@ -58,6 +62,10 @@ export default {
   'time.ago_m': '{n} min ago',
   'time.ago_h': '{n} h ago',
   'time.ago_d': '{n} d ago',
+  'live.on': 'Live',
+  'live.polling': 'Live (polling)',
+  'live.wait': 'Connecting…',
+  'live.lost': 'Connection lost',
   'live.up_down': '↓ {down} · ↑ {up}',
 
   'overview.title': 'Overview',

@@ -31,6 +31,10 @@ export default {
   'common.copied': '已复制',
   'common.loading': '加载中…',
   'common.none': '无',
+  'common.read_only': '你的角色（{role}）只能查看，不能修改。',
+  'role.viewer': '只读用户',
+  'role.operator': '运维人员',
+  'role.admin': '管理员',
   'common.actions': '操作',
 
   'err.network': '无法连接服务器，请确认 flowgate server 正在运行。',
@@ -58,6 +62,10 @@ export default {
   'time.ago_m': '{n} 分钟前',
   'time.ago_h': '{n} 小时前',
   'time.ago_d': '{n} 天前',
+  'live.on': '实时',
+  'live.polling': '实时（轮询）',
+  'live.wait': '连接中…',
+  'live.lost': '连接中断',
   'live.up_down': '↓ {down} · ↑ {up}',
 
   'overview.title': '概览',

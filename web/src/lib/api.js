@@ -88,8 +88,7 @@ export function statsPath(scope, id, from, to, step, csv) {
 }
 
 export const api = {
-  login: (username, password) =>
-    request('POST', '/login', { username, password }, { noAuthRedirect: true }),
+  login: (username, password) => request('POST', '/login', { username, password }, { noAuthRedirect: true }),
   logout: () => request('POST', '/logout', {}, { noAuthRedirect: true }),
   me: () => request('GET', '/me'),
   changePassword: (old_password, new_password) =>
@@ -119,8 +118,6 @@ export const api = {
 
   stats: (scope, id, from, to, step) => request('GET', statsPath(scope, id, from, to, step, false)),
   statsCsv: (scope, id, from, to, step) =>
-    request('GET', statsPath(scope, id, from, to, step, true), undefined, { raw: true }).then((r) =>
-      r.blob(),
-    ),
+    request('GET', statsPath(scope, id, from, to, step, true), undefined, { raw: true }).then((r) => r.blob()),
   live: () => request('GET', '/live'),
 };

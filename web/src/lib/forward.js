@@ -72,7 +72,8 @@ export function parsePorts(s) {
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 export function isIPv4(s) {
   return IPV4.test(s);
@@ -193,7 +194,10 @@ export function formFromForward(f) {
     udp_idle_timeout: f.udp_idle_timeout === undefined || f.udp_idle_timeout === null ? '' : String(f.udp_idle_timeout),
     hc_enabled: !!f.health_check,
     ...Object.fromEntries(
-      HC_FIELDS.map((k) => ['hc_' + k, f.health_check && f.health_check[k] !== undefined ? String(f.health_check[k]) : '']),
+      HC_FIELDS.map((k) => [
+        'hc_' + k,
+        f.health_check && f.health_check[k] !== undefined ? String(f.health_check[k]) : '',
+      ]),
     ),
   };
 }

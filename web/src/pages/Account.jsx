@@ -44,7 +44,8 @@ export default function Account() {
     } catch (e2) {
       // the server names old_password when it is wrong; say so in the
       // reader's language rather than the server's English
-      if (e2.field === 'old_password' || e2.code === 'bad_credentials') setErrs({ old_password: t('account.wrong_old') });
+      if (e2.field === 'old_password' || e2.code === 'bad_credentials')
+        setErrs({ old_password: t('account.wrong_old') });
       else if (e2.field) setErrs({ [e2.field]: t('v.server', { message: e2.message }) });
       else setErr(e2);
     } finally {
@@ -59,13 +60,37 @@ export default function Account() {
         <p className="mb-3 text-sm text-slate-600">{t('account.signed_in_as', { name: user?.name || '' })}</p>
         <form onSubmit={submit} className="space-y-3" noValidate>
           <Field label={t('account.old')} error={errs.old_password}>
-            {(c) => <Input {...c} type="password" autoComplete="current-password" value={oldPw} onChange={(e) => setOld(e.target.value)} />}
+            {(c) => (
+              <Input
+                {...c}
+                type="password"
+                autoComplete="current-password"
+                value={oldPw}
+                onChange={(e) => setOld(e.target.value)}
+              />
+            )}
           </Field>
           <Field label={t('account.new')} error={errs.new_password} hint={t('account.new_hint', { n: MIN_PASSWORD })}>
-            {(c) => <Input {...c} type="password" autoComplete="new-password" value={newPw} onChange={(e) => setNew(e.target.value)} />}
+            {(c) => (
+              <Input
+                {...c}
+                type="password"
+                autoComplete="new-password"
+                value={newPw}
+                onChange={(e) => setNew(e.target.value)}
+              />
+            )}
           </Field>
           <Field label={t('account.confirm')} error={errs.confirm}>
-            {(c) => <Input {...c} type="password" autoComplete="new-password" value={confirm} onChange={(e) => setConfirm(e.target.value)} />}
+            {(c) => (
+              <Input
+                {...c}
+                type="password"
+                autoComplete="new-password"
+                value={confirm}
+                onChange={(e) => setConfirm(e.target.value)}
+              />
+            )}
           </Field>
           <ErrorBanner error={err} />
           {done ? (

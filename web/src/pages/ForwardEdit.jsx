@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'react';
 import { Link, useNavigate, useParams, useSearchParams } from 'react-router-dom';
 import { useI18n } from '../i18n/index.jsx';
 import { useLive } from '../live.jsx';
+import { useAuth, canWrite } from '../auth.jsx';
 import { api } from '../lib/api.js';
 import { useResource } from '../lib/hooks.js';
 import { formatBytes, formatCount, formatRate } from '../lib/format.js';
@@ -77,6 +78,8 @@ export default function ForwardEdit() {
   const [busy, setBusy] = useState(false);
   const [removing, setRemoving] = useState(false);
   const [advOpen, setAdvOpen] = useState(false);
+  const { user } = useAuth();
+  const writable = canWrite(user);
   const formRef = useRef(null);
 
   useEffect(() => {
@@ -102,8 +105,7 @@ export default function ForwardEdit() {
   const setEv = (k) => (e) => set(k)(e.target.value);
   const err = (k) => errText(t, errors[k]);
 
-  const focusFirstError = () =>
-    setTimeout(() => formRef.current?.querySelector('[aria-invalid="true"]')?.focus(), 0);
+  const focusFirstError = () => setTimeout(() => formRef.current?.querySelector('[aria-invalid="true"]')?.focus(), 0);
 
   const submit = async (e) => {
     e.preventDefault();
@@ -155,7 +157,7 @@ export default function ForwardEdit() {
       <PageHeader
         title={isNew ? t('fwd.new_title') : t('fwd.edit_title', { name: form.name })}
         actions={
-          !isNew ? (
+          !isNew && writable ? (
             <Button variant="danger" onClick={() => setRemoving(true)}>
               {t('common.delete')}
             </Button>
@@ -167,7 +169,9 @@ export default function ForwardEdit() {
           <dl className="grid grid-cols-2 gap-3 md:grid-cols-4 text-sm">
             <div>
               <dt className="text-xs text-slate-500">{t('fwd.col_rate')}</dt>
-              <dd data-testid="edit-live-rate">{t('live.up_down', { up: formatRate(l.up_bps), down: formatRate(l.down_bps) })}</dd>
+              <dd data-testid="edit-live-rate">
+                {t('live.up_down', { up: formatRate(l.up_bps), down: formatRate(l.down_bps) })}
+              </dd>
             </div>
             <div>
               <dt className="text-xs text-slate-500">{t('fwd.col_conns')}</dt>
@@ -338,7 +342,9 @@ export default function ForwardEdit() {
               {(c) => <Input {...c} value={form.max_conns} onChange={setEv('max_conns')} inputMode="numeric" />}
             </Field>
             <Field label={t('fwd.max_conns_per_ip')} error={err('max_conns_per_ip')}>
-              {(c) => <Input {...c} value={form.max_conns_per_ip} onChange={setEv('max_conns_per_ip')} inputMode="numeric" />}
+              {(c) => (
+                <Input {...c} value={form.max_conns_per_ip} onChange={setEv('max_conns_per_ip')} inputMode="numeric" />
+              )}
             </Field>
           </div>
         </Card>
@@ -368,13 +374,25 @@ export default function ForwardEdit() {
               <Field label={t('fwd.burst')} error={err('burst')} hint={t('fwd.burst_hint')}>
                 {(c) => <Input {...c} value={form.burst} onChange={setEv('burst')} />}
               </Field>
-              <Field label={t('fwd.connect_timeout')} error={err('connect_timeout')} hint={t('fwd.duration_hint', { d: '5s' })}>
+              <Field
+                label={t('fwd.connect_timeout')}
+                error={err('connect_timeout')}
+                hint={t('fwd.duration_hint', { d: '5s' })}
+              >
                 {(c) => <Input {...c} value={form.connect_timeout} onChange={setEv('connect_timeout')} />}
               </Field>
-              <Field label={t('fwd.idle_timeout')} error={err('idle_timeout')} hint={t('fwd.duration_hint', { d: '300s' })}>
+              <Field
+                label={t('fwd.idle_timeout')}
+                error={err('idle_timeout')}
+                hint={t('fwd.duration_hint', { d: '300s' })}
+              >
                 {(c) => <Input {...c} value={form.idle_timeout} onChange={setEv('idle_timeout')} />}
               </Field>
-              <Field label={t('fwd.udp_idle_timeout')} error={err('udp_idle_timeout')} hint={t('fwd.duration_hint', { d: '60s' })}>
+              <Field
+                label={t('fwd.udp_idle_timeout')}
+                error={err('udp_idle_timeout')}
+                hint={t('fwd.duration_hint', { d: '60s' })}
+              >
                 {(c) => <Input {...c} value={form.udp_idle_timeout} onChange={setEv('udp_idle_timeout')} />}
               </Field>
             </div>
@@ -383,10 +401,18 @@ export default function ForwardEdit() {
               <Checkbox label={t('fwd.health_check')} checked={form.hc_enabled} onChange={set('hc_enabled')} />
               {form.hc_enabled ? (
                 <div className="grid grid-cols-2 gap-3 md:grid-cols-4">
-                  <Field label={t('fwd.hc_interval')} error={err('hc_interval')} hint={t('fwd.duration_hint', { d: '2s' })}>
+                  <Field
+                    label={t('fwd.hc_interval')}
+                    error={err('hc_interval')}
+                    hint={t('fwd.duration_hint', { d: '2s' })}
+                  >
                     {(c) => <Input {...c} value={form.hc_interval} onChange={setEv('hc_interval')} />}
                   </Field>
-                  <Field label={t('fwd.hc_timeout')} error={err('hc_timeout')} hint={t('fwd.duration_hint', { d: '1s' })}>
+                  <Field
+                    label={t('fwd.hc_timeout')}
+                    error={err('hc_timeout')}
+                    hint={t('fwd.duration_hint', { d: '1s' })}
+                  >
                     {(c) => <Input {...c} value={form.hc_timeout} onChange={setEv('hc_timeout')} />}
                   </Field>
                   <Field label={t('fwd.hc_rise')} error={err('hc_rise')}>
@@ -402,14 +428,20 @@ export default function ForwardEdit() {
         </section>
 
         <ErrorBanner error={banner} />
-        <div className="flex justify-end gap-2">
-          <Button variant="secondary" onClick={() => nav('/forwards')}>
-            {t('common.cancel')}
-          </Button>
-          <Button type="submit" disabled={busy}>
-            {isNew ? t('fwd.create') : t('common.save')}
-          </Button>
-        </div>
+        {writable ? (
+          <div className="flex justify-end gap-2">
+            <Button variant="secondary" onClick={() => nav('/forwards')}>
+              {t('common.cancel')}
+            </Button>
+            <Button type="submit" disabled={busy}>
+              {isNew ? t('fwd.create') : t('common.save')}
+            </Button>
+          </div>
+        ) : (
+          <p role="note" className="text-sm text-slate-600">
+            {t('common.read_only', { role: t('role.' + (user?.role || 'viewer')) })}
+          </p>
+        )}
       </form>
       <ConfirmDialog
         open={removing}

@@ -3,6 +3,7 @@ import { Link, useSearchParams } from 'react-router-dom';
 import * as RLabel from '@radix-ui/react-label';
 import { useI18n } from '../i18n/index.jsx';
 import { useLive } from '../live.jsx';
+import { useCanWrite } from '../auth.jsx';
 import { api } from '../lib/api.js';
 import { useInterval, useResource } from '../lib/hooks.js';
 import { cx, Card, Empty, ErrorBanner, focus, Loading, PageHeader, Select } from '../components/ui.jsx';
@@ -20,6 +21,7 @@ export default function Forwards() {
   const groups = useResource(() => api.groups(), []);
   useInterval(() => forwards.reload(), 10000);
   const fid = useId();
+  const writable = useCanWrite();
 
   const setFilter = (v) => {
     if (!v) setParams({});
@@ -35,12 +37,20 @@ export default function Forwards() {
       <PageHeader
         title={t('fwd.title')}
         actions={
-          <Link
-            to={node ? `/forwards/new?node=${encodeURIComponent(node)}` : group ? `/forwards/new?group=${encodeURIComponent(group)}` : '/forwards/new'}
-            className={cx('rounded-md bg-sky-700 px-3 py-2 text-sm font-medium text-white hover:bg-sky-800', focus)}
-          >
-            {t('fwd.new')}
-          </Link>
+          writable ? (
+            <Link
+              to={
+                node
+                  ? `/forwards/new?node=${encodeURIComponent(node)}`
+                  : group
+                    ? `/forwards/new?group=${encodeURIComponent(group)}`
+                    : '/forwards/new'
+              }
+              className={cx('rounded-md bg-sky-700 px-3 py-2 text-sm font-medium text-white hover:bg-sky-800', focus)}
+            >
+              {t('fwd.new')}
+            </Link>
+          ) : null
         }
       />
       <div className="flex flex-wrap items-end gap-2">

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { useI18n } from '../i18n/index.jsx';
 import { api } from '../lib/api.js';
+import { useCanWrite } from '../auth.jsx';
 import { useResource } from '../lib/hooks.js';
 import {
   apiErrorText,
@@ -55,7 +56,11 @@ function GroupDialog({ group, nodes, open, onOpenChange, onSaved }) {
     }
   };
   return (
-    <Dialog open={open} onOpenChange={onOpenChange} title={group ? t('groups.edit_title', { name: group.name }) : t('groups.new_title')}>
+    <Dialog
+      open={open}
+      onOpenChange={onOpenChange}
+      title={group ? t('groups.edit_title', { name: group.name }) : t('groups.new_title')}
+    >
       <form onSubmit={submit} className="space-y-3" noValidate>
         <Field label={t('groups.name')} error={errs.name}>
           {(c) => <Input {...c} value={name} onChange={(e) => setName(e.target.value)} autoFocus />}
@@ -88,10 +93,14 @@ export default function Groups() {
   const nodes = useResource(() => api.nodes(), []);
   const [editing, setEditing] = useState(null); // 'new' | group
   const [removing, setRemoving] = useState(null);
+  const writable = useCanWrite();
   const list = groups.data || [];
   return (
     <div className="space-y-4">
-      <PageHeader title={t('groups.title')} actions={<Button onClick={() => setEditing('new')}>{t('groups.new')}</Button>} />
+      <PageHeader
+        title={t('groups.title')}
+        actions={writable ? <Button onClick={() => setEditing('new')}>{t('groups.new')}</Button> : null}
+      />
       <ErrorBanner error={groups.error} />
       <Card>
         {groups.loading ? (
@@ -113,27 +122,33 @@ export default function Groups() {
               <tbody>
                 {list.map((g) => (
                   <tr key={g.id}>
-                    <td data-label={t('groups.name')} className={tdCls + ' font-medium'}>{g.name}</td>
-                    <td data-label={t('groups.members')} className={tdCls}>{(g.nodes || []).join(', ') || t('groups.no_members')}</td>
+                    <td data-label={t('groups.name')} className={tdCls + ' font-medium'}>
+                      {g.name}
+                    </td>
+                    <td data-label={t('groups.members')} className={tdCls}>
+                      {(g.nodes || []).join(', ') || t('groups.no_members')}
+                    </td>
                     <td data-label={''} className={tdCls + ' text-right'}>
-                      <div className="flex flex-wrap justify-end gap-1">
-                        <Button
-                          size="sm"
-                          variant="secondary"
-                          onClick={() => setEditing(g)}
-                          aria-label={t('groups.edit_aria', { name: g.name })}
-                        >
-                          {t('common.edit')}
-                        </Button>
-                        <Button
-                          size="sm"
-                          variant="danger"
-                          onClick={() => setRemoving(g)}
-                          aria-label={t('groups.delete_aria', { name: g.name })}
-                        >
-                          {t('common.delete')}
-                        </Button>
-                      </div>
+                      {writable ? (
+                        <div className="flex flex-wrap justify-end gap-1">
+                          <Button
+                            size="sm"
+                            variant="secondary"
+                            onClick={() => setEditing(g)}
+                            aria-label={t('groups.edit_aria', { name: g.name })}
+                          >
+                            {t('common.edit')}
+                          </Button>
+                          <Button
+                            size="sm"
+                            variant="danger"
+                            onClick={() => setRemoving(g)}
+                            aria-label={t('groups.delete_aria', { name: g.name })}
+                          >
+                            {t('common.delete')}
+                          </Button>
+                        </div>
+                      ) : null}
                     </td>
                   </tr>
                 ))}

@@ -40,7 +40,13 @@ export default function Login() {
         <form onSubmit={submit} className="space-y-3" noValidate>
           <Field label={t('login.username')}>
             {(c) => (
-              <Input {...c} autoComplete="username" value={username} onChange={(e) => setUsername(e.target.value)} required />
+              <Input
+                {...c}
+                autoComplete="username"
+                value={username}
+                onChange={(e) => setUsername(e.target.value)}
+                required
+              />
             )}
           </Field>
           <Field label={t('login.password')}>

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router-dom';
 import { useI18n } from '../i18n/index.jsx';
 import { useLive } from '../live.jsx';
+import { useCanWrite } from '../auth.jsx';
 import { api } from '../lib/api.js';
 import { useInterval, useResource } from '../lib/hooks.js';
 import { formatBytes, formatCount, formatDateTime, formatRate, toUnix } from '../lib/format.js';
@@ -129,6 +130,7 @@ export default function NodeDetail() {
     forwards.reload();
   }, 5000);
   const [dlg, setDlg] = useState(null);
+  const writable = useCanWrite();
 
   if (res.loading) return <Loading />;
   if (!res.data) return <ErrorBanner error={res.error} />;
@@ -148,17 +150,19 @@ export default function NodeDetail() {
       <PageHeader
         title={t('node.title', { name: n.name })}
         actions={
-          <>
-            <Button variant="secondary" onClick={() => setDlg('rename')}>
-              {t('node.rename')}
-            </Button>
-            <Button variant="secondary" onClick={() => setDlg('groups')}>
-              {t('node.set_groups')}
-            </Button>
-            <Button variant="danger" onClick={() => setDlg('remove')}>
-              {t('node.remove')}
-            </Button>
-          </>
+          writable ? (
+            <>
+              <Button variant="secondary" onClick={() => setDlg('rename')}>
+                {t('node.rename')}
+              </Button>
+              <Button variant="secondary" onClick={() => setDlg('groups')}>
+                {t('node.set_groups')}
+              </Button>
+              <Button variant="danger" onClick={() => setDlg('remove')}>
+                {t('node.remove')}
+              </Button>
+            </>
+          ) : null
         }
       />
       <ErrorBanner error={res.error} />
@@ -221,14 +225,21 @@ export default function NodeDetail() {
       <Card
         title={t('node.forwards')}
         actions={
-          <Button variant="secondary" onClick={() => nav(`/forwards/new?node=${encodeURIComponent(n.name)}`)}>
-            {t('fwd.new')}
-          </Button>
+          writable ? (
+            <Button variant="secondary" onClick={() => nav(`/forwards/new?node=${encodeURIComponent(n.name)}`)}>
+              {t('fwd.new')}
+            </Button>
+          ) : null
         }
       >
         {mine.length ? <ForwardTable forwards={mine} live={live.forwards} /> : <Empty>{t('node.no_forwards')}</Empty>}
       </Card>
-      <RenameDialog node={n} open={dlg === 'rename'} onOpenChange={(o) => setDlg(o ? 'rename' : null)} onSaved={() => res.reload()} />
+      <RenameDialog
+        node={n}
+        open={dlg === 'rename'}
+        onOpenChange={(o) => setDlg(o ? 'rename' : null)}
+        onSaved={() => res.reload()}
+      />
       <GroupsDialog
         node={n}
         groups={groups.data}

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { Link } from 'react-router-dom';
 import { useI18n } from '../i18n/index.jsx';
 import { useLive } from '../live.jsx';
+import { useCanWrite } from '../auth.jsx';
 import { api } from '../lib/api.js';
 import { useInterval, useResource } from '../lib/hooks.js';
 import { formatRate } from '../lib/format.js';
@@ -70,7 +71,12 @@ export function AddNodeDialog({ open, onOpenChange, groups, onAdded }) {
   };
 
   return (
-    <Dialog open={open} onOpenChange={close} title={t('nodes.add_title')} description={created ? t('nodes.enroll_help') : t('nodes.add_help')}>
+    <Dialog
+      open={open}
+      onOpenChange={close}
+      title={t('nodes.add_title')}
+      description={created ? t('nodes.enroll_help') : t('nodes.add_help')}
+    >
       {created ? (
         <div className="space-y-3">
           <CopyField label={t('nodes.enroll_command')} value={created.enroll_command || ''} />
@@ -115,13 +121,17 @@ export default function Nodes() {
   const forwards = useResource(() => api.forwards(), []);
   useInterval(() => nodes.reload(), 5000);
   const [adding, setAdding] = useState(false);
+  const writable = useCanWrite();
 
   const list = (nodes.data || []).map((n) => withLive(n, live.nodes));
   const fwds = forwards.data || [];
 
   return (
     <div className="space-y-4">
-      <PageHeader title={t('nodes.title')} actions={<Button onClick={() => setAdding(true)}>{t('nodes.add')}</Button>} />
+      <PageHeader
+        title={t('nodes.title')}
+        actions={writable ? <Button onClick={() => setAdding(true)}>{t('nodes.add')}</Button> : null}
+      />
       <ErrorBanner error={nodes.error} />
       <Card>
         {nodes.loading ? (
@@ -160,9 +170,15 @@ export default function Nodes() {
                       <td data-label={t('nodes.col_status')} className={tdCls}>
                         <OnlineBadge online={n.online} />
                       </td>
-                      <td data-label={t('nodes.col_groups')} className={tdCls}>{(n.groups || []).join(', ') || '–'}</td>
-                      <td data-label={t('nodes.col_version')} className={tdCls}>{n.version || '–'}</td>
-                      <td data-label={t('nodes.col_addresses')} className={tdCls + ' break-all'}>{(n.addresses || []).join(', ') || '–'}</td>
+                      <td data-label={t('nodes.col_groups')} className={tdCls}>
+                        {(n.groups || []).join(', ') || '–'}
+                      </td>
+                      <td data-label={t('nodes.col_version')} className={tdCls}>
+                        {n.version || '–'}
+                      </td>
+                      <td data-label={t('nodes.col_addresses')} className={tdCls + ' break-all'}>
+                        {(n.addresses || []).join(', ') || '–'}
+                      </td>
                       <td data-label={t('nodes.col_traffic')} className={tdCls + ' whitespace-nowrap'}>
                         {t('live.up_down', { up: formatRate(s.up_bps), down: formatRate(s.down_bps) })}
                       </td>

@@ -43,8 +43,7 @@ export default function Traffic() {
   }, [range, scope, effId]);
 
   const stats = useResource(
-    () =>
-      scope !== 'fleet' && !effId ? Promise.resolve(null) : api.stats(scope, effId, win.from, win.to, win.step),
+    () => (scope !== 'fleet' && !effId ? Promise.resolve(null) : api.stats(scope, effId, win.from, win.to, win.step)),
     [scope, effId, win],
   );
 
@@ -145,7 +144,12 @@ export default function Traffic() {
         {stats.loading ? (
           <Loading />
         ) : (
-          <Chart points={chartPoints(stats.data?.series, stats.data?.step || win.step)} from={win.from} to={win.to} label={label} />
+          <Chart
+            points={chartPoints(stats.data?.series, stats.data?.step || win.step)}
+            from={win.from}
+            to={win.to}
+            label={label}
+          />
         )}
       </Card>
       <Card title={t('traffic.totals')}>
