@@ -162,10 +162,7 @@ export function Dialog({ open, onOpenChange, title, description, children }) {
     <RDialog.Root open={open} onOpenChange={onOpenChange}>
       <RDialog.Portal>
         <RDialog.Overlay className="fixed inset-0 bg-slate-900/40" />
-        <RDialog.Content
-          className="fixed left-1/2 top-1/2 max-h-[90vh] w-[calc(100vw-1.5rem)] max-w-lg -translate-x-1/2 -translate-y-1/2 overflow-y-auto rounded-lg bg-white p-5 shadow-xl focus:outline-none"
-          aria-describedby={description ? undefined : undefined}
-        >
+        <RDialog.Content className="fixed left-1/2 top-1/2 max-h-[90vh] w-[calc(100vw-1.5rem)] max-w-lg -translate-x-1/2 -translate-y-1/2 overflow-y-auto rounded-lg bg-white p-5 shadow-xl focus:outline-none">
           <RDialog.Title className="mb-1 text-lg font-semibold">{title}</RDialog.Title>
           {description ? (
             <RDialog.Description className="mb-3 text-sm text-slate-600">{description}</RDialog.Description>

@@ -11,7 +11,7 @@ export function useResource(fn, deps) {
       (data) => n === seq.current && setState({ data, error: null, loading: false }),
       (error) => n === seq.current && setState((s) => ({ data: s.data, error, loading: false })),
     );
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // deps are the caller's: fn is re-created every render
   }, deps);
   useEffect(() => {
     load();

@@ -4,7 +4,7 @@ import * as RLabel from '@radix-ui/react-label';
 import * as RToggle from '@radix-ui/react-toggle-group';
 import { useI18n } from '../i18n/index.jsx';
 import { api } from '../lib/api.js';
-import { useResource } from '../lib/hooks.js';
+import { useInterval, useResource } from '../lib/hooks.js';
 import { formatBytes, formatCount, RANGES } from '../lib/format.js';
 import { chartPoints } from '../lib/model.js';
 import { Button, Card, cx, ErrorBanner, focus, Loading, PageHeader, Select } from '../components/ui.jsx';
@@ -25,6 +25,9 @@ export default function Traffic() {
   const objId = params.get('id') || '';
   const range = RANGES[params.get('range')] ? params.get('range') : '24h';
   const [csvErr, setCsvErr] = useState(null);
+  // the window slides forward every minute while the page is open
+  const [tick, setTick] = useState(0);
+  useInterval(() => setTick((x) => x + 1), 60000);
   const scopeId = useId();
   const objSel = useId();
   const rangeLbl = useId();
@@ -39,8 +42,8 @@ export default function Traffic() {
   const win = useMemo(() => {
     const to = Math.floor(Date.now() / 1000);
     return { from: to - RANGES[range].seconds, to, step: RANGES[range].step };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [range, scope, effId]);
+    // a new window when the range or the object changes, or a minute passed
+  }, [range, scope, effId, tick]);
 
   const stats = useResource(
     () => (scope !== 'fleet' && !effId ? Promise.resolve(null) : api.stats(scope, effId, win.from, win.to, win.step)),
