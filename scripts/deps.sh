@@ -5,7 +5,7 @@
 # when web/ exists, since `make` builds the UI too).
 set -eu
 
-BUILD_PKGS="build-essential cmake ninja-build pkg-config libjansson-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libwslay-dev libmicrohttpd-dev"
+BUILD_PKGS="build-essential cmake ninja-build pkg-config libjansson-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libwslay-dev libmicrohttpd-dev libnftables-dev"
 # Node.js and npm build the UI (Vite); a node from another source that already
 # provides both commands is used as it is.
 WEB_PKGS="nodejs npm"

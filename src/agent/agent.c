@@ -20,6 +20,7 @@
 #include "core/metrics.h"
 #include "fwd/config.h"
 #include "fwd/engine.h"
+#include "kernel/kfwd.h"
 #include "net/rpc.h"
 #include "net/tls.h"
 #include "net/url.h"
@@ -46,6 +47,7 @@ enum link_state { L_IDLE, L_CONNECTING, L_HELLO, L_READY };
 struct fg_agent {
 	struct fg_loop *loop;
 	struct fg_engine *engine;
+	struct fg_kfwd *kfwd; /* engine kernel forwards: table inet flowgate */
 	char *token, *dir;
 	char *pin;		   /* wss:// pin, or NULL */
 	struct fg_tls_client *tls; /* for wss:// URLs, or NULL */
@@ -137,11 +139,21 @@ static void ctr_retire(struct ctr *c)
 /* Reads the engine's counters of every running forward. */
 static void sample(struct fg_agent *a)
 {
+	char kerr[1024];
+	if (fg_kfwd_refresh(a->kfwd, kerr, sizeof(kerr)) < 0)
+		fg_warn("agent: kernel forward counters: %s", kerr);
 	for (size_t i = 0; i < a->nctrs; i++) {
 		struct ctr *c = &a->ctrs[i];
 		struct fg_forward_counters raw;
-		if (!c->name[0] || fg_engine_counters(a->engine, c->name, &raw) < 0)
+		if (!c->name[0])
 			continue;
+		if (fg_engine_counters(a->engine, c->name, &raw) < 0) {
+			/* an engine kernel forward: nft's L3 bytes (doc/forward.md) */
+			memset(&raw, 0, sizeof(raw));
+			if (fg_kfwd_bytes(a->kfwd, c->name, &raw.bytes_up, &raw.bytes_down,
+					  &raw.conns_total) < 0)
+				continue;
+		}
 		if (raw.bytes_up < c->raw.bytes_up || raw.bytes_down < c->raw.bytes_down ||
 		    raw.conns_total < c->raw.conns_total)
 			ctr_retire(c); /* the engine restarted this name from 0 */
@@ -332,7 +344,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int
 {
 	struct fg_apply ap;
 	struct fg_forward_set set = {0};
-	char **errs = NULL;
+	char **errs = NULL, *kscript = NULL;
 	json_t *result = NULL, *empty = NULL;
 	if ((*code = fg_apply_decode(params, &ap, err, errlen)))
 		return NULL;
@@ -359,6 +371,10 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int
 		goto out;
 	}
 	sample(a); /* the last values of what this apply stops or renames */
+	/* kernel forwards: checked first, committed after the proxy ones; if
+	 * nft refuses them they fail and keep what runs, the rest goes on */
+	char kerr[FG_ERR_MAX];
+	bool kfail = fg_kfwd_prepare(a->kfwd, &set, &kscript, kerr, sizeof(kerr)) < 0;
 	for (;;) {
 		char e[FG_ERR_MAX];
 		if (fg_engine_apply(a->engine, &set, e, sizeof(e)) == 0)
@@ -375,6 +391,17 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int
 		set.v[bad].enabled = false;
 		fg_warn("agent: rev %lld: %s", (long long)ap.rev, e);
 	}
+	if (!kfail && fg_kfwd_commit(a->kfwd, &set, kscript, kerr, sizeof(kerr)) < 0)
+		kfail = true;
+	kscript = NULL;
+	for (size_t i = 0; kfail && i < set.n; i++) {
+		if (set.v[i].engine != FG_ENGINE_KERNEL || !set.v[i].enabled || errs[i])
+			continue;
+		errs[i] = fg_strdup(kerr);
+		set.v[i].enabled = false;
+	}
+	if (kfail)
+		fg_warn("agent: rev %lld: %s", (long long)ap.rev, kerr);
 	ctrs_follow(a, &set);
 	a->ctrs_dirty = true;
 
@@ -409,6 +436,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int
 	fg_info("agent: applied rev %lld: %zu forward(s) running, %zu failed", (long long)ap.rev,
 		running, failed);
 out:
+	fg_free(kscript);
 	if (errs)
 		for (size_t i = 0; i < set.n; i++)
 			fg_free(errs[i]);
@@ -775,6 +803,12 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 		snprintf(err, errlen, "cannot start the engine: %s", strerror(errno));
 		goto err;
 	}
+	a->kfwd = fg_kfwd_new("flowgate");
+	if (!a->kfwd) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	fg_engine_set_metrics_hook(a->engine, fg_kfwd_metrics_cb, a->kfwd);
 	fg_timer_init(&a->retry_timer, retry_cb, a);
 	fg_timer_init(&a->report_timer, report_cb, a);
 	apply_state_file(a);
@@ -820,6 +854,7 @@ void fg_agent_free(struct fg_agent *a)
 	if (a->engine)
 		fg_agent_shutdown(a);
 	fg_engine_free(a->engine);
+	fg_kfwd_free(a->kfwd); /* our table and the sysctls we turned on */
 	fg_pending_free(&a->old);
 	fg_free(a->old_req);
 	fg_free(a->ctrs);

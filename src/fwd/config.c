@@ -81,7 +81,8 @@ bool fg_forward_cfg_equal(const struct fg_forward_cfg *a, const struct fg_forwar
 	    a->proxy_protocol != b->proxy_protocol || a->health.enabled != b->health.enabled ||
 	    a->connect_timeout_ns != b->connect_timeout_ns ||
 	    a->idle_timeout_ns != b->idle_timeout_ns ||
-	    a->udp_idle_timeout_ns != b->udp_idle_timeout_ns || a->enabled != b->enabled)
+	    a->udp_idle_timeout_ns != b->udp_idle_timeout_ns || a->enabled != b->enabled ||
+	    a->engine != b->engine)
 		return false;
 	if (a->health.enabled &&
 	    (a->health.interval_ns != b->health.interval_ns ||
@@ -92,6 +93,61 @@ bool fg_forward_cfg_equal(const struct fg_forward_cfg *a, const struct fg_forwar
 		if (!endpoint_equal(&a->targets[i], &b->targets[i]))
 			return false;
 	return true;
+}
+
+/* What nftables DNAT can do and what it cannot: every refusal names the
+ * field, so the operator knows to switch that forward to engine proxy. */
+static int kernel_check(const struct fg_forward_cfg *c, const char *path, char *err, size_t errlen)
+{
+	static const char *const why = "is not possible with engine kernel (use engine proxy)";
+	int lfam = c->listen.ip.ss_family;
+	unsigned lsize = (unsigned)c->listen.port_hi - c->listen.port_lo + 1;
+	if (c->proxy_protocol != FG_PP_NONE)
+		return fail(err, errlen, "%s.proxy_protocol: a PROXY protocol header %s", path,
+			    why);
+	if (c->max_conns)
+		return fail(err, errlen, "%s.max_conns: a connection limit %s", path, why);
+	if (c->max_conns_per_ip)
+		return fail(err, errlen, "%s.max_conns_per_ip: a per-IP connection limit %s", path,
+			    why);
+	if (c->rate_up_conn || c->rate_down_conn)
+		return fail(err, errlen, "%s.%s: a per-connection rate %s", path,
+			    c->rate_up_conn ? "rate_up_per_conn" : "rate_down_per_conn", why);
+	if (c->health.enabled)
+		return fail(err, errlen, "%s.health_check: active health checks %s", path, why);
+	if (c->balance != FG_BAL_ROUND_ROBIN)
+		return fail(err, errlen,
+			    "%s.balance: \"%s\" %s; the kernel engine balances round-robin", path,
+			    fg_balance_name(c->balance), why);
+	if (c->connect_timeout_ns != DEFAULT_CONNECT_TIMEOUT)
+		return fail(err, errlen, "%s.connect_timeout: %s", path, why);
+	if (c->idle_timeout_ns != DEFAULT_IDLE_TIMEOUT)
+		return fail(err, errlen, "%s.idle_timeout: %s (conntrack timeouts apply)", path,
+			    why);
+	if (c->udp_idle_timeout_ns != DEFAULT_UDP_IDLE_TIMEOUT)
+		return fail(err, errlen, "%s.udp_idle_timeout: %s (conntrack timeouts apply)", path,
+			    why);
+	for (size_t i = 0; i < c->ntargets; i++) {
+		const struct fg_endpoint *t = &c->targets[i];
+		if (!t->is_ip)
+			return fail(
+			    err, errlen,
+			    "%s.targets[%zu]: \"%.80s\": a host name %s (the kernel needs an "
+			    "IP address)",
+			    path, i, t->host, why);
+		if (t->ip.ss_family != lfam)
+			return fail(
+			    err, errlen,
+			    "%s.targets[%zu]: \"%.80s\": listen and target must be the same "
+			    "IP family with engine kernel",
+			    path, i, t->host);
+		unsigned tsize = (unsigned)t->port_hi - t->port_lo + 1;
+		if (tsize != 1 && tsize == lsize && t->port_lo != c->listen.port_lo && lsize > 1024)
+			return fail(err, errlen,
+				    "%s.targets[%zu]: a shifted port range of over 1024 ports %s",
+				    path, i, why);
+	}
+	return 0;
 }
 
 int fg_forward_cfg_check(const struct fg_forward_cfg *c, const char *path, char *err, size_t errlen)
@@ -115,6 +171,8 @@ int fg_forward_cfg_check(const struct fg_forward_cfg *c, const char *path, char 
 	if (c->health.enabled && c->health.timeout_ns >= c->health.interval_ns)
 		return fail(err, errlen,
 			    "%s.health_check.timeout: must be shorter than the interval", path);
+	if (c->engine == FG_ENGINE_KERNEL)
+		return kernel_check(c, path, err, errlen);
 	return 0;
 }
 
@@ -402,6 +460,16 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 			rc = get_duration(v, path, key, &c->idle_timeout_ns, err, errlen);
 		} else if (strcmp(key, "udp_idle_timeout") == 0) {
 			rc = get_duration(v, path, key, &c->udp_idle_timeout_ns, err, errlen);
+		} else if (strcmp(key, "engine") == 0) {
+			if ((rc = get_string(v, path, key, &s, err, errlen)))
+				return rc;
+			if (strcmp(s, "proxy") == 0)
+				c->engine = FG_ENGINE_PROXY;
+			else if (strcmp(s, "kernel") == 0)
+				c->engine = FG_ENGINE_KERNEL;
+			else
+				return fail(err, errlen,
+					    "%s.engine: \"%.40s\" is not proxy or kernel", path, s);
 		} else if (strcmp(key, "enabled") == 0) {
 			if (!json_is_boolean(v)) {
 				value_text(v, vt, sizeof(vt));
