@@ -21,6 +21,7 @@
 #include "core/metrics.h"
 #include "fwd/config.h"
 #include "fwd/engine.h"
+#include "kernel/kfwd.h"
 #include "net/rpc.h"
 #include "net/tls.h"
 #include "net/url.h"
@@ -63,6 +64,7 @@ struct fg_agent {
 	struct fg_agent_tunnels *tunnels;
 	char cert[4096], key[4096];	    /* this node's certificate files */
 	char fingerprint[FG_TLS_FP_STRLEN]; /* of cert, sent in hello */
+	struct fg_kfwd *kfwd;		    /* engine kernel forwards: table inet flowgate */
 	char *token, *dir;
 	char *pin;		   /* wss:// pin, or NULL */
 	struct fg_tls_client *tls; /* for wss:// URLs, or NULL */
@@ -155,8 +157,14 @@ static struct ctr *ctr_find(struct fg_agent *a, uint8_t kind, const char *id)
 /* Reads the running counters of c's name from its engine. */
 static int ctr_read(struct fg_agent *a, const struct ctr *c, struct fg_forward_counters *raw)
 {
-	if (c->kind == K_FORWARD)
-		return fg_engine_counters(a->engine, c->name, raw);
+	if (c->kind == K_FORWARD) {
+		if (fg_engine_counters(a->engine, c->name, raw) == 0)
+			return 0;
+		/* an engine kernel forward: nft's L3 bytes (doc/forward.md) */
+		memset(raw, 0, sizeof(*raw));
+		return fg_kfwd_bytes(a->kfwd, c->name, &raw->bytes_up, &raw->bytes_down,
+				     &raw->conns_total);
+	}
 	struct fg_agent_tunnel_counters tc;
 	int rc = fg_agent_tunnels_counters(a->tunnels, c->name, &tc);
 	if (rc)
@@ -180,6 +188,9 @@ static void ctr_retire(struct ctr *c)
 /* Reads the engine's counters of every running forward. */
 static void sample(struct fg_agent *a)
 {
+	char kerr[1024];
+	if (fg_kfwd_refresh(a->kfwd, kerr, sizeof(kerr)) < 0)
+		fg_warn("agent: kernel forward counters: %s", kerr);
 	for (size_t i = 0; i < a->nctrs; i++) {
 		struct ctr *c = &a->ctrs[i];
 		struct fg_forward_counters raw;
@@ -416,7 +427,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	struct fg_apply ap;
 	struct fg_forward_set set = {0};
 	struct fg_tunnel_set tset = {0};
-	char **errs = NULL, **terrs = NULL;
+	char **errs = NULL, **terrs = NULL, *kscript = NULL;
 	json_t *result = NULL, *empty = NULL;
 	struct running *run = NULL;
 	if ((*code = fg_apply_decode(params, &ap, err, errlen)))
@@ -460,6 +471,10 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		goto out;
 	}
 	sample(a); /* the last values of what this apply stops or renames */
+	/* kernel forwards: checked first, committed after the proxy ones; if
+	 * nft refuses them they fail and keep what runs, the rest goes on */
+	char kerr[FG_ERR_MAX];
+	bool kfail = fg_kfwd_prepare(a->kfwd, &set, &kscript, kerr, sizeof(kerr)) < 0;
 	for (;;) {
 		char e[FG_ERR_MAX];
 		if (fg_engine_apply(a->engine, &set, e, sizeof(e)) == 0)
@@ -477,6 +492,17 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		if (!(flags & APPLY_RETRY))
 			fg_warn("agent: rev %lld: %s", (long long)ap.rev, e);
 	}
+	if (!kfail && fg_kfwd_commit(a->kfwd, &set, kscript, kerr, sizeof(kerr)) < 0)
+		kfail = true;
+	kscript = NULL;
+	for (size_t i = 0; kfail && i < set.n; i++) {
+		if (set.v[i].engine != FG_ENGINE_KERNEL || !set.v[i].enabled || errs[i])
+			continue;
+		errs[i] = fg_strdup(kerr);
+		set.v[i].enabled = false;
+	}
+	if (kfail)
+		fg_warn("agent: rev %lld: %s", (long long)ap.rev, kerr);
 	size_t nrun = 0;
 	for (size_t i = 0; i < set.n; i++)
 		if (set.v[i].enabled)
@@ -552,6 +578,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	a->nfailed = failed + (fg_agent_tunnels_available() ? tfailed : 0);
 	a->retry_at = fg_loop_now(a->loop) + RETRY_FAILED_NS;
 out:
+	fg_free(kscript);
 	if (errs)
 		for (size_t i = 0; i < set.n; i++)
 			fg_free(errs[i]);
@@ -673,8 +700,9 @@ static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
 	int rc = fg_rpc_decode(data, len, &m, err, sizeof(err));
 	if (rc) {
 		fg_log_rl(FG_LOG_WARN, "agent: bad message from the server: %s", err);
-		if (m.id)
-			send_msg(a, fg_rpc_error(m.id, rc, err));
+		/* answered to its id, or to null when none could be read (an
+		 * error answer is never answered, so this cannot ping-pong) */
+		send_msg(a, fg_rpc_error(m.id, rc, err));
 		fg_rpc_msg_deinit(&m);
 		return;
 	}
@@ -962,6 +990,12 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 		snprintf(err, errlen, "out of memory");
 		goto err;
 	}
+	a->kfwd = fg_kfwd_new("flowgate");
+	if (!a->kfwd) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
+	fg_engine_set_metrics_hook(a->engine, fg_kfwd_metrics_cb, a->kfwd);
 	fg_timer_init(&a->retry_timer, retry_cb, a);
 	fg_timer_init(&a->report_timer, report_cb, a);
 	apply_state_file(a);
@@ -1008,6 +1042,7 @@ void fg_agent_free(struct fg_agent *a)
 		fg_agent_shutdown(a);
 	fg_agent_tunnels_free(a->tunnels);
 	fg_engine_free(a->engine);
+	fg_kfwd_free(a->kfwd); /* our table and the sysctls we turned on */
 	fg_pending_free(&a->old);
 	fg_free(a->old_req);
 	fg_free(a->ctrs);

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 int fg_cli_forward(int argc, char **argv);
+int fg_cli_firewall(int argc, char **argv);
 int fg_cli_server(int argc, char **argv);
 int fg_cli_agent(int argc, char **argv);
 

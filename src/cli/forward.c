@@ -11,13 +11,19 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/alloc.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/units.h"
 #include "core/util.h"
 #include "fwd/config.h"
 #include "fwd/engine.h"
+#include "kernel/kfwd.h"
 #include "net/httpd.h"
+
+/* The table `flowgate forward` owns for its kernel forwards (the agent owns
+ * inet flowgate, `flowgate firewall` inet flowgate_local). */
+#define FWD_TABLE "flowgate_forward"
 
 struct fwd_app {
 	struct fg_loop *loop;
@@ -27,6 +33,7 @@ struct fwd_app {
 	struct fg_io sig_io;
 	int sfd;
 	int exit_code;
+	struct fg_kfwd *kfwd; /* kernel forwards (engine kernel) */
 };
 
 /* Field of the JSON model <-> command-line flag, so the one validator
@@ -38,6 +45,7 @@ static const struct flag_map {
     {"targets", "--target"},
     {"name", "--name"},
     {"proto", "--proto"},
+    {"engine", "--engine"},
     {"balance", "--balance"},
     {"rate_up_per_conn", "--rate-up-per-conn"},
     {"rate_down_per_conn", "--rate-down-per-conn"},
@@ -79,25 +87,26 @@ static void err_to_flags(const char *err, char *out, size_t len)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: flowgate forward -l LISTEN -r TARGET [-r TARGET ...] [options]\n"
-		"       flowgate forward -c FILE [--metrics ADDR] [--workers N]\n\n"
-		"  -l, --listen ADDR            HOST:PORT, HOST:LO-HI, [V6]:PORT or :PORT\n"
-		"  -r, --target HOST:PORT       target (repeat for several); PORT may be a range\n"
-		"  -c, --config FILE            run the forwards of a JSON file (SIGHUP re-reads)\n"
-		"      --name NAME              forward name for metrics (default: cli)\n"
-		"      --proto tcp|udp|both     (default: tcp)\n"
-		"      --balance MODE           round-robin|least-conn|ip-hash|failover\n"
-		"      --rate-up R, --rate-down R        aggregate limit (1000, 8mbit, 2MiB...)\n"
-		"      --rate-up-per-conn R, --rate-down-per-conn R\n"
-		"      --burst SIZE             bucket depth (default: rate/10, >= 16KiB)\n"
-		"      --max-conns N, --max-conns-per-ip N\n"
-		"      --proxy-protocol v1|v2   send a PROXY header to the target\n"
-		"      --health-check DURATION  active TCP check of each target\n"
-		"      --connect-timeout D, --idle-timeout D, --udp-idle-timeout D\n"
-		"      --metrics ADDR           Prometheus text at http://ADDR/metrics\n"
-		"      --workers N              data-path threads (default: one per core)\n"
-		"      --log-level L            error|warn|info|debug\n");
+	fprintf(
+	    f, "usage: flowgate forward -l LISTEN -r TARGET [-r TARGET ...] [options]\n"
+	       "       flowgate forward -c FILE [--metrics ADDR] [--workers N]\n\n"
+	       "  -l, --listen ADDR            HOST:PORT, HOST:LO-HI, [V6]:PORT or :PORT\n"
+	       "  -r, --target HOST:PORT       target (repeat for several); PORT may be a range\n"
+	       "  -c, --config FILE            run the forwards of a JSON file (SIGHUP re-reads)\n"
+	       "      --name NAME              forward name for metrics (default: cli)\n"
+	       "      --proto tcp|udp|both     (default: tcp)\n"
+	       "      --engine proxy|kernel    userspace proxy, or nftables DNAT (default: proxy)\n"
+	       "      --balance MODE           round-robin|least-conn|ip-hash|failover\n"
+	       "      --rate-up R, --rate-down R        aggregate limit (1000, 8mbit, 2MiB...)\n"
+	       "      --rate-up-per-conn R, --rate-down-per-conn R\n"
+	       "      --burst SIZE             bucket depth (default: rate/10, >= 16KiB)\n"
+	       "      --max-conns N, --max-conns-per-ip N\n"
+	       "      --proxy-protocol v1|v2   send a PROXY header to the target\n"
+	       "      --health-check DURATION  active TCP check of each target\n"
+	       "      --connect-timeout D, --idle-timeout D, --udp-idle-timeout D\n"
+	       "      --metrics ADDR           Prometheus text at http://ADDR/metrics\n"
+	       "      --workers N              data-path threads (default: one per core)\n"
+	       "      --log-level L            error|warn|info|debug\n");
 }
 
 static int metrics_cb(void *data, const char *method, const char *path, struct fg_strbuf *body,
@@ -127,10 +136,18 @@ static void reload(struct fwd_app *app)
 		fg_err("reload rejected, running forwards unchanged: %s: %s", app->file, err);
 		return;
 	}
-	if (fg_engine_apply(app->engine, &set, err, sizeof(err)) < 0)
+	char *script = NULL;
+	if (fg_kfwd_prepare(app->kfwd, &set, &script, err, sizeof(err)) < 0) {
 		fg_err("reload rejected, running forwards unchanged: %s", err);
-	else
+	} else if (fg_engine_apply(app->engine, &set, err, sizeof(err)) < 0) {
+		fg_err("reload rejected, running forwards unchanged: %s", err);
+		fg_free(script);
+	} else if (fg_kfwd_commit(app->kfwd, &set, script, err, sizeof(err)) < 0) {
+		/* checked a moment ago: only a kernel-side race gets here */
+		fg_err("reload: kernel forwards NOT updated (proxy forwards were): %s", err);
+	} else {
 		fg_info("reloaded %s: %zu forward(s)", app->file, set.n);
+	}
 	fg_forward_set_free(&set);
 }
 
@@ -175,7 +192,8 @@ int fg_cli_forward(int argc, char **argv)
 		O_UTO,
 		O_METRICS,
 		O_WORKERS,
-		O_LOG
+		O_LOG,
+		O_ENGINE
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, 0, 'l'},
@@ -200,6 +218,7 @@ int fg_cli_forward(int argc, char **argv)
 	    {"metrics", required_argument, 0, O_METRICS},
 	    {"workers", required_argument, 0, O_WORKERS},
 	    {"log-level", required_argument, 0, O_LOG},
+	    {"engine", required_argument, 0, O_ENGINE},
 	    {0, 0, 0, 0},
 	};
 	struct fwd_app app = {.sfd = -1};
@@ -234,6 +253,10 @@ int fg_cli_forward(int argc, char **argv)
 		case O_NAME: json_object_set_new(fw, "name", json_string(optarg)); break;
 		case O_PROTO:
 			json_object_set_new(fw, "proto", json_string(optarg));
+			any_flag = true;
+			break;
+		case O_ENGINE:
+			json_object_set_new(fw, "engine", json_string(optarg));
 			any_flag = true;
 			break;
 		case O_BALANCE:
@@ -396,11 +419,28 @@ int fg_cli_forward(int argc, char **argv)
 		fprintf(stderr, "flowgate: cannot start the engine: %s\n", strerror(errno));
 		goto out;
 	}
-	if (fg_engine_apply(app.engine, &set, err, sizeof(err)) < 0) {
+	char *script = NULL;
+	if (!(app.kfwd = fg_kfwd_new(FWD_TABLE))) {
+		fprintf(stderr, "flowgate: out of memory\n");
+		goto out;
+	}
+	if (fg_kfwd_prepare(app.kfwd, &set, &script, err, sizeof(err)) < 0) {
 		fprintf(stderr, "flowgate: %s\n", err);
 		rc = 2;
 		goto out;
 	}
+	if (fg_engine_apply(app.engine, &set, err, sizeof(err)) < 0) {
+		fprintf(stderr, "flowgate: %s\n", err);
+		fg_free(script);
+		rc = 2;
+		goto out;
+	}
+	if (fg_kfwd_commit(app.kfwd, &set, script, err, sizeof(err)) < 0) {
+		fprintf(stderr, "flowgate: %s\n", err);
+		rc = 2;
+		goto out;
+	}
+	fg_engine_set_metrics_hook(app.engine, fg_kfwd_metrics_cb, app.kfwd);
 	app.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	fg_io_init(&app.sig_io);
 	if (app.sfd < 0 ||
@@ -423,5 +463,6 @@ out:
 	fg_engine_free(app.engine);
 	fg_httpd_free(app.metrics);
 	fg_loop_free(app.loop);
+	fg_kfwd_free(app.kfwd); /* our table and the sysctls we turned on */
 	return rc;
 }

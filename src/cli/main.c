@@ -10,18 +10,20 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"flowgate %s - traffic forwarding for fleets of Linux nodes\n\n"
-		"usage: flowgate <command> [options]\n\n"
-		"commands:\n"
-		"  server     run the control server (API, agent hub, web UI)\n"
-		"  forward    run port forwards from the command line or a JSON file\n"
-		"  agent      run a node managed by a flowgate server\n"
-		"  ctl        command-line client of a server's API (login, nodes,\n"
-		"             groups, forwards, stats, export/import)\n"
-		"  version    print the version\n\n"
-		"flowgate <command> --help shows a command's options.\n",
-		FG_VERSION);
+	fprintf(
+	    f,
+	    "flowgate %s - traffic forwarding for fleets of Linux nodes\n\n"
+	    "usage: flowgate <command> [options]\n\n"
+	    "commands:\n"
+	    "  server     run the control server (API, agent hub, web UI)\n"
+	    "  forward    run port forwards from the command line or a JSON file\n"
+	    "  firewall   check, preview, apply (with commit-confirm) or remove a policies file\n"
+	    "  agent      run a node managed by a flowgate server\n"
+	    "  ctl        command-line client of a server's API (login, nodes,\n"
+	    "             groups, forwards, stats, export/import)\n"
+	    "  version    print the version\n\n"
+	    "flowgate <command> --help shows a command's options.\n",
+	    FG_VERSION);
 }
 
 int main(int argc, char **argv)
@@ -33,6 +35,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "forward") == 0)
 		return fg_cli_forward(argc - 1, argv + 1);
+	if (strcmp(cmd, "firewall") == 0)
+		return fg_cli_firewall(argc - 1, argv + 1);
 	if (strcmp(cmd, "server") == 0)
 		return fg_cli_server(argc - 1, argv + 1);
 	if (strcmp(cmd, "agent") == 0)

@@ -18,6 +18,10 @@
 
 enum fg_proto { FG_PROTO_TCP = 1, FG_PROTO_UDP = 2, FG_PROTO_BOTH = 3 };
 
+/* proxy: the userspace engine (fwd/engine.h); kernel: nftables DNAT +
+ * masquerade compiled by kernel/nft_compile.h. */
+enum fg_fwd_engine { FG_ENGINE_PROXY = 0, FG_ENGINE_KERNEL = 1 };
+
 struct fg_health_cfg {
 	bool enabled;
 	int64_t interval_ns, timeout_ns;
@@ -40,6 +44,7 @@ struct fg_forward_cfg {
 	struct fg_health_cfg health;
 	int64_t connect_timeout_ns, idle_timeout_ns, udp_idle_timeout_ns;
 	bool enabled;
+	enum fg_fwd_engine engine;
 };
 
 struct fg_forward_set {
@@ -54,8 +59,9 @@ void fg_forward_cfg_deinit(struct fg_forward_cfg *c);
 int fg_forward_cfg_copy(struct fg_forward_cfg *dst, const struct fg_forward_cfg *src);
 /* Same runtime behaviour (every field equal). */
 bool fg_forward_cfg_equal(const struct fg_forward_cfg *a, const struct fg_forward_cfg *b);
-/* Checks one forward on its own (listen vs target ranges, limits...).
- * path names it in errors, e.g. "forwards[2]". */
+/* Checks one forward on its own (listen vs target ranges, limits, and for
+ * engine kernel every field the kernel cannot do). path names it in
+ * errors, e.g. "forwards[2]". */
 int fg_forward_cfg_check(const struct fg_forward_cfg *c, const char *path, char *err,
 			 size_t errlen);
 

@@ -554,7 +554,8 @@ static struct fg_fwd *find_running(struct fg_engine *e, const char *name)
 static const struct fg_forward_cfg *find_cfg(const struct fg_forward_set *set, const char *name)
 {
 	for (size_t i = 0; i < set->n; i++)
-		if (set->v[i].enabled && strcmp(set->v[i].name, name) == 0)
+		if (set->v[i].enabled && set->v[i].engine == FG_ENGINE_PROXY &&
+		    strcmp(set->v[i].name, name) == 0)
 			return &set->v[i];
 	return NULL;
 }
@@ -592,8 +593,8 @@ int fg_engine_apply(struct fg_engine *e, const struct fg_forward_set *set, char 
 	struct fg_fwd *fresh = NULL;
 	for (size_t i = 0; i < set->n; i++) {
 		const struct fg_forward_cfg *c = &set->v[i];
-		if (!c->enabled)
-			continue;
+		if (!c->enabled || c->engine != FG_ENGINE_PROXY)
+			continue; /* kernel forwards are the kernel plane's (src/kernel) */
 		struct fg_fwd *old = find_running(e, c->name);
 		if (old && fg_forward_cfg_equal(&old->cfg, c))
 			continue;
@@ -703,6 +704,12 @@ static void stats_sum(struct fg_engine *e, struct fg_stats *s, struct fg_forward
 	o->conns_active = active > 0 ? (uint64_t)active : 0;
 }
 
+void fg_engine_set_metrics_hook(struct fg_engine *e, fg_engine_metrics_cb cb, void *data)
+{
+	e->metrics_hook = cb;
+	e->metrics_hook_data = data;
+}
+
 int fg_engine_counters(struct fg_engine *e, const char *name, struct fg_forward_counters *out)
 {
 	for (struct fg_stats *s = e->stats; s; s = s->next) {
@@ -732,6 +739,8 @@ void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *b)
 		fg_prom_sample(b, "flowgate_forward_bytes_total", up, s->snap.bytes_up);
 		fg_prom_sample(b, "flowgate_forward_bytes_total", down, s->snap.bytes_down);
 	}
+	if (e->metrics_hook)
+		e->metrics_hook(e->metrics_hook_data, "flowgate_forward_bytes_total", b);
 	fg_prom_family(b, "flowgate_forward_connections_active", "gauge",
 		       "Open TCP connections and UDP sessions.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {
@@ -744,6 +753,8 @@ void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *b)
 		const char *l[] = {"forward", s->name, NULL};
 		fg_prom_sample(b, "flowgate_forward_connections_total", l, s->snap.conns_total);
 	}
+	if (e->metrics_hook)
+		e->metrics_hook(e->metrics_hook_data, "flowgate_forward_connections_total", b);
 	fg_prom_family(b, "flowgate_forward_refused_total", "counter",
 		       "Connections refused, by reason.");
 	for (struct fg_stats *s = e->stats; s; s = s->next) {

@@ -35,6 +35,13 @@ int fg_engine_apply(struct fg_engine *e, const struct fg_forward_set *set, char 
 /* Appends the Prometheus text of every running forward. */
 void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *out);
 
+/* Forwards the engine does not run (engine kernel) report in the same
+ * families: the hook is called inside flowgate_forward_bytes_total and then
+ * inside flowgate_forward_connections_total (family names the one), so the
+ * exposition keeps one # TYPE line per family. data is borrowed. */
+typedef void (*fg_engine_metrics_cb)(void *data, const char *family, struct fg_strbuf *out);
+void fg_engine_set_metrics_hook(struct fg_engine *e, fg_engine_metrics_cb cb, void *data);
+
 /* Counters of one forward, summed over workers. */
 struct fg_forward_counters {
 	uint64_t bytes_up, bytes_down, conns_total, conns_active;

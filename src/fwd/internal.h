@@ -177,6 +177,8 @@ struct fg_engine {
 	struct fg_fwd *running;
 	struct fg_stats *stats;
 	struct fg_resolver *resolver;
+	fg_engine_metrics_cb metrics_hook; /* extra samples (kernel forwards) */
+	void *metrics_hook_data;	   /* borrowed */
 };
 
 /* tcp.c */

@@ -46,6 +46,10 @@ struct fwd_live {
 	uint64_t active;
 	int64_t t_ns, prev_t_ns; /* loop time of the two last reports */
 	int64_t ts;		 /* wall time of the last report */
+	/* what was last queued for the store; equal values are not written
+	 * again (an idle forward costs no SQL) until a flush fails */
+	struct fg_counters stored;
+	bool stored_ok;
 };
 
 /* What the hub knows of a node. Created on first contact or refresh, kept
@@ -387,6 +391,10 @@ static void flush(struct fg_hub *hub)
 	if (!ok) {
 		hub->m_flush_err++;
 		st->ops->tx_rollback(st);
+		/* nothing queued reached the store: write every value again */
+		for (size_t i = 0; i < hub->cap; i++)
+			for (uint32_t k = 0; hub->slots[i] && k < hub->slots[i]->nfl; k++)
+				hub->slots[i]->fl[k].stored_ok = false;
 	}
 	/* Liveness is re-queued on failure (it is state, not an event);
 	 * counters and acks are dropped: the agents resend. */
@@ -704,24 +712,27 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 			kind = K_TUNNEL;
 		else
 			continue; /* kinds this server does not count yet */
+		struct fg_counters abs = {c.bytes_up, c.bytes_down, c.conns};
+		struct fwd_live *f = current ? fwd_live_get(ns, kind, c.id) : NULL;
+		if (f) {
+			f->prev = f->abs;
+			f->prev_t_ns = f->t_ns;
+			f->abs = abs;
+			f->active = c.active;
+			f->t_ns = tnow;
+			f->ts = now;
+			if (f->stored_ok && !memcmp(&f->stored, &abs, sizeof(abs)))
+				continue; /* nothing moved: the delta would be 0 */
+			f->stored = abs;
+			f->stored_ok = true;
+		}
 		struct qctr *q = &hub->qc[hub->nqc++];
 		q->kind = kind;
 		q->node_id = ns->id;
 		q->fwd_id = c.id;
 		q->ts = now;
-		q->abs = (struct fg_counters){c.bytes_up, c.bytes_down, c.conns};
+		q->abs = abs;
 		snprintf(q->boot_id, sizeof(q->boot_id), "%s", r.boot_id);
-		if (!current)
-			continue;
-		struct fwd_live *f = fwd_live_get(ns, kind, c.id);
-		if (!f)
-			continue;
-		f->prev = f->abs;
-		f->prev_t_ns = f->t_ns;
-		f->abs = q->abs;
-		f->active = c.active;
-		f->t_ns = tnow;
-		f->ts = now;
 	}
 	if (m->id) {
 		struct qack *a = &hub->qa[hub->nqa++];

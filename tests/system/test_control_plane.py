@@ -419,9 +419,22 @@ def test_a_forward_that_cannot_bind_is_reported_and_the_rest_runs(fleet, plane):
 
 
 def test_agent_token_from_state_dir_and_refused_token(fleet, plane, tmp_path):
-    # n2's agent is replaced by one that reads DIR/token
+    # n2's agent is replaced by one that takes the token from the environment...
     old = [a for a in fleet.agents if a.node == "n2"][0]
     assert old.stop(10.0) == 0
+    fleet.wait_node("n2", lambda n: not n["online"], "offline")
+    de = tmp_path / "n2-env"
+    de.mkdir()
+    argv = [fleet.fg_bin, "agent", "--server", f"ws://{SRV_IP}:{SRV_PORT}", "--state", str(de),
+            "--workers", "1"]
+    env = dict(os.environ, FLOWGATE_NODE_TOKEN=fleet.tokens["n2"])
+    e = Proc(plane.ns["n2"], argv, "agent-n2-env", fleet.logdir, json_stdout=False, env=env)
+    e.node, e.state_dir = "n2", str(de)
+    fleet.agents.append(e)
+    fleet.wait_node("n2", lambda n: n["online"], "online with $FLOWGATE_NODE_TOKEN")
+    assert e.stop(10.0) == 0
+    fleet.wait_node("n2", lambda n: not n["online"], "offline")
+    # ... then by one that reads DIR/token
     d = tmp_path / "n2-tokenfile"
     d.mkdir()
     (d / "token").write_text(fleet.tokens["n2"] + "\n")

@@ -566,6 +566,50 @@ static void test_cfg_not_equal_when_any_field_differs(void **s)
 	fg_forward_set_free(&a);
 }
 
+/* engine kernel: what nftables DNAT cannot do is refused, naming the field. */
+static void test_config_kernel_engine_refuses_what_nft_cannot_do(void **s)
+{
+	struct fg_forward_set set;
+	assert_int_equal(parse(one("\"engine\":\"kernel\",\"rate_up\":\"8mbit\","
+				   "\"proto\":\"both\""),
+			       &set),
+			 0);
+	assert_int_equal(set.v[0].engine, FG_ENGINE_KERNEL);
+	fg_forward_set_free(&set);
+	assert_int_equal(parse(one(""), &set), 0);
+	assert_int_equal(set.v[0].engine, FG_ENGINE_PROXY);
+	fg_forward_set_free(&set);
+	expect_reject(one("\"engine\":\"ebpf\""), "forwards[0].engine", "\"ebpf\"", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"proxy_protocol\":\"v2\""),
+		      "forwards[0].proxy_protocol", "engine kernel", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"max_conns\":5"), "forwards[0].max_conns", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"max_conns_per_ip\":5"),
+		      "forwards[0].max_conns_per_ip", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"rate_down_per_conn\":\"1mbit\""),
+		      "forwards[0].rate_down_per_conn", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"health_check\":{\"interval\":\"2s\"}"),
+		      "forwards[0].health_check", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"balance\":\"ip-hash\""), "forwards[0].balance",
+		      "\"ip-hash\"", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"idle_timeout\":\"10m\""),
+		      "forwards[0].idle_timeout", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"connect_timeout\":\"1s\""),
+		      "forwards[0].connect_timeout", NULL);
+	expect_reject(one("\"engine\":\"kernel\",\"udp_idle_timeout\":\"1s\""),
+		      "forwards[0].udp_idle_timeout", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"w\",\"engine\":\"kernel\","
+		      "\"listen\":\"0.0.0.0:80\",\"targets\":[\"backend.example:80\"]}]}",
+		      "forwards[0].targets[0]", "host name", NULL);
+	expect_reject("{\"forwards\":[{\"name\":\"w\",\"engine\":\"kernel\","
+		      "\"listen\":\"0.0.0.0:80\",\"targets\":[\"[fd00::1]:80\"]}]}",
+		      "forwards[0].targets[0]", "same IP family", NULL);
+	/* a kernel forward and a proxy forward still cannot share a port */
+	expect_reject("{\"forwards\":[{\"name\":\"a\",\"engine\":\"kernel\","
+		      "\"listen\":\"0.0.0.0:80\",\"targets\":[\"10.0.0.1:80\"]},"
+		      "{\"name\":\"b\",\"listen\":\"10.0.0.5:80\",\"targets\":[\"10.0.0.1:80\"]}]}",
+		      "forwards[1].listen", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -596,6 +640,7 @@ int main(void)
 	    cmocka_unit_test(test_config_duplicate_json_keys_are_rejected),
 	    cmocka_unit_test(test_cfg_equal_when_same_values_are_written_differently),
 	    cmocka_unit_test(test_cfg_not_equal_when_any_field_differs),
+	    cmocka_unit_test(test_config_kernel_engine_refuses_what_nft_cannot_do),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

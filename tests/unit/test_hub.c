@@ -460,6 +460,12 @@ static void test_hub_hello_apply_report_and_exact_counters(void **state)
 	}
 	/* the unknown forward 999 was dropped silently */
 	assert_int_equal(total(f, 999).bytes_up, 0);
+	/* the repeated values cost no store write */
+	struct fg_strbuf mb;
+	fg_strbuf_init(&mb);
+	fg_hub_metrics(f->fr.hub, &mb);
+	assert_non_null(strstr(mb.s, "flowgate_hub_counters_recorded_total 2\n"));
+	fg_strbuf_deinit(&mb);
 
 	struct fg_node n = node_now(f);
 	assert_true(n.online);
