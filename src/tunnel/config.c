@@ -335,7 +335,7 @@ static bool is_wildcard(const struct sockaddr_storage *ss)
 static int parse_balance(const json_t *v, const char *path, const char *field,
 			 enum fg_tunnel_balance *out, char *err, size_t errlen)
 {
-	const char *s;
+	const char *s = NULL;
 	int rc = get_string(v, path, field, &s, err, errlen);
 	if (rc)
 		return rc;
@@ -359,7 +359,7 @@ static int parse_psk(const json_t *o, const char *path, struct fg_tunnel_link_cf
 		return fail(err, errlen, "%s: %s must be an object {\"id\": N, \"key\": base64}", p,
 			    vt);
 	}
-	const char *key, *s;
+	const char *key, *s = NULL;
 	json_t *v;
 	bool have_id = false, have_key = false;
 	int rc;
@@ -402,7 +402,7 @@ static int parse_ws(const json_t *o, const char *path, struct fg_tunnel_link_cfg
 		value_text(o, vt, sizeof(vt));
 		return fail(err, errlen, "%s: %s must be an object {\"path\", \"host\"}", p, vt);
 	}
-	const char *key, *s;
+	const char *key, *s = NULL;
 	json_t *v;
 	int rc;
 	json_object_foreach((json_t *)o, key, v)
@@ -436,7 +436,7 @@ static int parse_peer(const json_t *o, const char *path, struct fg_tunnel_peer *
 		      size_t errlen)
 {
 	char vt[72];
-	const char *key, *s, *why;
+	const char *key, *s = NULL, *why;
 	json_t *v;
 	int rc;
 	bool have_addr = false;
@@ -487,7 +487,7 @@ static int parse_link(const json_t *o, const char *path, bool is_prev, struct fg
 		      char *err, size_t errlen)
 {
 	char vt[72];
-	const char *key, *s, *why;
+	const char *key, *s = NULL, *why;
 	json_t *v;
 	int rc = 0;
 	bool have_transport = false, have_psk = false, have_listen = false, have_peers = false,
@@ -610,7 +610,7 @@ static int parse_targets(const json_t *v, const char *path, struct fg_tunnel_cfg
 			 size_t errlen)
 {
 	char vt[72];
-	const char *s, *why;
+	const char *s = NULL, *why;
 	int rc;
 	if (!json_is_array(v) || json_array_size(v) == 0 ||
 	    json_array_size(v) > FG_TUNNEL_MAX_TARGETS) {
@@ -641,7 +641,7 @@ static int parse_targets(const json_t *v, const char *path, struct fg_tunnel_cfg
 static int parse_tunnel(const json_t *o, const char *path, struct fg_tunnel_cfg *c, char *err,
 			size_t errlen)
 {
-	const char *key, *s, *why;
+	const char *key, *s = NULL, *why;
 	json_t *v;
 	char vt[72], lp[64];
 	bool have_name = false, have_role = false, have_listen = false, have_targets = false,
@@ -943,7 +943,7 @@ err:
 static int parse_tls(const json_t *o, struct fg_tunnel_set *s, char *err, size_t errlen)
 {
 	char vt[72];
-	const char *key, *v;
+	const char *key, *v = NULL;
 	json_t *jv;
 	if (!json_is_object(o)) {
 		value_text(o, vt, sizeof(vt));
