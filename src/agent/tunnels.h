@@ -25,7 +25,8 @@ struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, const char *
 void fg_agent_tunnels_free(struct fg_agent_tunnels *t);
 
 /* Whether tunnels can run in this build (false: a set is checked but
- * every tunnel in it reports that it cannot run). */
+ * every tunnel in it reports that it cannot run; the build without the
+ * tunnel engine had that). */
 bool fg_agent_tunnels_available(void);
 
 /* Makes set (parsed and checked) what runs. A tunnel that cannot run (its

@@ -795,12 +795,22 @@ enum fg_http_verdict api_tunnels(struct api_call *c)
 	enum fg_http_verdict v;
 	const char *m = c->method;
 	if (c->nseg == 3 && strcmp(c->seg[2], "stats") == 0 && strcmp(m, "GET") == 0) {
-		struct fg_series_query q = {.kind = "tunnel", .object_id = t.id};
+		/* the same bytes pass every node of a tunnel: its series is what
+		 * its entry (the client-facing side) moved, or one node's own */
+		struct fg_series_query q = {.kind = "tunnel",
+					    .object_id = t.id,
+					    .node_id = t.entry_node_id,
+					    .group_id = t.entry_group_id};
 		const char *node = fg_http_query(c->r, "node");
 		struct fg_node nd;
-		if (node && api_node_by_ref(st, node, &nd) == 0) {
+		if (node && (rc = api_node_by_ref(st, node, &nd)) == 0) {
 			q.node_id = nd.id;
+			q.group_id = 0;
 			fg_node_deinit(&nd);
+		} else if (node) {
+			fg_tunnel_deinit(&t);
+			return rc == -ENOENT ? api_not_found(c, "node", node)
+					     : api_store_fail(c->r, rc, "reading the node");
 		}
 		v = api_series(c, &q);
 	} else if (c->nseg != 2) {
