@@ -254,3 +254,148 @@ def test_replayed_handshake_is_refused_before_any_byte_reaches_the_target(nodes,
     time.sleep(0.3)
     accepts = [e for e in tgt.drain() if e.get("event") == "accept"]
     assert len(accepts) == 1, f"a replayed handshake reached the target: {accepts}"
+
+
+@pytest.mark.parametrize("case", ["wrong_key", "unknown_key_id"])
+def test_wrong_or_missing_key_is_refused_and_nothing_reaches_the_target(nodes, targets, port,
+                                                                        net, case):
+    tport, lport, cport = port(), port(), port()
+    tgt = targets("sink", f"{tn.TGT}:{tport}")
+    ex = start_exit(nodes, "aead", False, lport, [f"{tn.TGT}:{tport}"])
+    psk = tn.WRONG_PSK if case == "wrong_key" else dict(tn.PSK, id=8)
+    en = start_entry(nodes, "aead", False, f"{tn.ENT_C}:{cport}",
+                     next_link=tn.link("aead", False, psk=psk,
+                                       peers=[{"address": f"{tn.EXT}:{lport}"}]))
+    for _ in range(3):
+        s = net.cli.connect_refusable(f"{tn.ENT_C}:{cport}")
+        fgnet.assert_refused(s, timeout=5)
+        if s:
+            s.close()
+    ex.wait_metric("flowgate_tunnel_handshakes_refused_total", lambda v: v >= 3)
+    en.wait_metric("flowgate_tunnel_link_failures_total", lambda v: v >= 3)
+    assert "handshake refused by the peer" in en.stderr()
+    time.sleep(0.3)
+    assert [e for e in tgt.drain() if e.get("event") == "accept"] == []
+
+
+def test_exit_connects_only_to_the_targets_its_tunnel_names(nodes, targets, port, net):
+    """The entry forwards a 3-port range; the exit names a 2-port target range: the third
+    port's streams are refused although a server listens on the port it would map to."""
+    lport, cport = port(), port(3)
+    tports = port(3)
+    echo = targets("echo", [f"{tn.TGT}:{p}" for p in tports])
+    ex = start_exit(nodes, "tcp", True, lport, [f"{tn.TGT}:{tports[0]}-{tports[1]}"])
+    start_entry(nodes, "tcp", True, f"{tn.ENT_C}:{cport[0]}-{cport[2]}",
+                [{"address": f"{tn.EXT}:{lport}"}])
+    for i in range(2):
+        data = os.urandom(1000)
+        assert tn.transfer(net.cli, f"{tn.ENT_C}:{cport[i]}", data) == data
+    def accepts():
+        return [e for e in echo.drain() if e.get("event") == "accept"]
+    wait_for(lambda: len(accepts()) >= 2, 5, what="two accepts")
+    assert sorted(int(e["local"].rsplit(":", 1)[1]) for e in accepts()) == tports[:2]
+    s = net.cli.connect_refusable(f"{tn.ENT_C}:{cport[2]}")
+    fgnet.assert_refused(s, timeout=5)
+    ex.wait_metric("flowgate_tunnel_refused_total", lambda v: v == 1)
+    time.sleep(0.3)
+    assert len(accepts()) == 2, f"the exit connected outside its targets: {accepts()}"
+
+
+def test_a_stalled_reader_does_not_slow_the_other_streams(nodes, targets, port, net):
+    """Listen port 0 reaches an echo server, port 1 an endless source. A client that
+    never reads the source parks its stream; 10 echo streams on the same mux link still
+    complete, byte-exact, in about the time they take alone."""
+    lport, cport, tport = port(), port(2), port(2)
+    targets("echo", f"{tn.TGT}:{tport[0]}")
+    targets("source", f"{tn.TGT}:{tport[1]}", bytes=-1, seed=3)
+    ex = start_exit(nodes, "tls", True, lport, [f"{tn.TGT}:{tport[0]}-{tport[1]}"])
+    en = start_entry(nodes, "tls", True, f"{tn.ENT_C}:{cport[0]}-{cport[1]}",
+                     [peer_of(ex, "tls", f"{tn.EXT}:{lport}")])
+    echo = f"{tn.ENT_C}:{cport[0]}"
+
+    t0 = time.monotonic()
+    ok, bad = tn.many_transfers(net.cli, echo, 10, 2 << 20)
+    alone = time.monotonic() - t0
+    assert ok == 10, bad
+
+    stalled = net.cli.connect(f"{tn.ENT_C}:{cport[1]}")
+    # the stalled stream fills the client socket, the entry's queue, its mux window
+    # and the exit's queue, then stops
+    def parked():
+        m = en.metrics()
+        return m.get("flowgate_tunnel_bytes_total", tunnel="t", direction="down") or 0
+    wait_for(lambda: parked() > 0, 5, what="source bytes flowing")
+    time.sleep(1.0)
+    before = parked()
+    time.sleep(0.5)
+    assert parked() - before < (1 << 20), "the stalled stream keeps moving bytes"
+
+    t0 = time.monotonic()
+    ok, bad = tn.many_transfers(net.cli, echo, 10, 2 << 20)
+    with_stall = time.monotonic() - t0
+    assert ok == 10, f"streams failed next to a stalled one: {bad}"
+    assert with_stall < max(3 * alone, 5.0), \
+        f"10 streams took {with_stall:.2f}s next to a stalled one, {alone:.2f}s alone"
+    # the stalled stream is still there, not reset
+    assert fgnet.is_open(stalled)
+    stalled.close()
+
+
+def test_entry_reconnects_after_the_exit_is_killed_and_restarted(nodes, targets, port, net):
+    tport, lport, cport = port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    ex = start_exit(nodes, "aead", True, lport, [f"{tn.TGT}:{tport}"])
+    en = start_entry(nodes, "aead", True, f"{tn.ENT_C}:{cport}",
+                     [{"address": f"{tn.EXT}:{lport}"}], connect_timeout="2s")
+    addr = f"{tn.ENT_C}:{cport}"
+    assert tn.transfer(net.cli, addr, b"before") == b"before"
+    ex.proc.kill()
+    en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 0)
+    # while the exit is down a client is refused (after the connect timeout)
+    s = net.cli.connect_refusable(addr)
+    fgnet.assert_refused(s, timeout=5)
+    doc = {"tunnels": [{"name": "t", "id": "17", "role": "exit",
+                        "targets": [f"{tn.TGT}:{tport}"],
+                        "prev": tn.link("aead", True, listen=f"{tn.EXT}:{lport}")}]}
+    nodes("ext", doc, "exit-again")
+    en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 1, timeout=15)
+    ok, bad = tn.many_transfers(net.cli, addr, 20, 256 << 10)
+    assert ok == 20, bad
+    assert en.metric("flowgate_tunnel_link_failures_total") >= 1
+
+
+@pytest.mark.parametrize("mux", [True, False], ids=["mux", "nomux"])
+def test_failover_to_the_second_exit(nodes, targets, port, net, mux):
+    tport, l1, l2, cport = port(), port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    ex1 = start_exit(nodes, "tcp", mux, l1, [f"{tn.TGT}:{tport}"], name="exit1")
+    ex2 = start_exit(nodes, "tcp", mux, l2, [f"{tn.TGT}:{tport}"], name="exit2")
+    en = start_entry(nodes, "tcp", mux, f"{tn.ENT_C}:{cport}",
+                     [{"address": f"{tn.EXT}:{l1}"}, {"address": f"{tn.EXT}:{l2}"}],
+                     connect_timeout="2s")
+    if mux:
+        en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 2)
+    addr = f"{tn.ENT_C}:{cport}"
+    ok, _ = tn.many_transfers(net.cli, addr, 10, 10000)
+    assert ok == 10
+    assert ex1.metric("flowgate_tunnel_connections_total") == 10
+    assert ex2.metric("flowgate_tunnel_connections_total") == 0
+    ex1.proc.kill()
+    if mux:
+        en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 1)
+    ok, bad = tn.many_transfers(net.cli, addr, 10, 10000)
+    assert ok == 10, bad
+    ex2.wait_metric("flowgate_tunnel_connections_total", lambda v: v == 10)
+
+
+def test_bad_tunnel_file_exits_2_naming_the_field(fg_bin, net, logdir):
+    path = os.path.join(logdir, "bad.json")
+    with open(path, "w") as f:
+        f.write('{"tunnels":[{"name":"t","role":"entry","listen":"0.0.0.0:1",'
+                '"next":{"transport":"tls","psk":{"id":1,"key":"AAECAwQFBgcICQoLDA0ODw=="},'
+                '"peers":[{"address":"10.0.0.1:5"}]}}]}')
+    r = tn.sh("ip", "netns", "exec", net.name["ent"], fg_bin, "forward", "-c", path,
+              check=False)
+    assert r.returncode == 2, r.stderr
+    assert "tunnels[0].next.peers[0].fingerprint: required" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
