@@ -76,6 +76,7 @@ struct tstream {
 	struct tstream *dead_next;
 	uint8_t open_buf[FG_TUNNEL_OPEN_LEN];
 	uint8_t open_have;
+	uint8_t up_skip; /* open header bytes not to count as client bytes */
 	uint16_t port_off;
 	unsigned attempts; /* dial attempts (next side) or targets tried (exit) */
 	size_t target_idx, target_base;

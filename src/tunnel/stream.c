@@ -421,9 +421,12 @@ void ep_kick_out(struct ep *ep)
 void ts_consumed(struct tstream *ts, int d, size_t n)
 {
 	struct fg_tunnel_counters *c = &ts->tun->stats->c;
-	if (d == 1)
-		c->bytes_up += n;
-	else
+	if (d == 1) {
+		/* the open header is the tunnel's, not the client's */
+		size_t skip = FG_MIN(n, (size_t)ts->up_skip);
+		ts->up_skip = (uint8_t)(ts->up_skip - skip);
+		c->bytes_up += n - skip;
+	} else
 		c->bytes_down += n;
 	struct ep *prod = &ts->ep[1 - d];
 	switch (prod->kind) {
@@ -564,6 +567,7 @@ void ts_input(struct tstream *ts, int side, const uint8_t *p, size_t n)
 			exit_connect(ts);
 		} else {
 			ts->started = true;
+			ts->up_skip = FG_TUNNEL_OPEN_LEN;
 			if (ts->ep[0].kind == EP_LINK && ts->ep[0].link)
 				link_used(ts->ep[0].link);
 			ts_attach_next(ts);
@@ -721,6 +725,7 @@ void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 		ts->port_off = (uint16_t)idx;
 		fg_tunnel_open_encode(ts->port_off, hdr);
 		ts->started = true;
+		ts->up_skip = FG_TUNNEL_OPEN_LEN;
 		if (tq_append(t->e, &ts->q[1], hdr, sizeof(hdr)) < 0) {
 			close(fd);
 			ts_close(ts, true);
