@@ -12,6 +12,8 @@ import NodeDetail from './pages/NodeDetail.jsx';
 import Groups from './pages/Groups.jsx';
 import Forwards from './pages/Forwards.jsx';
 import ForwardEdit from './pages/ForwardEdit.jsx';
+import Tunnels from './pages/Tunnels.jsx';
+import TunnelEdit from './pages/TunnelEdit.jsx';
 import Traffic from './pages/Traffic.jsx';
 import Account from './pages/Account.jsx';
 
@@ -20,6 +22,7 @@ const NAV = [
   ['/nodes', 'nav.nodes'],
   ['/groups', 'nav.groups'],
   ['/forwards', 'nav.forwards'],
+  ['/tunnels', 'nav.tunnels'],
   ['/traffic', 'nav.traffic'],
 ];
 
@@ -154,6 +157,9 @@ export default function App() {
               <Route path="/forwards" element={<Forwards />} />
               <Route path="/forwards/new" element={<ForwardEdit />} />
               <Route path="/forwards/:id" element={<ForwardEdit />} />
+              <Route path="/tunnels" element={<Tunnels />} />
+              <Route path="/tunnels/new" element={<TunnelEdit />} />
+              <Route path="/tunnels/:id" element={<TunnelEdit />} />
               <Route path="/traffic" element={<Traffic />} />
               <Route path="/account" element={<Account />} />
             </Route>
