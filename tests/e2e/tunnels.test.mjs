@@ -224,6 +224,24 @@ test('tunnels: edit (transport aead, no mux) keeps it carrying bytes', async () 
   );
 });
 
+test('tunnels: the node page shows how peers reach it and its tunnels; the address can be set', async () => {
+  const exit = (await api('GET', '/nodes/t-exit')).body;
+  await page.goto(base + '/nodes/' + exit.id);
+  await page.getByTestId('node-fingerprint').waitFor();
+  assert.equal(await page.getByTestId('node-fingerprint').innerText(), exit.fingerprint);
+  assert.match(await page.getByTestId('node-address').innerText(), /127\.0\.0\.1/);
+  await page.getByRole('link', { name: 'e2e-tun' }).waitFor();
+  await page.getByRole('button', { name: en['ntun.set_address'] }).click();
+  const input = page.getByRole('dialog').getByLabel(en['ntun.address'], { exact: true });
+  await input.fill('not an address');
+  await page.getByRole('dialog').getByRole('button', { name: en['common.save'] }).click();
+  await page.getByRole('dialog').getByText(en['v.tun_address']).waitFor();
+  await input.fill('127.0.0.1');
+  await page.getByRole('dialog').getByRole('button', { name: en['common.save'] }).click();
+  await waitFor('the address stored', async () => (await api('GET', '/nodes/t-exit')).body.address === '127.0.0.1');
+  await page.goto(base + '/tunnels');
+});
+
 test('tunnels: delete; its port closes', async () => {
   await page.locator('tr[data-tunnel="e2e-tun"]').getByRole('link', { name: 'e2e-tun' }).click();
   await page.getByRole('button', { name: en['common.delete'] }).click();

@@ -362,4 +362,18 @@ export default {
   'v.tun_ws_path': 'Starts with / and has no spaces.',
   'v.tun_ws_host': 'Not a host name.',
   'v.tun_reverse_group': 'A group entry cannot be dialed back: use an entry node, or the direction towards the exit.',
+  'ntun.title': 'Tunnels and how peers reach this node',
+  'ntun.set_address': 'Set address',
+  'ntun.address': 'Address for tunnel peers',
+  'ntun.address_title': 'Address for tunnel peers',
+  'ntun.address_help':
+    'Nodes that dial this one in a tunnel use this address. Empty: the address its agent connects from.',
+  'ntun.address_hint': 'An IP address or a host name, without a port.',
+  'ntun.address_set': 'set by an operator',
+  'ntun.address_session': 'where its agent connects from',
+  'ntun.no_address': 'Not known yet (its agent has not connected)',
+  'ntun.fingerprint': 'TLS certificate fingerprint (peers pin it)',
+  'ntun.no_fingerprint': 'Not reported yet (its agent has not connected)',
+  'ntun.none': 'This node takes part in no tunnel.',
+  'v.tun_address': 'An IP address or a host name, without a port.',
 };
