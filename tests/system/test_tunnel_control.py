@@ -307,6 +307,28 @@ def test_node_address_reaches_the_nodes_that_dial_it(fleet):
     assert fleet.node("n3")["applied_rev"] == fleet.node("n3")["desired_rev"]
 
 
+def test_a_new_certificate_reaches_the_nodes_that_pin_it(fleet):
+    fleet.api.ok("POST", "/tunnels", chain_body())
+    old = wait_tunnel_on(fleet, "n1", "db")["next"]["peers"][0]["fingerprint"]
+    assert old == cert_fingerprint(fleet, "n2")
+    wait_tunnel_on(fleet, "n3", "db")
+    rev3 = fleet.node("n3")["desired_rev"]
+    # the hop's agent restarts without its certificate: it makes a new one
+    a = [x for x in fleet.agents if x.node == "n2"][-1]
+    assert a.stop(10) == 0
+    for f in ("node.crt", "node.key"):
+        os.remove(fleet.tmp / "agent-n2" / f)
+    fleet.start_agent("n2")
+    wait_for(lambda: fleet.node("n2")["fingerprint"] not in (None, old), 10, interval=0.1,
+             what="n2's new fingerprint")
+    new = fleet.node("n2")["fingerprint"]
+    assert new == cert_fingerprint(fleet, "n2")
+    # the entry, which dials and pins n2, follows without any API call
+    wait_tunnel_on(fleet, "n1", "db", lambda t: t["next"]["peers"][0]["fingerprint"] == new)
+    # the exit only listens for n2: its document did not change
+    assert fleet.node("n3")["desired_rev"] == rev3
+
+
 def test_export_import_carries_tunnels_and_deleting_a_hop_removes_its_tunnels(fleet):
     fleet.api.ok("POST", "/tunnels", chain_body(transport="wss", ws_path="/t"))
     doc = fleet.api.ok("GET", "/export")
