@@ -5,6 +5,7 @@
  * accepts, every agent can run. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,16 +32,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fg_tm m;
 	char field[64], err[512];
 	int rc = fg_tm_parse(j, &m, field, sizeof(field), err, sizeof(err));
-	json_decref(j);
 	if (rc) {
+		json_decref(j);
 		CHECK(rc == -EINVAL || rc == -ENOMEM);
 		CHECK(err[0] != '\0');
 		check_line(err);
 		check_line(field);
 		return 0;
 	}
-	if (!m.link_port)
-		m.link_port = FG_TM_PORT_DEFAULT; /* the API allocates one */
+	if (!m.link_port && json_is_object(j)) {
+		/* the API allocates one and stores it: check the tunnel it stores */
+		fg_tm_deinit(&m);
+		json_object_set_new(j, "link_port", json_integer(FG_TM_PORT_DEFAULT));
+		rc = fg_tm_parse(j, &m, field, sizeof(field), err, sizeof(err));
+		if (rc) {
+			json_decref(j);
+			return 0; /* refused with the port: the API looks for another */
+		}
+	}
+	json_decref(j);
 	static const char fp[] = "AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:"
 				 "AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB";
 	struct fg_tm_node nodes[1 + FG_TM_MAX_HOPS + FG_TM_MAX_EXITS];
@@ -72,6 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = fg_tunnel_parse_json(arr, &set, err, sizeof(err));
 		json_decref(arr);
 		fg_tunnel_set_free(&set);
+		if (rc) /* say what the engine refused before failing */
+			fprintf(stderr, "engine refuses the %s role: %s\n", nodes[i].name, err);
 		CHECK(rc == 0);
 	}
 	fg_tm_deinit(&m);

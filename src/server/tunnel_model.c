@@ -54,6 +54,13 @@ fail(struct perr *e, const char *field, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e->err, e->errlen, fmt, ap);
 	va_end(ap);
+	/* an unknown key or a bad value is quoted raw: keep both on one line */
+	for (char *p = e->field; e->fieldlen && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	for (char *p = e->err; e->errlen && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -EINVAL;
 }
 
@@ -224,15 +231,18 @@ static int parse_limits(const json_t *o, struct fg_tm *m, struct perr *e)
 		if (!v)
 			continue;
 		bool rate = strncmp(k, "rate_", 5) == 0, dur = strstr(k, "timeout") != NULL;
+		/* the engine's ranges (tunnel/config.c): rates >= 0, durations
+		 * above 0 and below a year, counts up to 10^9 */
 		if (rate || dur) {
-			if (json_is_integer(v) && json_integer_value(v) >= 0) {
+			if (json_is_integer(v) && json_integer_value(v) >= (rate ? 0 : 1) &&
+			    (rate || json_integer_value(v) < 86400LL * 365)) {
 				/* plain numbers: bytes/s, seconds */
 			} else if (json_is_string(v)) {
 				uint64_t r;
-				int64_t ns;
+				int64_t ns = 0;
 				int rc = rate ? fg_parse_rate(json_string_value(v), &r)
 					      : fg_parse_duration(json_string_value(v), &ns);
-				if (rc < 0)
+				if (rc < 0 || (dur && ns <= 0))
 					return fail(e, k,
 						    rate ? "%s: \"%s\" is not a rate (e.g. 10MB/s, "
 							   "50mbit, 1048576)"
@@ -246,8 +256,8 @@ static int parse_limits(const json_t *o, struct fg_tm *m, struct perr *e)
 					    k);
 			}
 		} else if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-			   json_integer_value(v) > 4294967295LL) {
-			return fail(e, k, "%s: a count, 0 (no limit) or more", k);
+			   json_integer_value(v) > 1000000000LL) {
+			return fail(e, k, "%s: a count, 0 (no limit) to 1000000000", k);
 		}
 		if (json_object_set(m->limits, k, v))
 			return -ENOMEM;
@@ -314,6 +324,8 @@ static int parse(const json_t *o, struct fg_tm *m, struct perr *e)
 			    why ? why : "not an address");
 	m->listen_lo = ep.port_lo;
 	m->listen_hi = ep.port_hi;
+	if (m->listen_hi - m->listen_lo + 1 > 4096)
+		return fail(e, "entry.listen", "entry.listen: a range of at most 4096 ports");
 
 	/* hops, exits */
 	json_t *hv = json_object_get(o, "hops");
@@ -360,7 +372,7 @@ static int parse(const json_t *o, struct fg_tm *m, struct perr *e)
 			  sizeof(m->target), e)))
 		return rc;
 	if (fg_endpoint_parse(m->target, false, &ep, &why) < 0 || !ep.host[0] ||
-	    strchr(m->target, ':') == NULL)
+	    strchr(m->target, ':') == NULL || m->target[0] == ':')
 		return fail(e, "target", "target: \"%s\": %s", m->target,
 			    why ? why : "want host:port");
 	if (ep.port_lo != ep.port_hi && ep.port_hi - ep.port_lo != m->listen_hi - m->listen_lo)
@@ -436,6 +448,38 @@ static int parse(const json_t *o, struct fg_tm *m, struct perr *e)
 								   : "direction",
 			    "direction: exit_to_entry needs the entry on one node: the next "
 			    "node cannot dial back to every member of a group");
+	}
+	/* a node listens once per port: its client port (the entry) and the
+	 * links it accepts (the port 0 of an unallocated link_port aside) */
+	for (size_t pos = 0; pos <= m->nhops + 1; pos++) {
+		struct {
+			unsigned lo, hi;
+			char field[40];
+		} r[1 + FG_TM_MAX_LINKS];
+		size_t n = 0;
+		if (pos == 0) {
+			r[n].lo = m->listen_lo;
+			r[n].hi = m->listen_hi;
+			snprintf(r[n++].field, sizeof(r[0].field), "entry.listen");
+		}
+		for (size_t i = 0; i < m->nlinks; i++) {
+			uint16_t port = fg_tm_link_port(m, i);
+			if ((m->links[i].reverse ? i : i + 1) != pos || port == 0)
+				continue;
+			r[n].lo = r[n].hi = port;
+			if (m->links[i].port)
+				snprintf(r[n].field, sizeof(r[0].field), "links[%zu].port", i);
+			else
+				snprintf(r[n].field, sizeof(r[0].field), "link_port");
+			for (size_t k = 0; k < n; k++)
+				if (r[k].lo <= r[n].hi && r[n].lo <= r[k].hi)
+					return fail(
+					    e, r[n].field,
+					    "%s: port %u is already where this node listens "
+					    "for %s (give the links different ports)",
+					    r[n].field, port, r[k].field);
+			n++;
+		}
 	}
 	if (!any_ws && (ws_path[0] || ws_host[0]))
 		return fail(e, ws_path[0] ? "ws_path" : "ws_host",

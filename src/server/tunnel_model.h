@@ -22,7 +22,7 @@
 #define FG_TM_MAX_EXITS	   16 /* the engine's peers per link */
 #define FG_TM_MAX_LINKS	   (FG_TM_MAX_HOPS + 1)
 #define FG_TM_WS_PATH_MAX  255
-#define FG_TM_WS_HOST_MAX  261 /* host:port */
+#define FG_TM_WS_HOST_MAX  260 /* host:port, as the engine takes it */
 #define FG_TM_TARGET_MAX   270
 #define FG_TM_LISTEN_MAX   80
 #define FG_TM_PSK_LEN	   32
