@@ -490,6 +490,23 @@ static void test_tunnel_model_errors_name_the_field(void **state)
 	expect_invalid("{\"entry\":{\"group\":1,\"listen\":\"9000\"},\"exit\":2,\"target\":\"a:1\","
 		       "\"direction\":\"exit_to_entry\"}",
 		       "direction", "group");
+	/* what the engine would refuse on the node is refused here, by field */
+	expect_invalid("{" BASE ",\"exit\":2,\"hops\":[3],\"link_port\":7000,"
+		       "\"links\":[{},{\"direction\":\"exit_to_entry\"}]}",
+		       "link_port", "already where this node listens");
+	expect_invalid("{\"entry\":{\"node\":1,\"listen\":\"7000\"},\"exit\":2,\"target\":\"a:1\","
+		       "\"link_port\":7000,\"direction\":\"exit_to_entry\"}",
+		       "link_port", "entry.listen");
+	expect_invalid("{\"entry\":{\"node\":1,\"listen\":\"1000-9000\"},\"exit\":2,"
+		       "\"target\":\"a:1\"}",
+		       "entry.listen", "4096");
+	expect_invalid("{" BASE ",\"exit\":2,\"max_conns\":2000000000}", "max_conns", "1000000000");
+	expect_invalid("{" BASE ",\"exit\":2,\"connect_timeout\":0}", "connect_timeout",
+		       "duration");
+	expect_invalid("{\"entry\":{\"node\":1,\"listen\":\"9000\"},\"exit\":2,"
+		       "\"target\":\":80\"}",
+		       "target", ":80");
+	expect_invalid("{" BASE ",\"exit\":2,\"bad\\u0001key\":1}", "bad?key", "unknown");
 	expect_invalid("{\"entry\":{\"node\":1,\"listen\":\"9000-9001\"},\"exit\":2,"
 		       "\"target\":\"a:1-5\"}",
 		       "target", "as long");
