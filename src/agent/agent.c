@@ -30,6 +30,12 @@
 #define DEFAULT_BACKOFF_LO (500 * FG_NS_PER_MS)
 #define DEFAULT_BACKOFF_HI (30 * FG_NS_PER_SEC)
 #define PING_NS		   (10 * FG_NS_PER_SEC)
+#define RETRY_FAILED_NS	   (10 * FG_NS_PER_SEC)
+#define REPORT_ANSWER_NS   (30 * FG_NS_PER_SEC)
+
+/* do_apply flags */
+#define APPLY_SAVE  0x1 /* write state.json */
+#define APPLY_RETRY 0x2 /* the same state again, for forwards that failed: quiet */
 
 /* Absolute counters of one forward (by server id) for this boot. The
  * engine's counters belong to a forward name and restart from 0 when the
@@ -62,6 +68,7 @@ struct fg_agent {
 	struct fg_ws *ws;
 	struct fg_timer retry_timer, report_timer;
 	int64_t next_id, hello_id, report_id; /* report_id: current boot's, unanswered */
+	int64_t report_sent;		      /* loop time the last report went out */
 	int64_t node_id;
 
 	struct fg_pending old; /* earlier boots' final counters, not yet acked */
@@ -73,6 +80,9 @@ struct fg_agent {
 
 	int64_t applied_rev;
 	json_t *last_result; /* {rev, status} of the last apply */
+	json_t *last_params; /* {rev, state} of the last apply */
+	size_t nfailed;	     /* forwards of the last apply that could not run */
+	int64_t retry_at;    /* loop time of the next retry of those */
 	bool stopping;
 
 	uint64_t m_connects, m_applies, m_apply_fail, m_reports;
@@ -272,7 +282,14 @@ static void send_reports(struct fg_agent *a)
 {
 	if (a->link != L_READY)
 		return;
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = (int64_t)time(NULL), tnow = fg_loop_now(a->loop);
+	/* a report never answered (lost with a server in trouble) must not
+	 * stop reporting: the values are absolute, sending again is safe */
+	if (tnow - a->report_sent > REPORT_ANSWER_NS) {
+		a->report_id = 0;
+		for (size_t i = 0; i < a->old.n; i++)
+			a->old_req[i] = 0;
+	}
 	if (!a->report_id) {
 		json_t *ctrs = json_array();
 		for (size_t i = 0; i < a->nctrs; i++) {
@@ -291,6 +308,7 @@ static void send_reports(struct fg_agent *a)
 		int64_t id = a->next_id++;
 		if (send_msg(a, fg_rpc_request("report", p, id)) == 0) {
 			a->report_id = id;
+			a->report_sent = tnow;
 			a->m_reports++;
 		}
 	}
@@ -306,14 +324,36 @@ static void send_reports(struct fg_agent *a)
 		json_t *p = json_pack("{s:s,s:I,s:o}", "boot_id", b->boot_id, "ts", (json_int_t)now,
 				      "counters", ctrs);
 		int64_t id = a->next_id++;
-		if (send_msg(a, fg_rpc_request("report", p, id)) == 0)
+		if (send_msg(a, fg_rpc_request("report", p, id)) == 0) {
 			a->old_req[i] = id;
+			a->report_sent = tnow;
+		}
 	}
+}
+
+static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags, int *code,
+			char *err, size_t errlen);
+
+/* A forward that could not run (its port was taken) is tried again now
+ * and then with the same state: once it runs, the next report says so. */
+static void retry_failed(struct fg_agent *a)
+{
+	char err[FG_RPC_ERR_MAX];
+	int code;
+	if (!a->nfailed || !a->last_params || fg_loop_now(a->loop) < a->retry_at)
+		return;
+	json_t *params = json_incref(a->last_params);
+	json_t *res = do_apply(a, params, APPLY_RETRY, &code, err, sizeof(err));
+	if (!res)
+		a->retry_at = fg_loop_now(a->loop) + RETRY_FAILED_NS;
+	json_decref(res);
+	json_decref(params);
 }
 
 static void report_cb(struct fg_loop *loop, struct fg_timer *t)
 {
 	struct fg_agent *a = t->data;
+	retry_failed(a);
 	sample(a);
 	persist(a, false);
 	send_reports(a);
@@ -339,8 +379,8 @@ static ssize_t culprit(const struct fg_forward_set *set, const char *err)
 
 /* Makes params ({rev, state}) what runs. Returns the result {rev, status}
  * (new reference), or NULL with *code and err: then nothing changed. */
-static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int *code, char *err,
-			size_t errlen)
+static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags, int *code,
+			char *err, size_t errlen)
 {
 	struct fg_apply ap;
 	struct fg_forward_set set = {0};
@@ -348,13 +388,13 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int
 	json_t *result = NULL, *empty = NULL;
 	if ((*code = fg_apply_decode(params, &ap, err, errlen)))
 		return NULL;
-	if (ap.rev == a->applied_rev && a->last_result)
+	if (ap.rev == a->applied_rev && a->last_result && !(flags & APPLY_RETRY))
 		return json_incref(a->last_result); /* same revision, same answer */
 	const char *key;
 	json_t *v;
 	json_object_foreach((json_t *)ap.state, key, v)
 	{
-		if (strcmp(key, "forwards") != 0)
+		if (strcmp(key, "forwards") != 0 && !(flags & APPLY_RETRY))
 			fg_warn("agent: rev %lld: section \"%s\" is not supported by this agent, "
 				"ignored",
 				(long long)ap.rev, key);
@@ -389,7 +429,8 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int
 		}
 		errs[bad] = fg_strdup(e);
 		set.v[bad].enabled = false;
-		fg_warn("agent: rev %lld: %s", (long long)ap.rev, e);
+		if (!(flags & APPLY_RETRY))
+			fg_warn("agent: rev %lld: %s", (long long)ap.rev, e);
 	}
 	if (!kfail && fg_kfwd_commit(a->kfwd, &set, kscript, kerr, sizeof(kerr)) < 0)
 		kfail = true;
@@ -422,7 +463,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (save) {
+	if (flags & APPLY_SAVE) {
 		int rc = fg_agent_state_save(a->dir, ap.rev, ap.state);
 		if (rc)
 			fg_err("agent: cannot write %s/%s: %s (the node will come back from an "
@@ -432,9 +473,21 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, bool save, int
 	a->applied_rev = ap.rev;
 	json_decref(a->last_result);
 	a->last_result = json_incref(result);
-	a->m_applies++;
-	fg_info("agent: applied rev %lld: %zu forward(s) running, %zu failed", (long long)ap.rev,
-		running, failed);
+	if (a->last_params != params) {
+		json_decref(a->last_params);
+		a->last_params = json_incref((json_t *)params);
+	}
+	if (!(flags & APPLY_RETRY)) {
+		a->m_applies++;
+		fg_info("agent: applied rev %lld: %zu forward(s) running, %zu failed",
+			(long long)ap.rev, running, failed);
+	} else if (failed != a->nfailed) {
+		fg_info("agent: rev %lld: retried the forwards that could not run: %zu running, "
+			"%zu still failing",
+			(long long)ap.rev, running, failed);
+	}
+	a->nfailed = failed;
+	a->retry_at = fg_loop_now(a->loop) + RETRY_FAILED_NS;
 out:
 	fg_free(kscript);
 	if (errs)
@@ -549,8 +602,9 @@ static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
 	int rc = fg_rpc_decode(data, len, &m, err, sizeof(err));
 	if (rc) {
 		fg_log_rl(FG_LOG_WARN, "agent: bad message from the server: %s", err);
-		if (m.id)
-			send_msg(a, fg_rpc_error(m.id, rc, err));
+		/* answered to its id, or to null when none could be read (an
+		 * error answer is never answered, so this cannot ping-pong) */
+		send_msg(a, fg_rpc_error(m.id, rc, err));
 		fg_rpc_msg_deinit(&m);
 		return;
 	}
@@ -558,7 +612,7 @@ static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
 		on_response(a, &m);
 	} else if (strcmp(m.method, "apply") == 0) {
 		int code = 0;
-		json_t *res = do_apply(a, m.params, true, &code, err, sizeof(err));
+		json_t *res = do_apply(a, m.params, APPLY_SAVE, &code, err, sizeof(err));
 		if (!res)
 			fg_err("agent: apply refused, running state unchanged: %s", err);
 		if (m.id)
@@ -691,7 +745,7 @@ static void apply_state_file(struct fg_agent *a)
 	}
 	json_t *params = json_pack("{s:I,s:o}", "rev", (json_int_t)rev, "state", state);
 	int code;
-	json_t *res = params ? do_apply(a, params, false, &code, err, sizeof(err)) : NULL;
+	json_t *res = params ? do_apply(a, params, 0, &code, err, sizeof(err)) : NULL;
 	if (!res)
 		fg_err("agent: %s/%s (rev %lld) cannot run: %s", a->dir, FG_AGENT_STATE_FILE,
 		       (long long)rev, err);
@@ -859,6 +913,7 @@ void fg_agent_free(struct fg_agent *a)
 	fg_free(a->old_req);
 	fg_free(a->ctrs);
 	json_decref(a->last_result);
+	json_decref(a->last_params);
 	fg_free(a->token);
 	fg_free(a->dir);
 	fg_free(a->pin);

@@ -244,10 +244,16 @@ err:
 	return NULL;
 }
 
+static void run_deferred(struct fg_loop *l);
+
 void fg_loop_free(struct fg_loop *l)
 {
 	if (!l)
 		return;
+	/* work deferred after the last iteration (objects freed while shutting
+	 * down, e.g. sessions ended by their owner's _free) still runs */
+	while (l->defer_len)
+		run_deferred(l);
 	fg_async_deinit(l, &l->stop_async);
 	close(l->epfd);
 	fg_free(l->heap);

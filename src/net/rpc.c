@@ -184,8 +184,8 @@ int fg_rpc_parse_id(const json_t *v, int64_t *out)
 static int need_object(const json_t *o, const char *what, char *err, size_t errlen)
 {
 	if (!json_is_object(o))
-		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s: %s must be an object", what,
-			    o ? type_name(o) : "missing");
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s: must be an object, not %s",
+			    what, o ? type_name(o) : "missing");
 	return 0;
 }
 
@@ -203,8 +203,8 @@ static int get_str(const json_t *o, const char *path, const char *key, size_t ma
 		return 0;
 	}
 	if (!json_is_string(v))
-		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s%s%s: %s must be a string", path,
-			    *path ? "." : "", key, type_name(v));
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s%s%s: must be a string, not %s",
+			    path, *path ? "." : "", key, type_name(v));
 	if (json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v))
 		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
 			    "%s%s%s: must be at most %zu characters, without NUL", path,
@@ -225,10 +225,14 @@ static int get_uint(const json_t *o, const char *path, const char *key, int64_t 
 		*out = def;
 		return 0;
 	}
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
+	if (!json_is_integer(v))
 		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
-			    "%s%s%s: %s must be a non-negative integer", path, *path ? "." : "",
-			    key, json_is_integer(v) ? "a negative integer" : type_name(v));
+			    "%s%s%s: must be a non-negative integer, not %s", path,
+			    *path ? "." : "", key, type_name(v));
+	if (json_integer_value(v) < 0)
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+			    "%s%s%s: %lld is negative, must be a non-negative integer", path,
+			    *path ? "." : "", key, (long long)json_integer_value(v));
 	*out = json_integer_value(v);
 	return 0;
 }
@@ -259,13 +263,13 @@ int fg_hello_decode(const json_t *params, struct fg_hello *out, char *err, size_
 		json_t *c;
 		if (!json_is_array(caps))
 			return fail(err, errlen, FG_RPC_INVALID_PARAMS,
-				    "capabilities: %s must be an array of strings",
+				    "capabilities: must be an array of strings, not %s",
 				    type_name(caps));
 		json_array_foreach(caps, i, c)
 		{
 			if (!json_is_string(c))
 				return fail(err, errlen, FG_RPC_INVALID_PARAMS,
-					    "capabilities[%zu]: %s must be a string", i,
+					    "capabilities[%zu]: must be a string, not %s", i,
 					    type_name(c));
 		}
 	}
@@ -310,8 +314,8 @@ int fg_status_decode(const json_t *o, const char *path, struct fg_status_rec *ou
 			    "%s.id: must be a positive integer or a string holding one", path);
 	json_t *ok = json_object_get(o, "ok");
 	if (!json_is_boolean(ok))
-		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s.ok: %s must be a boolean", path,
-			    ok ? type_name(ok) : "missing");
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s.ok: must be a boolean, not %s",
+			    path, ok ? type_name(ok) : "missing");
 	out->ok = json_is_true(ok);
 	return 0;
 }
@@ -350,7 +354,7 @@ static int check_list(const json_t *o, const char *key, const json_t **out, bool
 	if (!a)
 		return 0;
 	if (!json_is_array(a))
-		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s: %s must be an array", key,
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS, "%s: must be an array, not %s", key,
 			    type_name(a));
 	size_t i;
 	json_t *v;
@@ -413,7 +417,7 @@ int fg_apply_decode(const json_t *params, struct fg_apply *out, char *err, size_
 	out->forwards = json_object_get(out->state, "forwards");
 	if (out->forwards && !json_is_array(out->forwards))
 		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
-			    "state.forwards: %s must be an array", type_name(out->forwards));
+			    "state.forwards: must be an array, not %s", type_name(out->forwards));
 	return 0;
 }
 

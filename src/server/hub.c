@@ -38,6 +38,10 @@ struct fwd_live {
 	uint64_t active;
 	int64_t t_ns, prev_t_ns; /* loop time of the two last reports */
 	int64_t ts;		 /* wall time of the last report */
+	/* what was last queued for the store; equal values are not written
+	 * again (an idle forward costs no SQL) until a flush fails */
+	struct fg_counters stored;
+	bool stored_ok;
 };
 
 /* What the hub knows of a node. Created on first contact or refresh, kept
@@ -221,6 +225,30 @@ static bool fwd_exists(const struct fg_hub *hub, int64_t id)
 	return false;
 }
 
+/* Whether forward id exists: the cached set, else the store (a forward
+ * created since the last refresh), which then joins the set. */
+static bool fwd_known(struct fg_hub *hub, int64_t id)
+{
+	if (fwd_exists(hub, id))
+		return true;
+	struct fg_forward f;
+	if (hub->st->ops->forward_get(hub->st, id, &f) != 0)
+		return false;
+	fg_forward_deinit(&f);
+	int64_t *ids = fg_realloc(hub->fwd_ids, (hub->nfwd_ids + 1) * sizeof(*ids));
+	if (!ids)
+		return true;
+	size_t i = hub->nfwd_ids;
+	while (i > 0 && ids[i - 1] > id) {
+		ids[i] = ids[i - 1];
+		i--;
+	}
+	ids[i] = id;
+	hub->fwd_ids = ids;
+	hub->nfwd_ids++;
+	return true;
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -278,7 +306,7 @@ static void flush(struct fg_hub *hub)
 	bool ok = st->ops->tx_begin(st) == 0;
 	for (size_t i = 0; ok && i < hub->nqc; i++) {
 		struct qctr *q = &hub->qc[i];
-		if (!fwd_exists(hub, q->fwd_id)) { /* deleted meanwhile */
+		if (!fwd_known(hub, q->fwd_id)) { /* deleted meanwhile */
 			hub->m_counters_dropped++;
 			continue;
 		}
@@ -322,6 +350,10 @@ static void flush(struct fg_hub *hub)
 	if (!ok) {
 		hub->m_flush_err++;
 		st->ops->tx_rollback(st);
+		/* nothing queued reached the store: write every value again */
+		for (size_t i = 0; i < hub->cap; i++)
+			for (uint32_t k = 0; hub->slots[i] && k < hub->slots[i]->nfl; k++)
+				hub->slots[i]->fl[k].stored_ok = false;
 	}
 	/* Liveness is re-queued on failure (it is state, not an event);
 	 * counters and acks are dropped: the agents resend. */
@@ -341,8 +373,13 @@ static void flush(struct fg_hub *hub)
 	for (size_t i = 0; i < hub->nqa; i++) {
 		struct qack *a = &hub->qa[i];
 		struct session *s = a->ns->s;
-		if (ok && s && s->serial == a->serial)
-			send_text(s, fg_rpc_result(a->id, json_object()));
+		/* a failed write is answered too, so the agent sends the same
+		 * absolute values again at its next tick instead of waiting */
+		if (s && s->serial == a->serial)
+			send_text(s, ok ? fg_rpc_result(a->id, json_object())
+					: fg_rpc_error(a->id, FG_RPC_INTERNAL_ERROR,
+						       "report not stored (store write failed), "
+						       "send it again"));
 		json_decref(a->id);
 	}
 	hub->nqa = 0;
@@ -575,23 +612,26 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 		fg_counter_decode(json_array_get(r.counters, i), "counters", &c, err, sizeof(err));
 		if (strcmp(c.kind, "forward") != 0)
 			continue; /* kinds this server does not count yet */
+		struct fg_counters abs = {c.bytes_up, c.bytes_down, c.conns};
+		struct fwd_live *f = current ? fwd_live_get(ns, c.id) : NULL;
+		if (f) {
+			f->prev = f->abs;
+			f->prev_t_ns = f->t_ns;
+			f->abs = abs;
+			f->active = c.active;
+			f->t_ns = tnow;
+			f->ts = now;
+			if (f->stored_ok && !memcmp(&f->stored, &abs, sizeof(abs)))
+				continue; /* nothing moved: the delta would be 0 */
+			f->stored = abs;
+			f->stored_ok = true;
+		}
 		struct qctr *q = &hub->qc[hub->nqc++];
 		q->node_id = ns->id;
 		q->fwd_id = c.id;
 		q->ts = now;
-		q->abs = (struct fg_counters){c.bytes_up, c.bytes_down, c.conns};
+		q->abs = abs;
 		snprintf(q->boot_id, sizeof(q->boot_id), "%s", r.boot_id);
-		if (!current)
-			continue;
-		struct fwd_live *f = fwd_live_get(ns, c.id);
-		if (!f)
-			continue;
-		f->prev = f->abs;
-		f->prev_t_ns = f->t_ns;
-		f->abs = q->abs;
-		f->active = c.active;
-		f->t_ns = tnow;
-		f->ts = now;
 	}
 	if (m->id) {
 		struct qack *a = &hub->qa[hub->nqa++];
@@ -640,8 +680,13 @@ static void on_apply_answer(struct session *s, struct fg_rpc_msg *m)
 	hub->m_apply_ok++;
 	ns->applied_rev = ar.rev;
 	char *errors = ar.status ? errors_of(ar.status) : NULL;
-	fg_info("hub: node %lld: applied rev %lld%s", (long long)ns->id, (long long)ar.rev,
-		errors ? " with errors" : "");
+	/* one line per node per change is noise in a large fleet: only
+	 * failures are worth an operator's eye */
+	if (errors)
+		fg_warn("hub: node %lld: applied rev %lld with errors: %s", (long long)ns->id,
+			(long long)ar.rev, errors);
+	else
+		fg_dbg("hub: node %lld: applied rev %lld", (long long)ns->id, (long long)ar.rev);
 	set_errors(hub, ns, errors);
 	mark_dirty(hub, ns);
 }

@@ -113,11 +113,11 @@ static void test_rpc_hello_decode(void **state)
 	static const struct {
 		const char *in, *needle;
 	} bad[] = {
-	    {"[]", "must be an object"},
+	    {"[]", "must be an object, not an array"},
 	    {"{\"boot_id\":\"a\"}", "version: missing"},
 	    {"{\"version\":\"1\"}", "boot_id: missing"},
 	    {"{\"version\":\"1\",\"boot_id\":\"a b\"}", "boot_id"},
-	    {"{\"version\":1,\"boot_id\":\"a\"}", "version: an integer must be a string"},
+	    {"{\"version\":1,\"boot_id\":\"a\"}", "version: must be a string, not an integer"},
 	    {"{\"version\":\"1\",\"boot_id\":\"a\",\"applied_rev\":-1}", "applied_rev"},
 	    {"{\"version\":\"1\",\"boot_id\":\"a\",\"capabilities\":[1]}", "capabilities[0]"},
 	};
@@ -166,7 +166,7 @@ static void test_rpc_report_decode(void **state)
 		const char *in, *needle;
 	} bad[] = {
 	    {"{}", "boot_id: missing"},
-	    {"{\"boot_id\":\"b\",\"counters\":{}}", "counters: an object must be an array"},
+	    {"{\"boot_id\":\"b\",\"counters\":{}}", "counters: must be an array, not an object"},
 	    {"{\"boot_id\":\"b\",\"counters\":[{\"kind\":\"forward\",\"id\":\"x\",\"bytes_up\":1,"
 	     "\"bytes_down\":1}]}",
 	     "counters[0].id"},
