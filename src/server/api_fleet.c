@@ -22,12 +22,6 @@
 
 /* ---- small helpers ---------------------------------------------------- */
 
-/* A growable set of node ids to refresh. */
-struct idset {
-	int64_t *v;
-	size_t n, cap;
-};
-
 static void idset_add(struct idset *s, int64_t id)
 {
 	for (size_t i = 0; i < s->n; i++)
@@ -490,6 +484,8 @@ enum fg_http_verdict api_nodes(struct api_call *c)
 	if (c->nseg == 3 && strcmp(c->seg[2], "stats") == 0 && method_is(c, "GET")) {
 		struct fg_series_query q = {.node_id = n.id};
 		v = series(c, &q);
+	} else if (c->nseg == 3 && strcmp(c->seg[2], "firewall") == 0 && method_is(c, "GET")) {
+		v = api_node_firewall(c, &n);
 	} else if (c->nseg != 2) {
 		v = api_fail(c->r, 404, "not_found", NULL, "no such resource");
 	} else if (method_is(c, "GET")) {
@@ -1179,10 +1175,17 @@ enum fg_http_verdict api_export(struct api_call *c)
 	fg_free(gv);
 	fg_node_list_free(nv, nn);
 	fg_forward_list_free(fv, nf);
+	json_t *policies = api_policies_export(c);
+	if (!policies) {
+		json_decref(groups);
+		json_decref(nodes);
+		json_decref(forwards);
+		return api_store_fail(c->r, -EIO, "exporting policies");
+	}
 	return api_reply(c->r, 200,
-			 json_pack("{s:i, s:I, s:o, s:o, s:o}", "version", 1, "exported",
+			 json_pack("{s:i, s:I, s:o, s:o, s:o, s:o}", "version", 1, "exported",
 				   (json_int_t)api_now(), "groups", groups, "nodes", nodes,
-				   "forwards", forwards));
+				   "forwards", forwards, "policies", policies));
 }
 
 /* Import: groups, then nodes (created with a fresh enrollment token when
@@ -1207,7 +1210,7 @@ enum fg_http_verdict api_import(struct api_call *c)
 	json_object_foreach(b, key, val)
 	{
 		if (strcmp(key, "version") && strcmp(key, "exported") && strcmp(key, "groups") &&
-		    strcmp(key, "nodes") && strcmp(key, "forwards")) {
+		    strcmp(key, "nodes") && strcmp(key, "forwards") && strcmp(key, "policies")) {
 			v = api_fail(c->r, 400, "invalid", key, "%s: unknown field", key);
 			goto out;
 		}
@@ -1341,6 +1344,11 @@ enum fg_http_verdict api_import(struct api_call *c)
 			goto out;
 		}
 	}
+	json_array_foreach(json_object_get(b, "policies"), i, val)
+	{
+		if (!api_policy_import_one(c, val, i, &created, &updated, &touched))
+			goto out; /* answered */
+	}
 	rc = st->ops->tx_commit(st);
 	in_tx = false;
 	if (rc < 0) {
@@ -1359,4 +1367,61 @@ out:
 	json_decref(tokens);
 	json_decref(b);
 	return v;
+}
+
+/* ---- shared with api_tunnel.c ----------------------------------------- */
+
+void api_idset_add(struct idset *s, int64_t id)
+{
+	idset_add(s, id);
+}
+
+void api_idset_add_group(struct fg_store *st, struct idset *s, int64_t group_id)
+{
+	idset_add_group(st, s, group_id);
+}
+
+void api_idset_refresh(struct fg_api *api, struct idset *s)
+{
+	idset_refresh(api, s);
+}
+
+bool api_is_id(const char *s)
+{
+	return is_id(s);
+}
+
+int api_node_by_ref(struct fg_store *st, const char *ref, struct fg_node *out)
+{
+	return node_by_ref(st, ref, out);
+}
+
+int api_group_by_ref(struct fg_store *st, const char *ref, struct fg_group *out)
+{
+	return group_by_ref(st, ref, out);
+}
+
+int api_json_ref(json_t *v, char *buf, size_t len)
+{
+	return json_ref(v, buf, len);
+}
+
+int api_forward_by_ref(struct fg_store *st, const char *ref, struct fg_forward *out)
+{
+	return forward_by_ref(st, ref, out);
+}
+
+enum fg_http_verdict api_not_found(struct api_call *c, const char *kind, const char *ref)
+{
+	return not_found(c, kind, ref);
+}
+
+enum fg_http_verdict api_bad_method(struct api_call *c)
+{
+	return bad_method(c);
+}
+
+enum fg_http_verdict api_series(struct api_call *c, struct fg_series_query *q)
+{
+	return series(c, q);
 }

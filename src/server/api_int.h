@@ -63,6 +63,29 @@ void api_audit(struct api_call *c, const char *action, const char *kind, int64_t
 const char *api_name_invalid(const char *s);
 int64_t api_now(void);
 
+/* A growable set of node ids to refresh (api_fleet.c). */
+struct idset {
+	int64_t *v;
+	size_t n, cap;
+};
+void api_idset_add(struct idset *s, int64_t id);
+/* Adds the group's current members. */
+void api_idset_add_group(struct fg_store *st, struct idset *s, int64_t group_id);
+/* fg_hub_refresh of the set, then empties it. */
+void api_idset_refresh(struct fg_api *api, struct idset *s);
+
+/* References: an id (all digits) or a name; in a JSON body also an
+ * integer id (api_json_ref copies it into buf as text). */
+bool api_is_id(const char *s);
+int api_node_by_ref(struct fg_store *st, const char *ref, struct fg_node *out);
+int api_group_by_ref(struct fg_store *st, const char *ref, struct fg_group *out);
+int api_json_ref(json_t *v, char *buf, size_t len);
+int api_forward_by_ref(struct fg_store *st, const char *ref, struct fg_forward *out);
+enum fg_http_verdict api_not_found(struct api_call *c, const char *kind, const char *ref);
+enum fg_http_verdict api_bad_method(struct api_call *c);
+/* A traffic series answer (?from, to, step, format) for q. */
+enum fg_http_verdict api_series(struct api_call *c, struct fg_series_query *q);
+
 /* api_fleet.c */
 enum fg_http_verdict api_nodes(struct api_call *c);
 enum fg_http_verdict api_groups(struct api_call *c);
@@ -72,5 +95,16 @@ enum fg_http_verdict api_live(struct api_call *c);
 enum fg_http_verdict api_audit_list(struct api_call *c);
 enum fg_http_verdict api_export(struct api_call *c);
 enum fg_http_verdict api_import(struct api_call *c);
+
+/* api_policy.c */
+enum fg_http_verdict api_policies(struct api_call *c);
+/* GET /nodes/{ref}/firewall (n: the node, borrowed for the call) */
+enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node *n);
+/* Export/import of policies: the API view without ids, and one item of an
+ * import inside the caller's transaction (answers and returns false on an
+ * error; *created or *updated counts it; touched gets the nodes). */
+json_t *api_policies_export(struct api_call *c);
+bool api_policy_import_one(struct api_call *c, json_t *item, size_t i, size_t *created,
+			   size_t *updated, struct idset *touched);
 
 #endif

@@ -23,13 +23,25 @@
  * failure. */
 json_t *fg_desired_from_forwards(const struct fg_forward *v, size_t n);
 
+/* Pure part of the "firewall" section: the enabled policies among v (the
+ * node's, any order), sorted by priority then id, as
+ *   {"confirm_timeout"?: s, "sets": [...], "policies": [{"id", "name",
+ *    "priority", "rules", "description"?}]}
+ * Sets are the union of the policies' sets (the API keeps a name's
+ * definition the same across policies; the first one wins here).
+ * confirm_timeout is the smallest one the policies set (absent: the
+ * agent's default, 60 s). Returns 0 with *out a new reference, or NULL
+ * when no enabled policy is left (no section); -ENOMEM. */
+int fg_desired_firewall(const struct fg_policy *v, size_t n, json_t **out);
+
 /* The canonical text of a state (compact, keys sorted): owned, free(). */
 char *fg_desired_text(const json_t *state);
 
 /* Hash of the canonical text. */
 void fg_desired_hash(const char *text, unsigned char out[FG_DESIRED_HASH_LEN]);
 
-/* Reads node_id's forwards from the store and compiles them. Returns 0
+/* Reads node_id's forwards and firewall policies from the store and
+ * compiles them ("firewall" only when an enabled policy targets it). Returns 0
  * with *state (new reference) and *text (owned), or a negative errno. */
 int fg_desired_compile(struct fg_store *st, int64_t node_id, json_t **state, char **text);
 

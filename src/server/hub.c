@@ -78,6 +78,18 @@ struct session {
 	struct session *prev, *next;
 };
 
+/* A task request in flight (fg_hub_task). */
+struct task {
+	struct fg_hub *hub;
+	int64_t handle;
+	struct session *s;
+	int64_t req_id; /* the JSON-RPC id in s */
+	fg_hub_task_cb cb;
+	void *arg;
+	struct fg_timer timer;
+	struct task *next;
+};
+
 struct qctr {
 	int64_t node_id, fwd_id, ts;
 	struct fg_counters abs;
@@ -111,6 +123,8 @@ struct fg_hub {
 	struct qack *qa;
 	size_t nqa, capqa;
 	struct nstate *dirty;
+	struct task *tasks;
+	int64_t next_task;
 	/* metrics */
 	uint64_t m_msgs_in, m_msgs_out, m_applies, m_apply_ok, m_apply_err, m_proto_err;
 	uint64_t m_flushes, m_flush_err, m_counters, m_counters_dropped, m_accepted;
@@ -649,6 +663,49 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 	mark_dirty(hub, ns);
 }
 
+static struct task *task_unlink(struct fg_hub *hub, struct task *t)
+{
+	for (struct task **pp = &hub->tasks; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			fg_timer_stop(hub->loop, &t->timer);
+			return t;
+		}
+	}
+	return NULL;
+}
+
+/* Ends t: unlinked first, so a cb that cancels or starts tasks is safe. */
+static void task_finish(struct task *t, const json_t *result, const char *err)
+{
+	struct fg_hub *hub = t->hub;
+	task_unlink(hub, t);
+	t->cb(t->arg, result, err);
+	fg_free(t);
+}
+
+static void task_timer_cb(struct fg_loop *loop, struct fg_timer *tm)
+{
+	struct task *t = tm->data;
+	fg_warn("hub: node %lld: task timed out", (long long)t->s->ns->id);
+	task_finish(t, NULL, "the agent did not answer in time");
+}
+
+/* The answer to one of our task requests, if it is one. */
+static bool on_task_answer(struct session *s, struct fg_rpc_msg *m)
+{
+	for (struct task *t = s->hub->tasks; t; t = t->next) {
+		if (t->s != s || m->id_int <= 0 || t->req_id != m->id_int)
+			continue;
+		if (m->kind == FG_RPC_ERROR)
+			task_finish(t, NULL, m->err_message);
+		else
+			task_finish(t, m->result, NULL);
+		return true;
+	}
+	return false;
+}
+
 static void on_apply_answer(struct session *s, struct fg_rpc_msg *m)
 {
 	struct fg_hub *hub = s->hub;
@@ -721,7 +778,10 @@ static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
 		}
 		break;
 	case FG_RPC_RESULT:
-	case FG_RPC_ERROR: on_apply_answer(s, &m); break;
+	case FG_RPC_ERROR:
+		if (!on_task_answer(s, &m))
+			on_apply_answer(s, &m);
+		break;
 	}
 	fg_rpc_msg_deinit(&m);
 }
@@ -752,6 +812,11 @@ static void session_end(struct session *s, const char *why)
 		fg_info("hub: node %lld: disconnected: %s", (long long)ns->id, why);
 	}
 	session_unlink(hub, s);
+	for (struct task *t = hub->tasks, *next; t; t = next) {
+		next = t->next;
+		if (t->s == s)
+			task_finish(t, NULL, "the node disconnected");
+	}
 	if (s->done)
 		s->done(s->done_arg);
 	fg_free(s);
@@ -926,6 +991,49 @@ int fg_hub_refresh(struct fg_hub *hub, const int64_t *node_ids, size_t n)
 		free(text);
 	}
 	return first;
+}
+
+int64_t fg_hub_task(struct fg_hub *hub, int64_t node_id, json_t *params, int64_t timeout_ns,
+		    fg_hub_task_cb cb, void *arg)
+{
+	struct nstate *ns = node_find(hub, node_id);
+	struct session *s = ns ? ns->s : NULL;
+	if (!s || !s->hello_done) {
+		json_decref(params);
+		return -ENOTCONN;
+	}
+	struct task *t = fg_calloc(1, sizeof(*t));
+	if (!t) {
+		json_decref(params);
+		return -ENOMEM;
+	}
+	t->hub = hub;
+	t->handle = ++hub->next_task;
+	t->s = s;
+	t->req_id = s->next_id++;
+	t->cb = cb;
+	t->arg = arg;
+	fg_timer_init(&t->timer, task_timer_cb, t);
+	int rc = send_text(s, fg_rpc_request("task", params, t->req_id));
+	if (rc < 0) {
+		fg_free(t);
+		return rc == -ENOMEM ? -ENOMEM : -ENOTCONN;
+	}
+	t->next = hub->tasks;
+	hub->tasks = t;
+	fg_timer_start(hub->loop, &t->timer, timeout_ns > 0 ? timeout_ns : 10 * FG_NS_PER_SEC);
+	return t->handle;
+}
+
+void fg_hub_task_cancel(struct fg_hub *hub, int64_t handle)
+{
+	for (struct task *t = hub->tasks; t; t = t->next) {
+		if (t->handle == handle) {
+			task_unlink(hub, t);
+			fg_free(t);
+			return;
+		}
+	}
 }
 
 void fg_hub_kick(struct fg_hub *hub, int64_t node_id)
