@@ -24,13 +24,13 @@
 #include "server/api_int.h"
 #include "server/desired.h"
 
-#define CONFIRM_MIN_S 5
-#define CONFIRM_MAX_S 3600
+#define CONFIRM_MIN_S  5
+#define CONFIRM_MAX_S  3600
 #define TASK_TIMEOUT_S 10
 
 /* Fields a policy object may carry besides its rules' own. */
-static const char *const policy_keys[] = {"name",	 "priority", "enabled", "description",
-					  "confirm_timeout", "sets",     "rules",   "targets"};
+static const char *const policy_keys[] = {
+    "name", "priority", "enabled", "description", "confirm_timeout", "sets", "rules", "targets"};
 
 static bool method_is(struct api_call *c, const char *m)
 {
@@ -66,7 +66,8 @@ static json_t *policy_json(struct fg_store *st, const struct fg_policy *p)
 	json_object_set_new(j, "name", json_string(p->name));
 	json_object_set_new(j, "priority", json_integer(p->priority));
 	json_object_set_new(j, "enabled", json_boolean(p->enabled));
-	json_object_set_new(j, "targets", json_pack("{s:o, s:o}", "nodes", nodes, "groups", groups));
+	json_object_set_new(j, "targets",
+			    json_pack("{s:o, s:o}", "nodes", nodes, "groups", groups));
 	json_object_set_new(j, "created", json_integer(p->created));
 	if (!json_object_get(j, "sets"))
 		json_object_set_new(j, "sets", json_array());
@@ -593,7 +594,8 @@ static json_t *structured_rules(const char *text, json_t *skipped)
 					if (*q == ':')
 						*q = '-';
 				json_object_set_new(r, tok[2] == 'd' ? "dport" : "sport",
-						    isdigit((unsigned char)arg[0]) && !strchr(arg, '-')
+						    isdigit((unsigned char)arg[0]) &&
+							    !strchr(arg, '-')
 							? json_integer(atoi(arg))
 							: json_string(arg));
 			} else if (strcmp(tok, "-i") == 0)
@@ -603,7 +605,8 @@ static json_t *structured_rules(const char *text, json_t *skipped)
 			else if (strcmp(tok, "--state") == 0 || strcmp(tok, "--ctstate") == 0) {
 				json_t *a = json_array();
 				char *s2 = NULL;
-				for (char *w = strtok_r(arg, ",", &s2); w; w = strtok_r(NULL, ",", &s2)) {
+				for (char *w = strtok_r(arg, ",", &s2); w;
+				     w = strtok_r(NULL, ",", &s2)) {
 					for (char *q = w; *q; q++)
 						*q = (char)tolower((unsigned char)*q);
 					json_array_append_new(a, json_string(w));
@@ -689,8 +692,8 @@ static enum fg_http_verdict import_iptables(struct api_call *c)
 				nv ? json_string_value(nv) : "imported", "priority", 0, "enabled",
 				0, "rules", rules, "sets", "targets", "nodes", "groups");
 	v = api_reply(c->r, 200,
-		      json_pack("{s:o, s:s, s:s, s:o}", "policy", pol, "converter", how,
-				"message", message, "skipped", skipped));
+		      json_pack("{s:o, s:s, s:s, s:o}", "policy", pol, "converter", how, "message",
+				message, "skipped", skipped));
 out:
 	json_decref(b);
 	return v;
@@ -879,7 +882,7 @@ static json_t *counter_json(const struct fw_job *j, const struct fg_nft_counter_
 			if (strcmp(buf, c->name) == 0) {
 				json_object_set_new(o, "forward", json_string(name));
 				json_object_set_new(o, "direction",
-						    json_string(w == 0   ? "up"
+						    json_string(w == 0	 ? "up"
 								: w == 1 ? "down"
 									 : "conns"));
 				return o;
@@ -956,10 +959,8 @@ enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node 
 	if (!rc)
 		rc = fg_config_parse_forwards(fwd ? fwd : empty, &j->set, err, sizeof(err));
 	if (!rc) {
-		struct fg_nft_spec spec = {.table = "flowgate",
-					   .fw = &j->doc,
-					   .fwds = j->set.v,
-					   .nfwds = j->set.n};
+		struct fg_nft_spec spec = {
+		    .table = "flowgate", .fw = &j->doc, .fwds = j->set.v, .nfwds = j->set.n};
 		rc = fg_nft_compile(&spec, &script, err, sizeof(err));
 	}
 	json_decref(empty);
@@ -968,25 +969,25 @@ enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node 
 	json_t *pv;
 	json_array_foreach(json_object_get(json_object_get(state, "firewall"), "policies"), i, pv)
 	{
-		json_array_append_new(
-		    pols, json_pack("{s:O, s:O, s:O}", "id", json_object_get(pv, "id"), "name",
-				    json_object_get(pv, "name"), "priority",
-				    json_object_get(pv, "priority")));
+		json_array_append_new(pols,
+				      json_pack("{s:O, s:O, s:O}", "id", json_object_get(pv, "id"),
+						"name", json_object_get(pv, "name"), "priority",
+						json_object_get(pv, "priority")));
 	}
 	json_decref(state);
 	if (rc < 0) {
 		fg_strbuf_deinit(&script);
 		json_decref(pols);
 		fw_job_free(j);
-		return api_fail(c->r, 500, "internal", NULL, "the node's firewall does not compile: %s",
-				err);
+		return api_fail(c->r, 500, "internal", NULL,
+				"the node's firewall does not compile: %s", err);
 	}
 	j->answer = json_pack("{s:s, s:b, s:s, s:o, s:I, s:n, s:n, s:[]}", "node", n->name,
 			      "online", fg_hub_online(c->api->hub, n->id), "preview",
 			      script.s ? script.s : "", "policies", pols, "confirm_timeout",
 			      (json_int_t)(confirm ? confirm : 60), "live", "diff", "counters");
-	json_t *params = json_pack("{s:s, s:s}", "kind", "firewall_show", "script",
-				   script.s ? script.s : "");
+	json_t *params =
+	    json_pack("{s:s, s:s}", "kind", "firewall_show", "script", script.s ? script.s : "");
 	fg_strbuf_deinit(&script);
 	if (!j->answer || !params) {
 		json_decref(params);
@@ -994,12 +995,12 @@ enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node 
 		return api_fail(c->r, 500, "internal", NULL, "out of memory");
 	}
 	fg_http_set_user(c->r, j, fw_job_free);
-	int64_t h = fg_hub_task(c->api->hub, n->id, params, TASK_TIMEOUT_S * FG_NS_PER_SEC,
-				fw_task_cb, j);
+	int64_t h =
+	    fg_hub_task(c->api->hub, n->id, params, TASK_TIMEOUT_S * FG_NS_PER_SEC, fw_task_cb, j);
 	if (h < 0) {
-		json_object_set_new(j->answer, "live_error",
-				    json_string(h == -ENOTCONN ? "the node is offline"
-							       : "out of memory"));
+		json_object_set_new(
+		    j->answer, "live_error",
+		    json_string(h == -ENOTCONN ? "the node is offline" : "out of memory"));
 		return api_reply(c->r, 200, json_incref(j->answer));
 	}
 	j->handle = h;
