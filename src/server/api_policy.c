@@ -907,7 +907,9 @@ static void fw_task_cb(void *arg, const json_t *result, const char *err)
 		json_object_set_new(a, "live", json_string(fs.live));
 		json_object_set_new(a, "confirm_pending", json_boolean(fs.confirm_pending));
 		if (fs.preview_error && *fs.preview_error) {
+			/* nft refuses the preview: the node keeps what it runs */
 			json_object_set_new(a, "diff_error", json_string(fs.preview_error));
+			json_object_set_new(a, "in_sync", json_false());
 		} else {
 			struct fg_strbuf d;
 			fg_strbuf_init(&d);
