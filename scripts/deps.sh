@@ -4,7 +4,7 @@
 set -eu
 
 BUILD_PKGS="build-essential cmake ninja-build pkg-config libjansson-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libwslay-dev libmicrohttpd-dev libnftables-dev"
-TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev clang-format python3 python3-pytest iproute2 nftables curl procps openssl"
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev clang-format python3 python3-pytest iproute2 nftables curl procps openssl iptables"
 
 case "${1:-build}" in
 build) want="$BUILD_PKGS" ;;

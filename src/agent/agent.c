@@ -662,6 +662,10 @@ static json_t *kplane_apply(struct fg_agent *a, int64_t rev, const json_t *fwsec
 	}
 	if (!kfail)
 		kset_take(a, set);
+	if (rc == FG_KPLANE_APPLIED)
+		fg_info("agent: rev %lld: %zu kernel forward(s) and %zu firewall policies in table "
+			"inet flowgate",
+			(long long)rev, a->kset.n, fwfail ? (size_t)0 : fw->npolicies);
 	if (!fwfail) {
 		if (rc == FG_KPLANE_APPLIED && cns > 0) {
 			if (!was_pending)

@@ -495,7 +495,7 @@ static int translate(const char *text, bool v6, struct fg_strbuf *out, char *err
  * base chains; everything else is left out (and said so). */
 static json_t *translated_rules(const char *nft, json_t *skipped)
 {
-	json_t *rules = json_array();
+	json_t *rules = json_array(), *drops = json_array();
 	static const struct {
 		const char *table, *chain, *ours;
 	} map[] = {
@@ -512,6 +512,19 @@ static json_t *translated_rules(const char *nft, json_t *skipped)
 		line = end ? end + 1 : NULL;
 		char fam[16], table[64], chain[64];
 		int off = 0;
+		if (sscanf(l, "add chain %15s %63s %63s", fam, table, chain) == 3 &&
+		    strstr(l, "policy drop")) {
+			/* a chain's default DROP becomes a last rule */
+			for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+				if (strcmp(map[i].table, table) == 0 &&
+				    strcmp(map[i].chain, chain) == 0)
+					json_array_append_new(
+					    drops,
+					    json_pack("{s:s, s:s, s:s}", "chain", map[i].ours,
+						      "action", "drop", "comment",
+						      "iptables default policy DROP"));
+			continue;
+		}
 		if (sscanf(l, "add rule %15s %63s %63s %n", fam, table, chain, &off) != 3 || !off)
 			continue;
 		const char *ours = NULL;
@@ -527,6 +540,8 @@ static json_t *translated_rules(const char *nft, json_t *skipped)
 		}
 		json_array_append_new(rules, json_pack("{s:s, s:s}", "chain", ours, "raw", rule));
 	}
+	json_array_extend(rules, drops);
+	json_decref(drops);
 	return rules;
 }
 
@@ -536,7 +551,7 @@ static json_t *translated_rules(const char *nft, json_t *skipped)
  * skipped. */
 static json_t *structured_rules(const char *text, json_t *skipped)
 {
-	json_t *rules = json_array();
+	json_t *rules = json_array(), *drops = json_array();
 	char table[32] = "filter";
 	const char *line = text;
 	while (line && *line) {
@@ -548,6 +563,20 @@ static json_t *structured_rules(const char *text, json_t *skipped)
 		line = end ? end + 1 : NULL;
 		if (l[0] == '*') {
 			snprintf(table, sizeof(table), "%.31s", l + 1);
+			continue;
+		}
+		char cname[64], cpol[16];
+		if (l[0] == ':' && sscanf(l + 1, "%63s %15s", cname, cpol) == 2 &&
+		    strcmp(table, "filter") == 0 && strcmp(cpol, "DROP") == 0) {
+			const char *ours = strcmp(cname, "INPUT") == 0	   ? "input"
+					   : strcmp(cname, "FORWARD") == 0 ? "forward"
+					   : strcmp(cname, "OUTPUT") == 0  ? "output"
+									   : NULL;
+			if (ours)
+				json_array_append_new(drops,
+						      json_pack("{s:s, s:s, s:s}", "chain", ours,
+								"action", "drop", "comment",
+								"iptables default policy DROP"));
 			continue;
 		}
 		if (strncmp(l, "-A ", 3) != 0)
@@ -633,6 +662,8 @@ static json_t *structured_rules(const char *text, json_t *skipped)
 		}
 		json_array_append_new(rules, r);
 	}
+	json_array_extend(rules, drops);
+	json_decref(drops);
 	return rules;
 }
 
