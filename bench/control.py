@@ -196,8 +196,10 @@ async def one_size(n):
     port = free_port()
     data = tempfile.mkdtemp(prefix="fgbench-control-")
     env = dict(os.environ, FLOWGATE_ADMIN_PASSWORD=PASSWORD)
+    # stderr to a file: an unread pipe fills up and blocks the server
+    errf = open(os.path.join(data, "server.stderr"), "w+")
     srv = subprocess.Popen([BIN, "server", "--listen", f"127.0.0.1:{port}", "--data", data],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                           stdout=subprocess.DEVNULL, stderr=errf, env=env,
                            start_new_session=True)
     res = {"agents": n}
     try:
@@ -274,7 +276,9 @@ async def one_size(n):
             srv.wait(30)
         except subprocess.TimeoutExpired:
             srv.kill()
-        err = srv.stderr.read().decode(errors="replace")
+        errf.seek(0)
+        err = errf.read()
+        errf.close()
         if srv.returncode not in (0, None):
             log(f"server exit {srv.returncode}: {err[-1500:]}")
         subprocess.run(["rm", "-rf", data])

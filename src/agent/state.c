@@ -11,22 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/errmsg.h"
 #include "core/alloc.h"
 
 #define STATE_MAX   (64u << 20)
 #define PENDING_MAX (16u << 20)
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
 
 static int write_all(int fd, const char *p, size_t n)
 {
@@ -126,15 +115,15 @@ int fg_agent_state_load(const char *dir, int64_t *rev, json_t **state, char *err
 	if (rc == -ENOENT)
 		return rc;
 	if (rc)
-		return fail(err, errlen, "%s: %s", path, strerror(-rc));
+		return fg_errf(err, errlen, "%s: %s", path, strerror(-rc));
 	json_error_t je;
 	json_t *root = json_loadb(buf, len, 0, &je);
 	fg_free(buf);
 	json_t *r = json_object_get(root, "rev"), *s = json_object_get(root, "state");
 	if (!root || !json_is_integer(r) || json_integer_value(r) < 0 || !json_is_object(s)) {
 		json_decref(root);
-		return fail(err, errlen, "%s: not a state file ({\"rev\":N,\"state\":{...}})",
-			    path);
+		return fg_errf(err, errlen, "%s: not a state file ({\"rev\":N,\"state\":{...}})",
+			       path);
 	}
 	*rev = json_integer_value(r);
 	*state = json_incref(s);
@@ -190,17 +179,17 @@ int fg_pending_decode(const char *buf, size_t len, struct fg_pending *out, char 
 	out->n = 0;
 	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
-		fail(err, errlen, "not JSON: %s at offset %d", je.text, je.position);
+		fg_errf(err, errlen, "not JSON: %s at offset %d", je.text, je.position);
 		goto out;
 	}
 	json_t *boots = json_object_get(root, "boots");
 	if (!json_is_array(boots)) {
-		fail(err, errlen, "boots: must be an array");
+		fg_errf(err, errlen, "boots: must be an array");
 		goto out;
 	}
 	p.v = fg_calloc(json_array_size(boots) + 1, sizeof(*p.v));
 	if (!p.v) {
-		rc = fail(err, errlen, "out of memory");
+		rc = fg_errf(err, errlen, "out of memory");
 		goto out;
 	}
 	size_t i, j;
@@ -211,17 +200,17 @@ int fg_pending_decode(const char *buf, size_t len, struct fg_pending *out, char 
 		const char *bid = json_string_value(json_object_get(b, "boot_id"));
 		json_t *ctrs = json_object_get(b, "counters");
 		if (!bid || !fg_rpc_valid_boot_id(bid)) {
-			fail(err, errlen, "boots[%zu].boot_id: missing or not a boot id", i);
+			fg_errf(err, errlen, "boots[%zu].boot_id: missing or not a boot id", i);
 			goto out;
 		}
 		if (!json_is_array(ctrs)) {
-			fail(err, errlen, "boots[%zu].counters: must be an array", i);
+			fg_errf(err, errlen, "boots[%zu].counters: must be an array", i);
 			goto out;
 		}
 		snprintf(pb->boot_id, sizeof(pb->boot_id), "%s", bid);
 		pb->v = fg_calloc(json_array_size(ctrs) + 1, sizeof(*pb->v));
 		if (!pb->v) {
-			fail(err, errlen, "out of memory");
+			fg_errf(err, errlen, "out of memory");
 			goto out;
 		}
 		json_array_foreach(ctrs, j, c)
@@ -231,24 +220,24 @@ int fg_pending_decode(const char *buf, size_t len, struct fg_pending *out, char 
 			json_t *id = json_object_get(c, "id");
 			int64_t idv;
 			if (!kind || !*kind || strlen(kind) >= sizeof(pc->kind)) {
-				fail(err, errlen,
-				     "boots[%zu].counters[%zu].kind: missing or too "
-				     "long",
-				     i, j);
+				fg_errf(err, errlen,
+					"boots[%zu].counters[%zu].kind: missing or too "
+					"long",
+					i, j);
 				goto out;
 			}
 			if (fg_rpc_parse_id(id, &idv) < 0) {
-				fail(err, errlen,
-				     "boots[%zu].counters[%zu].id: must be a positive id", i, j);
+				fg_errf(err, errlen,
+					"boots[%zu].counters[%zu].id: must be a positive id", i, j);
 				goto out;
 			}
 			if (get_u64(c, "bytes_up", &pc->bytes_up) ||
 			    get_u64(c, "bytes_down", &pc->bytes_down) ||
 			    get_u64(c, "conns", &pc->conns)) {
-				fail(err, errlen,
-				     "boots[%zu].counters[%zu]: bytes_up, bytes_down and conns "
-				     "must be non-negative integers",
-				     i, j);
+				fg_errf(err, errlen,
+					"boots[%zu].counters[%zu]: bytes_up, bytes_down and conns "
+					"must be non-negative integers",
+					i, j);
 				goto out;
 			}
 			snprintf(pc->kind, sizeof(pc->kind), "%s", kind);
@@ -305,12 +294,12 @@ int fg_pending_load(const char *dir, struct fg_pending *out, char *err, size_t e
 	if (rc == -ENOENT)
 		return rc;
 	if (rc)
-		return fail(err, errlen, "%s: %s", path, strerror(-rc));
+		return fg_errf(err, errlen, "%s: %s", path, strerror(-rc));
 	char e2[256];
 	rc = fg_pending_decode(buf, len, out, e2, sizeof(e2));
 	fg_free(buf);
 	if (rc)
-		return fail(err, errlen, "%s: %s", path, e2);
+		return fg_errf(err, errlen, "%s: %s", path, e2);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/errmsg.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/units.h"
@@ -15,21 +16,6 @@
 #define DEFAULT_CONNECT_TIMEOUT	 (5 * FG_NS_PER_SEC)
 #define DEFAULT_IDLE_TIMEOUT	 (300 * FG_NS_PER_SEC)
 #define DEFAULT_UDP_IDLE_TIMEOUT (60 * FG_NS_PER_SEC)
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	/* values are quoted raw: keep the message on one line whatever they hold */
-	for (char *p = err; errlen && *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	return -EINVAL;
-}
 
 void fg_forward_cfg_defaults(struct fg_forward_cfg *c)
 {
@@ -103,49 +89,50 @@ static int kernel_check(const struct fg_forward_cfg *c, const char *path, char *
 	int lfam = c->listen.ip.ss_family;
 	unsigned lsize = (unsigned)c->listen.port_hi - c->listen.port_lo + 1;
 	if (c->proxy_protocol != FG_PP_NONE)
-		return fail(err, errlen, "%s.proxy_protocol: a PROXY protocol header %s", path,
-			    why);
+		return fg_errf(err, errlen, "%s.proxy_protocol: a PROXY protocol header %s", path,
+			       why);
 	if (c->max_conns)
-		return fail(err, errlen, "%s.max_conns: a connection limit %s", path, why);
+		return fg_errf(err, errlen, "%s.max_conns: a connection limit %s", path, why);
 	if (c->max_conns_per_ip)
-		return fail(err, errlen, "%s.max_conns_per_ip: a per-IP connection limit %s", path,
-			    why);
+		return fg_errf(err, errlen, "%s.max_conns_per_ip: a per-IP connection limit %s",
+			       path, why);
 	if (c->rate_up_conn || c->rate_down_conn)
-		return fail(err, errlen, "%s.%s: a per-connection rate %s", path,
-			    c->rate_up_conn ? "rate_up_per_conn" : "rate_down_per_conn", why);
+		return fg_errf(err, errlen, "%s.%s: a per-connection rate %s", path,
+			       c->rate_up_conn ? "rate_up_per_conn" : "rate_down_per_conn", why);
 	if (c->health.enabled)
-		return fail(err, errlen, "%s.health_check: active health checks %s", path, why);
+		return fg_errf(err, errlen, "%s.health_check: active health checks %s", path, why);
 	if (c->balance != FG_BAL_ROUND_ROBIN)
-		return fail(err, errlen,
-			    "%s.balance: \"%s\" %s; the kernel engine balances round-robin", path,
-			    fg_balance_name(c->balance), why);
+		return fg_errf(err, errlen,
+			       "%s.balance: \"%s\" %s; the kernel engine balances round-robin",
+			       path, fg_balance_name(c->balance), why);
 	if (c->connect_timeout_ns != DEFAULT_CONNECT_TIMEOUT)
-		return fail(err, errlen, "%s.connect_timeout: %s", path, why);
+		return fg_errf(err, errlen, "%s.connect_timeout: %s", path, why);
 	if (c->idle_timeout_ns != DEFAULT_IDLE_TIMEOUT)
-		return fail(err, errlen, "%s.idle_timeout: %s (conntrack timeouts apply)", path,
-			    why);
+		return fg_errf(err, errlen, "%s.idle_timeout: %s (conntrack timeouts apply)", path,
+			       why);
 	if (c->udp_idle_timeout_ns != DEFAULT_UDP_IDLE_TIMEOUT)
-		return fail(err, errlen, "%s.udp_idle_timeout: %s (conntrack timeouts apply)", path,
-			    why);
+		return fg_errf(err, errlen, "%s.udp_idle_timeout: %s (conntrack timeouts apply)",
+			       path, why);
 	for (size_t i = 0; i < c->ntargets; i++) {
 		const struct fg_endpoint *t = &c->targets[i];
 		if (!t->is_ip)
-			return fail(
+			return fg_errf(
 			    err, errlen,
 			    "%s.targets[%zu]: \"%.80s\": a host name %s (the kernel needs an "
 			    "IP address)",
 			    path, i, t->host, why);
 		if (t->ip.ss_family != lfam)
-			return fail(
+			return fg_errf(
 			    err, errlen,
 			    "%s.targets[%zu]: \"%.80s\": listen and target must be the same "
 			    "IP family with engine kernel",
 			    path, i, t->host);
 		unsigned tsize = (unsigned)t->port_hi - t->port_lo + 1;
 		if (tsize != 1 && tsize == lsize && t->port_lo != c->listen.port_lo && lsize > 1024)
-			return fail(err, errlen,
-				    "%s.targets[%zu]: a shifted port range of over 1024 ports %s",
-				    path, i, why);
+			return fg_errf(
+			    err, errlen,
+			    "%s.targets[%zu]: a shifted port range of over 1024 ports %s", path, i,
+			    why);
 	}
 	return 0;
 }
@@ -154,23 +141,24 @@ int fg_forward_cfg_check(const struct fg_forward_cfg *c, const char *path, char 
 {
 	unsigned lsize = (unsigned)c->listen.port_hi - c->listen.port_lo + 1;
 	if (c->ntargets == 0)
-		return fail(err, errlen, "%s.targets: at least one target is required", path);
+		return fg_errf(err, errlen, "%s.targets: at least one target is required", path);
 	for (size_t i = 0; i < c->ntargets; i++) {
 		const struct fg_endpoint *t = &c->targets[i];
 		unsigned tsize = (unsigned)t->port_hi - t->port_lo + 1;
 		if (tsize != 1 && tsize != lsize)
-			return fail(
+			return fg_errf(
 			    err, errlen,
 			    "%s.targets[%zu]: port range %u-%u has %u ports but listen has %u "
 			    "(use one port or a range of the same size)",
 			    path, i, t->port_lo, t->port_hi, tsize, lsize);
 	}
 	if (lsize > 4096)
-		return fail(err, errlen, "%s.listen: a range of %u ports is over the limit of 4096",
-			    path, lsize);
+		return fg_errf(err, errlen,
+			       "%s.listen: a range of %u ports is over the limit of 4096", path,
+			       lsize);
 	if (c->health.enabled && c->health.timeout_ns >= c->health.interval_ns)
-		return fail(err, errlen,
-			    "%s.health_check.timeout: must be shorter than the interval", path);
+		return fg_errf(err, errlen,
+			       "%s.health_check.timeout: must be shorter than the interval", path);
 	if (c->engine == FG_ENGINE_KERNEL)
 		return kernel_check(c, path, err, errlen);
 	return 0;
@@ -208,7 +196,7 @@ static int get_string(const json_t *v, const char *path, const char *field, cons
 	if (!json_is_string(v)) {
 		char vt[72];
 		value_text(v, vt, sizeof(vt));
-		return fail(err, errlen, "%s.%s: %s is not a string", path, field, vt);
+		return fg_errf(err, errlen, "%s.%s: %s is not a string", path, field, vt);
 	}
 	*out = json_string_value(v);
 	return 0;
@@ -221,8 +209,8 @@ static int get_uint(const json_t *v, const char *path, const char *field, uint32
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 	    json_integer_value(v) > 1000000000) {
 		value_text(v, vt, sizeof(vt));
-		return fail(err, errlen, "%s.%s: %s is not a whole number 0-1000000000", path,
-			    field, vt);
+		return fg_errf(err, errlen, "%s.%s: %s is not a whole number 0-1000000000", path,
+			       field, vt);
 	}
 	*out = (uint32_t)json_integer_value(v);
 	return 0;
@@ -244,8 +232,8 @@ static int get_rate(const json_t *v, const char *path, const char *field, bool s
 			return 0;
 	}
 	value_text(v, vt, sizeof(vt));
-	return fail(err, errlen, "%s.%s: %s is not a %s (use 1000, 8mbit, 2MiB, ...)", path, field,
-		    vt, size ? "size" : "rate");
+	return fg_errf(err, errlen, "%s.%s: %s is not a %s (use 1000, 8mbit, 2MiB, ...)", path,
+		       field, vt, size ? "size" : "rate");
 }
 
 static int get_duration(const json_t *v, const char *path, const char *field, int64_t *out,
@@ -260,8 +248,8 @@ static int get_duration(const json_t *v, const char *path, const char *field, in
 	if (json_is_string(v) && fg_parse_duration(json_string_value(v), out) == 0 && *out > 0)
 		return 0;
 	value_text(v, vt, sizeof(vt));
-	return fail(err, errlen, "%s.%s: %s is not a duration (use 500ms, 5s, 2m, ...)", path,
-		    field, vt);
+	return fg_errf(err, errlen, "%s.%s: %s is not a duration (use 500ms, 5s, 2m, ...)", path,
+		       field, vt);
 }
 
 static bool valid_name(const char *s)
@@ -290,7 +278,7 @@ static int parse_health(const json_t *o, const char *path, struct fg_health_cfg 
 	if (!json_is_object(o)) {
 		char vt[72];
 		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "%s: %s must be an object or null", p, vt);
+		return fg_errf(err, errlen, "%s: %s must be an object or null", p, vt);
 	}
 	h->enabled = true;
 	const char *key;
@@ -307,14 +295,14 @@ static int parse_health(const json_t *o, const char *path, struct fg_health_cfg 
 		else if (strcmp(key, "fall") == 0)
 			rc = get_uint(v, p, key, &h->fall, err, errlen);
 		else
-			rc = fail(err, errlen, "%s.%s: unknown field", p, key);
+			rc = fg_errf(err, errlen, "%s.%s: unknown field", p, key);
 		if (rc)
 			return rc;
 	}
 	if (h->rise < 1)
-		return fail(err, errlen, "%s.rise: %u must be at least 1", p, h->rise);
+		return fg_errf(err, errlen, "%s.rise: %u must be at least 1", p, h->rise);
 	if (h->fall < 1)
-		return fail(err, errlen, "%s.fall: %u must be at least 1", p, h->fall);
+		return fg_errf(err, errlen, "%s.fall: %u must be at least 1", p, h->fall);
 	return 0;
 }
 
@@ -337,7 +325,7 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 	fg_forward_cfg_defaults(c);
 	if (!json_is_object(o)) {
 		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "%s: %s must be an object", path, vt);
+		return fg_errf(err, errlen, "%s: %s must be an object", path, vt);
 	}
 
 	json_object_foreach((json_t *)o, key, v)
@@ -346,10 +334,10 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_name(s))
-				return fail(err, errlen,
-					    "%s.name: \"%.80s\" must be 1-64 characters of "
-					    "A-Z a-z 0-9 _ - .",
-					    path, s);
+				return fg_errf(err, errlen,
+					       "%s.name: \"%.80s\" must be 1-64 characters of "
+					       "A-Z a-z 0-9 _ - .",
+					       path, s);
 			strcpy(c->name, s);
 			have_name = true;
 		} else if (strcmp(key, "id") == 0) {
@@ -360,14 +348,15 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 				strcpy(c->id, json_string_value(v));
 			else {
 				value_text(v, vt, sizeof(vt));
-				return fail(err, errlen, "%s.id: %s is not a string or integer",
-					    path, vt);
+				return fg_errf(err, errlen, "%s.id: %s is not a string or integer",
+					       path, vt);
 			}
 		} else if (strcmp(key, "listen") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (fg_endpoint_parse(s, true, &c->listen, &why))
-				return fail(err, errlen, "%s.listen: \"%.80s\": %s", path, s, why);
+				return fg_errf(err, errlen, "%s.listen: \"%.80s\": %s", path, s,
+					       why);
 			have_listen = true;
 		} else if (strcmp(key, "proto") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
@@ -379,24 +368,25 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 			else if (strcmp(s, "both") == 0)
 				c->proto = FG_PROTO_BOTH;
 			else
-				return fail(err, errlen,
-					    "%s.proto: \"%.40s\" is not tcp, udp or both", path, s);
+				return fg_errf(err, errlen,
+					       "%s.proto: \"%.40s\" is not tcp, udp or both", path,
+					       s);
 		} else if (strcmp(key, "targets") == 0) {
 			if (!json_is_array(v) || json_array_size(v) == 0) {
 				value_text(v, vt, sizeof(vt));
-				return fail(err, errlen,
-					    "%s.targets: %s must be a non-empty array of "
-					    "\"host:port\" strings",
-					    path, vt);
+				return fg_errf(err, errlen,
+					       "%s.targets: %s must be a non-empty array of "
+					       "\"host:port\" strings",
+					       path, vt);
 			}
 			if (json_array_size(v) > FG_MAX_TARGETS)
-				return fail(err, errlen, "%s.targets: %zu targets, at most %d",
-					    path, json_array_size(v), FG_MAX_TARGETS);
+				return fg_errf(err, errlen, "%s.targets: %zu targets, at most %d",
+					       path, json_array_size(v), FG_MAX_TARGETS);
 			fg_free(c->targets);
 			c->ntargets = json_array_size(v);
 			c->targets = fg_calloc(c->ntargets, sizeof(*c->targets));
 			if (!c->targets)
-				return fail(err, errlen, "out of memory");
+				return fg_errf(err, errlen, "out of memory");
 			for (size_t i = 0; i < c->ntargets; i++) {
 				json_t *t = json_array_get(v, i);
 				char tp[96];
@@ -404,10 +394,11 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 				if ((rc = get_string(t, path, tp, &s, err, errlen)))
 					return rc;
 				if (fg_endpoint_parse(s, false, &c->targets[i], &why))
-					return fail(err, errlen, "%s.targets[%zu]: \"%.80s\": %s",
-						    path, i, s, why);
+					return fg_errf(err, errlen,
+						       "%s.targets[%zu]: \"%.80s\": %s", path, i, s,
+						       why);
 				if (c->targets[i].is_ip && is_wildcard(&c->targets[i].ip))
-					return fail(
+					return fg_errf(
 					    err, errlen,
 					    "%s.targets[%zu]: \"%.80s\": a target needs a host",
 					    path, i, s);
@@ -417,10 +408,11 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (fg_balance_parse(s, &c->balance))
-				return fail(err, errlen,
-					    "%s.balance: \"%.40s\" is not round-robin, least-conn, "
-					    "ip-hash or failover",
-					    path, s);
+				return fg_errf(
+				    err, errlen,
+				    "%s.balance: \"%.40s\" is not round-robin, least-conn, "
+				    "ip-hash or failover",
+				    path, s);
 		} else if (strcmp(key, "rate_up") == 0) {
 			rc = get_rate(v, path, key, false, &c->rate_up, err, errlen);
 		} else if (strcmp(key, "rate_down") == 0) {
@@ -449,9 +441,9 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 			else if (strcmp(s, "none") == 0)
 				c->proxy_protocol = FG_PP_NONE;
 			else
-				return fail(err, errlen,
-					    "%s.proxy_protocol: \"%.40s\" is not v1, v2 or none",
-					    path, s);
+				return fg_errf(err, errlen,
+					       "%s.proxy_protocol: \"%.40s\" is not v1, v2 or none",
+					       path, s);
 		} else if (strcmp(key, "health_check") == 0) {
 			rc = parse_health(v, path, &c->health, err, errlen);
 		} else if (strcmp(key, "connect_timeout") == 0) {
@@ -468,27 +460,28 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 			else if (strcmp(s, "kernel") == 0)
 				c->engine = FG_ENGINE_KERNEL;
 			else
-				return fail(err, errlen,
-					    "%s.engine: \"%.40s\" is not proxy or kernel", path, s);
+				return fg_errf(err, errlen,
+					       "%s.engine: \"%.40s\" is not proxy or kernel", path,
+					       s);
 		} else if (strcmp(key, "enabled") == 0) {
 			if (!json_is_boolean(v)) {
 				value_text(v, vt, sizeof(vt));
-				return fail(err, errlen, "%s.enabled: %s is not true or false",
-					    path, vt);
+				return fg_errf(err, errlen, "%s.enabled: %s is not true or false",
+					       path, vt);
 			}
 			c->enabled = json_is_true(v);
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", path, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", path, key);
 		}
 		if (rc)
 			return rc;
 	}
 	if (!have_name)
-		return fail(err, errlen, "%s.name: missing", path);
+		return fg_errf(err, errlen, "%s.name: missing", path);
 	if (!have_listen)
-		return fail(err, errlen, "%s.listen: missing", path);
+		return fg_errf(err, errlen, "%s.listen: missing", path);
 	if (!have_targets)
-		return fail(err, errlen, "%s.targets: missing", path);
+		return fg_errf(err, errlen, "%s.targets: missing", path);
 	return fg_forward_cfg_check(c, path, err, errlen);
 }
 
@@ -517,13 +510,13 @@ int fg_forward_set_check(const struct fg_forward_set *s, char *err, size_t errle
 	for (size_t i = 0; i < s->n; i++) {
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(s->v[i].name, s->v[j].name) == 0)
-				return fail(
+				return fg_errf(
 				    err, errlen,
 				    "forwards[%zu].name: \"%s\" is already used by forwards[%zu]",
 				    i, s->v[i].name, j);
 			if (s->v[i].enabled && s->v[j].enabled &&
 			    listen_conflict(&s->v[i], &s->v[j]))
-				return fail(
+				return fg_errf(
 				    err, errlen,
 				    "forwards[%zu].listen: \"%s:%u-%u\" overlaps forwards[%zu] "
 				    "(\"%s\")",
@@ -543,11 +536,11 @@ int fg_config_parse_forwards(const void *json, struct fg_forward_set *out, char 
 	if (!json_is_array(arr)) {
 		char vt[72];
 		value_text(arr, vt, sizeof(vt));
-		return fail(err, errlen, "forwards: %s must be an array", vt);
+		return fg_errf(err, errlen, "forwards: %s must be an array", vt);
 	}
 	s.v = fg_calloc(json_array_size(arr) + 1, sizeof(*s.v));
 	if (!s.v)
-		return fail(err, errlen, "out of memory");
+		return fg_errf(err, errlen, "out of memory");
 	for (size_t i = 0; i < json_array_size(arr); i++) {
 		char path[32];
 		snprintf(path, sizeof(path), "forwards[%zu]", i);
@@ -572,12 +565,12 @@ int fg_config_parse(const char *text, size_t len, struct fg_forward_set *out, ch
 	out->n = 0;
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return fail(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
+		return fg_errf(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
 	int rc;
 	const char *key;
 	json_t *v, *fwds = NULL;
 	if (!json_is_object(root)) {
-		rc = fail(err, errlen, "the document must be an object {\"forwards\": [...]}");
+		rc = fg_errf(err, errlen, "the document must be an object {\"forwards\": [...]}");
 		goto out;
 	}
 	json_object_foreach(root, key, v)
@@ -585,12 +578,12 @@ int fg_config_parse(const char *text, size_t len, struct fg_forward_set *out, ch
 		if (strcmp(key, "forwards") == 0) {
 			fwds = v;
 		} else {
-			rc = fail(err, errlen, "%.64s: unknown field", key);
+			rc = fg_errf(err, errlen, "%.64s: unknown field", key);
 			goto out;
 		}
 	}
 	if (!fwds) {
-		rc = fail(err, errlen, "forwards: missing");
+		rc = fg_errf(err, errlen, "forwards: missing");
 		goto out;
 	}
 	rc = fg_config_parse_forwards(fwds, out, err, errlen);
@@ -605,7 +598,7 @@ int fg_config_load_file(const char *path, struct fg_forward_set *out, char *err,
 	out->v = NULL;
 	out->n = 0;
 	if (!f)
-		return fail(err, errlen, "%s: %s", path, strerror(errno));
+		return fg_errf(err, errlen, "%s: %s", path, strerror(errno));
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	for (;;) {
@@ -614,13 +607,13 @@ int fg_config_load_file(const char *path, struct fg_forward_set *out, char *err,
 			if (cap > 64 * 1024 * 1024) {
 				fclose(f);
 				fg_free(buf);
-				return fail(err, errlen, "%s: file is over 64 MiB", path);
+				return fg_errf(err, errlen, "%s: file is over 64 MiB", path);
 			}
 			char *nb = fg_realloc(buf, cap);
 			if (!nb) {
 				fclose(f);
 				fg_free(buf);
-				return fail(err, errlen, "out of memory");
+				return fg_errf(err, errlen, "out of memory");
 			}
 			buf = nb;
 		}
@@ -633,7 +626,7 @@ int fg_config_load_file(const char *path, struct fg_forward_set *out, char *err,
 	fclose(f);
 	if (rerr) {
 		fg_free(buf);
-		return fail(err, errlen, "%s: read error", path);
+		return fg_errf(err, errlen, "%s: read error", path);
 	}
 	int rc = fg_config_parse(buf, len, out, err, errlen);
 	fg_free(buf);

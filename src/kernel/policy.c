@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/errmsg.h"
 #include "core/alloc.h"
 #include "core/strbuf.h"
 #include "core/units.h"
@@ -15,22 +16,7 @@
 const char *const fg_fw_chain_names[FG_FW_NCHAINS] = {"input", "forward", "output", "prerouting",
 						      "postrouting"};
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	/* values are quoted raw: keep the message on one line whatever they hold */
-	for (char *p = err; errlen && *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	return -EINVAL;
-}
-
-#define OOM(err, errlen) fail(err, errlen, "out of memory")
+#define OOM(err, errlen) fg_errf(err, errlen, "out of memory")
 
 /* A JSON value for an error message, shortened. */
 static void value_text(const json_t *v, char *buf, size_t len)
@@ -275,12 +261,12 @@ static int parse_addrs(const json_t *v, const char *path, const char *field,
 	char vt[72];
 	size_t n = json_is_array(v) ? json_array_size(v) : 1;
 	if (!(json_is_string(v) || (json_is_array(v) && n > 0)))
-		return fail(err, errlen,
-			    "%s.%s: %s must be a CIDR, an address, \"@set\" or an array of them",
-			    path, field, item_str(v, vt, sizeof(vt)));
+		return fg_errf(err, errlen,
+			       "%s.%s: %s must be a CIDR, an address, \"@set\" or an array of them",
+			       path, field, item_str(v, vt, sizeof(vt)));
 	if (n > FG_FW_MAX_ITEMS)
-		return fail(err, errlen, "%s.%s: %zu items, at most %d", path, field, n,
-			    FG_FW_MAX_ITEMS);
+		return fg_errf(err, errlen, "%s.%s: %zu items, at most %d", path, field, n,
+			       FG_FW_MAX_ITEMS);
 	struct fg_strbuf items;
 	fg_strbuf_init(&items);
 	int fam = -1;
@@ -288,8 +274,8 @@ static int parse_addrs(const json_t *v, const char *path, const char *field,
 		const json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
 		if (!json_is_string(e)) {
 			fg_strbuf_deinit(&items);
-			return fail(err, errlen, "%s.%s: %s is not a CIDR or address", path, field,
-				    item_str(e, vt, sizeof(vt)));
+			return fg_errf(err, errlen, "%s.%s: %s is not a CIDR or address", path,
+				       field, item_str(e, vt, sizeof(vt)));
 		}
 		const char *s = json_string_value(e);
 		char one[80];
@@ -301,10 +287,11 @@ static int parse_addrs(const json_t *v, const char *path, const char *field,
 					set = &doc->sets[k];
 			if (!set || n != 1) {
 				fg_strbuf_deinit(&items);
-				return fail(err, errlen,
-					    set ? "%s.%s: \"%.40s\": a set must be the only item"
-						: "%s.%s: \"%.40s\" is not a set defined in sets",
-					    path, field, s);
+				return fg_errf(
+				    err, errlen,
+				    set ? "%s.%s: \"%.40s\": a set must be the only item"
+					: "%s.%s: \"%.40s\" is not a set defined in sets",
+				    path, field, s);
 			}
 			snprintf(one, sizeof(one), "@%s", set->name);
 			f = set->family;
@@ -312,19 +299,19 @@ static int parse_addrs(const json_t *v, const char *path, const char *field,
 			f = parse_cidr(s, one, sizeof(one));
 			if (f < 0) {
 				fg_strbuf_deinit(&items);
-				return fail(err, errlen,
-					    f == -2
-						? "%s.%s: \"%.60s\" has host bits set beyond the "
-						  "prefix"
-						: "%s.%s: \"%.60s\" is not a CIDR or address",
-					    path, field, s);
+				return fg_errf(
+				    err, errlen,
+				    f == -2 ? "%s.%s: \"%.60s\" has host bits set beyond the "
+					      "prefix"
+					    : "%s.%s: \"%.60s\" is not a CIDR or address",
+				    path, field, s);
 			}
 		}
 		if (fam >= 0 && f != fam) {
 			fg_strbuf_deinit(&items);
-			return fail(err, errlen,
-				    "%s.%s: mixes IPv4 and IPv6 (write one rule per family)", path,
-				    field);
+			return fg_errf(err, errlen,
+				       "%s.%s: mixes IPv4 and IPv6 (write one rule per family)",
+				       path, field);
 		}
 		fam = f;
 		if (i)
@@ -333,9 +320,9 @@ static int parse_addrs(const json_t *v, const char *path, const char *field,
 	}
 	if (*family != FG_FW_INET && (int)*family != fam) {
 		fg_strbuf_deinit(&items);
-		return fail(err, errlen, "%s.%s: %s addresses in a rule of family %s", path, field,
-			    fam == FG_FW_IP ? "IPv4" : "IPv6",
-			    *family == FG_FW_IP ? "ip (IPv4)" : "ip6 (IPv6)");
+		return fg_errf(err, errlen, "%s.%s: %s addresses in a rule of family %s", path,
+			       field, fam == FG_FW_IP ? "IPv4" : "IPv6",
+			       *family == FG_FW_IP ? "ip (IPv4)" : "ip6 (IPv6)");
 	}
 	*family = (enum fg_fw_family)fam;
 	*out = render_list(&items, n);
@@ -387,11 +374,11 @@ static int parse_ports(const json_t *v, const char *path, const char *field, cha
 	char vt[72];
 	size_t n = json_is_array(v) ? json_array_size(v) : 1;
 	if (json_is_array(v) && n == 0)
-		return fail(err, errlen, "%s.%s: [] must hold at least one port or range", path,
-			    field);
+		return fg_errf(err, errlen, "%s.%s: [] must hold at least one port or range", path,
+			       field);
 	if (n > FG_FW_MAX_ITEMS)
-		return fail(err, errlen, "%s.%s: %zu items, at most %d", path, field, n,
-			    FG_FW_MAX_ITEMS);
+		return fg_errf(err, errlen, "%s.%s: %zu items, at most %d", path, field, n,
+			       FG_FW_MAX_ITEMS);
 	struct fg_strbuf items;
 	fg_strbuf_init(&items);
 	for (size_t i = 0; i < n; i++) {
@@ -399,8 +386,8 @@ static int parse_ports(const json_t *v, const char *path, const char *field, cha
 		unsigned lo, hi;
 		if (parse_port_item(e, &lo, &hi) < 0) {
 			fg_strbuf_deinit(&items);
-			return fail(err, errlen, "%s.%s: %s is not a port or range", path, field,
-				    item_str(e, vt, sizeof(vt)));
+			return fg_errf(err, errlen, "%s.%s: %s is not a port or range", path, field,
+				       item_str(e, vt, sizeof(vt)));
 		}
 		if (i)
 			fg_strbuf_puts(&items, ", ");
@@ -541,7 +528,7 @@ static int get_string(const json_t *v, const char *path, const char *field, cons
 	if (!json_is_string(v)) {
 		char vt[72];
 		value_text(v, vt, sizeof(vt));
-		return fail(err, errlen, "%s.%s: %s is not a string", path, field, vt);
+		return fg_errf(err, errlen, "%s.%s: %s is not a string", path, field, vt);
 	}
 	*out = json_string_value(v);
 	return 0;
@@ -566,7 +553,7 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 	memset(r, 0, sizeof(*r));
 	if (!json_is_object(o)) {
 		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "%s: %s must be an object", path, vt);
+		return fg_errf(err, errlen, "%s: %s must be an object", path, vt);
 	}
 	json_object_foreach((json_t *)o, key, v)
 	{
@@ -574,27 +561,29 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if ((k = lookup(s, fg_fw_chain_names, FG_FW_NCHAINS)) < 0)
-				return fail(err, errlen,
-					    "%s.chain: \"%.40s\" is not input, forward, output, "
-					    "prerouting or postrouting",
-					    path, s);
+				return fg_errf(err, errlen,
+					       "%s.chain: \"%.40s\" is not input, forward, output, "
+					       "prerouting or postrouting",
+					       path, s);
 			r->chain = (enum fg_fw_chain)k;
 			have_chain = true;
 		} else if (strcmp(key, "family") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if ((k = lookup(s, families, 3)) < 0)
-				return fail(err, errlen,
-					    "%s.family: \"%.40s\" is not inet, ip or ip6", path, s);
+				return fg_errf(err, errlen,
+					       "%s.family: \"%.40s\" is not inet, ip or ip6", path,
+					       s);
 			r->family = (enum fg_fw_family)k;
 		} else if (strcmp(key, "proto") == 0 || strcmp(key, "protocol") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if ((k = lookup(s, protos, 6)) < 0)
-				return fail(err, errlen,
-					    "%s.%s: \"%.40s\" is not any, tcp, udp, both, icmp or "
-					    "icmpv6",
-					    path, key, s);
+				return fg_errf(
+				    err, errlen,
+				    "%s.%s: \"%.40s\" is not any, tcp, udp, both, icmp or "
+				    "icmpv6",
+				    path, key, s);
 			r->proto = (enum fg_fw_proto)k;
 		} else if (strcmp(key, "saddr") == 0) {
 			saddr = v;
@@ -610,30 +599,30 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_ifname(s))
-				return fail(err, errlen,
-					    "%s.%s: \"%.40s\" is not an interface name (1-15 of "
-					    "A-Z a-z 0-9 _ - . : @, optional trailing *)",
-					    path, key, s);
+				return fg_errf(err, errlen,
+					       "%s.%s: \"%.40s\" is not an interface name (1-15 of "
+					       "A-Z a-z 0-9 _ - . : @, optional trailing *)",
+					       path, key, s);
 			strcpy(key[0] == 'i' ? r->iif : r->oif, s);
 		} else if (strcmp(key, "ct_state") == 0) {
 			size_t n = json_is_array(v) ? json_array_size(v) : 1;
 			if (json_is_array(v) && n == 0)
-				return fail(err, errlen, "%s.ct_state: [] names no state", path);
+				return fg_errf(err, errlen, "%s.ct_state: [] names no state", path);
 			for (size_t i = 0; i < n; i++) {
 				const json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
 				if (!json_is_string(e) ||
 				    (k = lookup(json_string_value(e), ct_names, 5)) < 0)
-					return fail(err, errlen,
-						    "%s.ct_state: %s is not new, established, "
-						    "related, invalid or untracked",
-						    path, item_str(e, vt, sizeof(vt)));
+					return fg_errf(err, errlen,
+						       "%s.ct_state: %s is not new, established, "
+						       "related, invalid or untracked",
+						       path, item_str(e, vt, sizeof(vt)));
 				r->ct_state |= 1u << k;
 			}
 		} else if (strcmp(key, "action") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if ((k = lookup(s, actions, 8)) < 0)
-				return fail(
+				return fg_errf(
 				    err, errlen,
 				    "%s.action: \"%.40s\" is not accept, drop, reject, dnat, "
 				    "snat, masquerade, mark or limit",
@@ -648,60 +637,61 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 			limit = v;
 		} else if (strcmp(key, "counter") == 0) {
 			if (!json_is_boolean(v))
-				return fail(err, errlen, "%s.counter: %s is not true or false",
-					    path, item_str(v, vt, sizeof(vt)));
+				return fg_errf(err, errlen, "%s.counter: %s is not true or false",
+					       path, item_str(v, vt, sizeof(vt)));
 			r->counter = json_is_true(v);
 		} else if (strcmp(key, "comment") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_comment(s))
-				return fail(err, errlen,
-					    "%s.comment: \"%.60s\" must be at most 128 characters "
-					    "without quotes, backslashes, $ or control characters",
-					    path, s);
+				return fg_errf(
+				    err, errlen,
+				    "%s.comment: \"%.60s\" must be at most 128 characters "
+				    "without quotes, backslashes, $ or control characters",
+				    path, s);
 			strcpy(r->comment, s);
 		} else if (strcmp(key, "raw") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			const char *why = fg_fw_raw_check(s);
 			if (why)
-				return fail(err, errlen, "%s.raw: the block %s", path, why);
+				return fg_errf(err, errlen, "%s.raw: the block %s", path, why);
 			if (!(r->raw = fg_strdup(s)))
 				return OOM(err, errlen);
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", path, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", path, key);
 		}
 	}
 	if (!have_chain)
-		return fail(err, errlen, "%s.chain: missing", path);
+		return fg_errf(err, errlen, "%s.chain: missing", path);
 	if (r->raw) {
 		/* a raw block is the chain's text: structured fields would be ignored */
 		if (have_action || saddr || daddr || to || mark || limit || r->sport || r->dport ||
 		    r->iif[0] || r->oif[0] || r->ct_state || r->proto || r->family || r->counter)
-			return fail(err, errlen,
-				    "%s.raw: a raw block takes only chain and comment (write "
-				    "counters inside the block)",
-				    path);
+			return fg_errf(err, errlen,
+				       "%s.raw: a raw block takes only chain and comment (write "
+				       "counters inside the block)",
+				       path);
 		return 0;
 	}
 	if (!have_action)
-		return fail(err, errlen, "%s.action: missing", path);
+		return fg_errf(err, errlen, "%s.action: missing", path);
 	const char *why = chain_actions_ok(r->chain, r->action);
 	if (why)
-		return fail(err, errlen, "%s.action: %s", path, why);
+		return fg_errf(err, errlen, "%s.action: %s", path, why);
 	if ((r->sport || r->dport) && r->proto != FG_FW_PROTO_TCP && r->proto != FG_FW_PROTO_UDP &&
 	    r->proto != FG_FW_PROTO_TCPUDP)
-		return fail(err, errlen, "%s.%s: ports need proto tcp, udp or both", path,
-			    r->sport ? "sport" : "dport");
+		return fg_errf(err, errlen, "%s.%s: ports need proto tcp, udp or both", path,
+			       r->sport ? "sport" : "dport");
 	if (r->proto == FG_FW_PROTO_ICMP) {
 		if (r->family == FG_FW_IP6)
-			return fail(err, errlen,
-				    "%s.proto: icmp in a rule of family ip6 (use icmpv6)", path);
+			return fg_errf(err, errlen,
+				       "%s.proto: icmp in a rule of family ip6 (use icmpv6)", path);
 		r->family = FG_FW_IP;
 	} else if (r->proto == FG_FW_PROTO_ICMPV6) {
 		if (r->family == FG_FW_IP)
-			return fail(err, errlen,
-				    "%s.proto: icmpv6 in a rule of family ip (use icmp)", path);
+			return fg_errf(err, errlen,
+				       "%s.proto: icmpv6 in a rule of family ip (use icmp)", path);
 		r->family = FG_FW_IP6;
 	}
 	if (saddr &&
@@ -711,81 +701,82 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 	    (rc = parse_addrs(daddr, path, "daddr", doc, &r->family, &r->daddr, err, errlen)))
 		return rc;
 	if ((r->iif[0] && r->chain == FG_FW_OUTPUT) || (r->iif[0] && r->chain == FG_FW_POSTROUTING))
-		return fail(err, errlen, "%s.iif: chain %s has no input interface", path,
-			    fg_fw_chain_names[r->chain]);
+		return fg_errf(err, errlen, "%s.iif: chain %s has no input interface", path,
+			       fg_fw_chain_names[r->chain]);
 	if (r->oif[0] && (r->chain == FG_FW_INPUT || r->chain == FG_FW_PREROUTING))
-		return fail(err, errlen, "%s.oif: chain %s has no output interface", path,
-			    fg_fw_chain_names[r->chain]);
+		return fg_errf(err, errlen, "%s.oif: chain %s has no output interface", path,
+			       fg_fw_chain_names[r->chain]);
 
 	/* action arguments: present exactly when the action needs them */
 	bool need_to = r->action == FG_FW_DNAT || r->action == FG_FW_SNAT;
 	if (to && !need_to)
-		return fail(err, errlen, "%s.to: only dnat and snat take a target", path);
+		return fg_errf(err, errlen, "%s.to: only dnat and snat take a target", path);
 	if (need_to) {
 		if (!to)
-			return fail(err, errlen, "%s.to: missing (%s needs ADDR or ADDR:PORT)",
-				    path, actions[r->action]);
+			return fg_errf(err, errlen, "%s.to: missing (%s needs ADDR or ADDR:PORT)",
+				       path, actions[r->action]);
 		if (!json_is_string(to))
-			return fail(err, errlen, "%s.to: %s is not a string", path,
-				    item_str(to, vt, sizeof(vt)));
+			return fg_errf(err, errlen, "%s.to: %s is not a string", path,
+				       item_str(to, vt, sizeof(vt)));
 		int prc = parse_to(json_string_value(to), &r->family, &r->to);
 		if (prc == -2)
 			return OOM(err, errlen);
 		if (prc < 0)
-			return fail(err, errlen,
-				    "%s.to: \"%.60s\" is not ADDR, ADDR:PORT or [V6]:PORT (of the "
-				    "rule's family)",
-				    path, json_string_value(to));
+			return fg_errf(
+			    err, errlen,
+			    "%s.to: \"%.60s\" is not ADDR, ADDR:PORT or [V6]:PORT (of the "
+			    "rule's family)",
+			    path, json_string_value(to));
 		if (strchr(r->to, ']') || (r->family == FG_FW_IP && strchr(r->to, ':'))) {
 			if (r->proto != FG_FW_PROTO_TCP && r->proto != FG_FW_PROTO_UDP &&
 			    r->proto != FG_FW_PROTO_TCPUDP)
-				return fail(err, errlen,
-					    "%s.to: a port needs proto tcp, udp or both", path);
+				return fg_errf(err, errlen,
+					       "%s.to: a port needs proto tcp, udp or both", path);
 		}
 	}
 	if (mark && r->action != FG_FW_MARK)
-		return fail(err, errlen, "%s.mark: only action mark takes a mark", path);
+		return fg_errf(err, errlen, "%s.mark: only action mark takes a mark", path);
 	if (r->action == FG_FW_MARK) {
 		if (!mark)
-			return fail(err, errlen, "%s.mark: missing (action mark needs a number)",
-				    path);
+			return fg_errf(err, errlen, "%s.mark: missing (action mark needs a number)",
+				       path);
 		if (!json_is_integer(mark) || json_integer_value(mark) < 0 ||
 		    json_integer_value(mark) > 0xffffffffLL)
-			return fail(err, errlen, "%s.mark: %s is not a number 0-4294967295", path,
-				    item_str(mark, vt, sizeof(vt)));
+			return fg_errf(err, errlen, "%s.mark: %s is not a number 0-4294967295",
+				       path, item_str(mark, vt, sizeof(vt)));
 		r->mark = (uint32_t)json_integer_value(mark);
 	}
 	if (limit && r->action != FG_FW_LIMIT)
-		return fail(err, errlen, "%s.limit: only action limit takes a limit", path);
+		return fg_errf(err, errlen, "%s.limit: only action limit takes a limit", path);
 	if (r->action == FG_FW_LIMIT) {
 		char lp[160];
 		snprintf(lp, sizeof(lp), "%s.limit", path);
 		if (!limit || !json_is_object(limit))
-			return fail(err, errlen,
-				    "%s: %s must be an object {\"rate\": \"100/second\" or "
-				    "\"1mbit\", \"burst\": N}",
-				    lp, limit ? item_str(limit, vt, sizeof(vt)) : "missing");
+			return fg_errf(err, errlen,
+				       "%s: %s must be an object {\"rate\": \"100/second\" or "
+				       "\"1mbit\", \"burst\": N}",
+				       lp, limit ? item_str(limit, vt, sizeof(vt)) : "missing");
 		json_object_foreach((json_t *)limit, key, v)
 		{
 			if (strcmp(key, "rate") == 0) {
 				if (!json_is_string(v) || parse_limit_rate(json_string_value(v), r))
-					return fail(err, errlen,
-						    "%s.rate: %s is not a rate (100/second, "
-						    "10/minute, 1mbit, 2MiB...)",
-						    lp, item_str(v, vt, sizeof(vt)));
+					return fg_errf(err, errlen,
+						       "%s.rate: %s is not a rate (100/second, "
+						       "10/minute, 1mbit, 2MiB...)",
+						       lp, item_str(v, vt, sizeof(vt)));
 			} else if (strcmp(key, "burst") == 0) {
 				if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 				    json_integer_value(v) > 1000000000LL)
-					return fail(err, errlen,
-						    "%s.burst: %s is not a number 1-1000000000", lp,
-						    item_str(v, vt, sizeof(vt)));
+					return fg_errf(err, errlen,
+						       "%s.burst: %s is not a number 1-1000000000",
+						       lp, item_str(v, vt, sizeof(vt)));
 				r->burst = (uint64_t)json_integer_value(v);
 			} else {
-				return fail(err, errlen, "%s.%.64s: unknown field", lp, key);
+				return fg_errf(err, errlen, "%s.%.64s: unknown field", lp, key);
 			}
 		}
 		if (!r->rate)
-			return fail(err, errlen, "%s.rate: missing", lp);
+			return fg_errf(err, errlen, "%s.rate: missing", lp);
 	}
 	return 0;
 }
@@ -802,7 +793,7 @@ static int parse_policy(const json_t *o, const char *path, const struct fg_fw_do
 	p->enabled = true;
 	if (!json_is_object(o)) {
 		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "%s: %s must be an object", path, vt);
+		return fg_errf(err, errlen, "%s: %s must be an object", path, vt);
 	}
 	json_object_foreach((json_t *)o, key, v)
 	{
@@ -810,10 +801,11 @@ static int parse_policy(const json_t *o, const char *path, const struct fg_fw_do
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_policy_name(s))
-				return fail(err, errlen,
-					    "%s.name: \"%.60s\" must be 1-48 characters of A-Z a-z "
-					    "0-9 _ -",
-					    path, s);
+				return fg_errf(
+				    err, errlen,
+				    "%s.name: \"%.60s\" must be 1-48 characters of A-Z a-z "
+				    "0-9 _ -",
+				    path, s);
 			strcpy(p->name, s);
 		} else if (strcmp(key, "id") == 0) {
 			if (json_is_integer(v))
@@ -822,40 +814,40 @@ static int parse_policy(const json_t *o, const char *path, const struct fg_fw_do
 			else if (json_is_string(v) && strlen(json_string_value(v)) < sizeof(p->id))
 				strcpy(p->id, json_string_value(v));
 			else
-				return fail(err, errlen, "%s.id: %s is not a string or integer",
-					    path, item_str(v, vt, sizeof(vt)));
+				return fg_errf(err, errlen, "%s.id: %s is not a string or integer",
+					       path, item_str(v, vt, sizeof(vt)));
 		} else if (strcmp(key, "priority") == 0) {
 			if (!json_is_integer(v) || json_integer_value(v) < -1000000 ||
 			    json_integer_value(v) > 1000000)
-				return fail(err, errlen,
-					    "%s.priority: %s is not a number -1000000-1000000",
-					    path, item_str(v, vt, sizeof(vt)));
+				return fg_errf(err, errlen,
+					       "%s.priority: %s is not a number -1000000-1000000",
+					       path, item_str(v, vt, sizeof(vt)));
 			p->priority = (int)json_integer_value(v);
 		} else if (strcmp(key, "enabled") == 0) {
 			if (!json_is_boolean(v))
-				return fail(err, errlen, "%s.enabled: %s is not true or false",
-					    path, item_str(v, vt, sizeof(vt)));
+				return fg_errf(err, errlen, "%s.enabled: %s is not true or false",
+					       path, item_str(v, vt, sizeof(vt)));
 			p->enabled = json_is_true(v);
 		} else if (strcmp(key, "description") == 0) {
 			if (!json_is_string(v))
-				return fail(err, errlen, "%s.description: %s is not a string", path,
-					    item_str(v, vt, sizeof(vt)));
+				return fg_errf(err, errlen, "%s.description: %s is not a string",
+					       path, item_str(v, vt, sizeof(vt)));
 		} else if (strcmp(key, "rules") == 0) {
 			rules = v;
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", path, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", path, key);
 		}
 	}
 	if (!p->name[0])
-		return fail(err, errlen, "%s.name: missing", path);
+		return fg_errf(err, errlen, "%s.name: missing", path);
 	if (!rules)
-		return fail(err, errlen, "%s.rules: missing", path);
+		return fg_errf(err, errlen, "%s.rules: missing", path);
 	if (!json_is_array(rules))
-		return fail(err, errlen, "%s.rules: %s must be an array", path,
-			    item_str(rules, vt, sizeof(vt)));
+		return fg_errf(err, errlen, "%s.rules: %s must be an array", path,
+			       item_str(rules, vt, sizeof(vt)));
 	if (json_array_size(rules) > FG_FW_MAX_RULES)
-		return fail(err, errlen, "%s.rules: %zu rules, at most %d", path,
-			    json_array_size(rules), FG_FW_MAX_RULES);
+		return fg_errf(err, errlen, "%s.rules: %zu rules, at most %d", path,
+			       json_array_size(rules), FG_FW_MAX_RULES);
 	p->rules = fg_calloc(json_array_size(rules) + 1, sizeof(*p->rules));
 	if (!p->rules)
 		return OOM(err, errlen);
@@ -880,18 +872,19 @@ static int parse_set(const json_t *o, const char *path, struct fg_fw_set *set, c
 
 	memset(set, 0, sizeof(*set));
 	if (!json_is_object(o))
-		return fail(err, errlen, "%s: %s must be an object", path,
-			    item_str(o, vt, sizeof(vt)));
+		return fg_errf(err, errlen, "%s: %s must be an object", path,
+			       item_str(o, vt, sizeof(vt)));
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "name") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_set_name(s))
-				return fail(err, errlen,
-					    "%s.name: \"%.60s\" must be a letter then up to 31 of "
-					    "A-Z a-z 0-9 _",
-					    path, s);
+				return fg_errf(
+				    err, errlen,
+				    "%s.name: \"%.60s\" must be a letter then up to 31 of "
+				    "A-Z a-z 0-9 _",
+				    path, s);
 			strcpy(set->name, s);
 		} else if (strcmp(key, "type") == 0) {
 			if ((rc = get_string(v, path, key, &s, err, errlen)))
@@ -901,24 +894,24 @@ static int parse_set(const json_t *o, const char *path, struct fg_fw_set *set, c
 			else if (strcmp(s, "ipv6") == 0)
 				set->family = FG_FW_IP6;
 			else
-				return fail(err, errlen, "%s.type: \"%.40s\" is not ipv4 or ipv6",
-					    path, s);
+				return fg_errf(err, errlen,
+					       "%s.type: \"%.40s\" is not ipv4 or ipv6", path, s);
 			have_type = true;
 		} else if (strcmp(key, "elements") == 0) {
 			elems = v;
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", path, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", path, key);
 		}
 	}
 	if (!set->name[0])
-		return fail(err, errlen, "%s.name: missing", path);
+		return fg_errf(err, errlen, "%s.name: missing", path);
 	if (!have_type)
-		return fail(err, errlen, "%s.type: missing (ipv4 or ipv6)", path);
+		return fg_errf(err, errlen, "%s.type: missing (ipv4 or ipv6)", path);
 	if (elems && !json_is_array(elems))
-		return fail(err, errlen, "%s.elements: %s must be an array", path,
-			    item_str(elems, vt, sizeof(vt)));
+		return fg_errf(err, errlen, "%s.elements: %s must be an array", path,
+			       item_str(elems, vt, sizeof(vt)));
 	if (elems && json_array_size(elems) > 65536)
-		return fail(err, errlen, "%s.elements: more than 65536", path);
+		return fg_errf(err, errlen, "%s.elements: more than 65536", path);
 	struct fg_strbuf b;
 	fg_strbuf_init(&b);
 	fg_strbuf_puts(&b, "");
@@ -928,10 +921,10 @@ static int parse_set(const json_t *o, const char *path, struct fg_fw_set *set, c
 		int f = json_is_string(e) ? parse_cidr(json_string_value(e), one, sizeof(one)) : -1;
 		if (f < 0 || f != (int)set->family) {
 			fg_strbuf_deinit(&b);
-			return fail(err, errlen,
-				    "%s.elements[%zu]: %s is not an %s CIDR or address", path, i,
-				    item_str(e, vt, sizeof(vt)),
-				    set->family == FG_FW_IP ? "IPv4" : "IPv6");
+			return fg_errf(err, errlen,
+				       "%s.elements[%zu]: %s is not an %s CIDR or address", path, i,
+				       item_str(e, vt, sizeof(vt)),
+				       set->family == FG_FW_IP ? "IPv4" : "IPv6");
 		}
 		if (i)
 			fg_strbuf_puts(&b, ", ");
@@ -954,7 +947,7 @@ int fg_fw_doc_parse_json(const void *json, struct fg_fw_doc *out, char *err, siz
 
 	memset(out, 0, sizeof(*out));
 	if (!json_is_object(root))
-		return fail(
+		return fg_errf(
 		    err, errlen,
 		    "the document must be an object {\"sets\": [...], \"policies\": [...]}");
 	json_object_foreach((json_t *)root, key, v)
@@ -964,18 +957,18 @@ int fg_fw_doc_parse_json(const void *json, struct fg_fw_doc *out, char *err, siz
 		else if (strcmp(key, "policies") == 0)
 			pols = v;
 		else
-			return fail(err, errlen, "%.64s: unknown field", key);
+			return fg_errf(err, errlen, "%.64s: unknown field", key);
 	}
 	if (sets && !json_is_array(sets))
-		return fail(err, errlen, "sets: %s must be an array",
-			    item_str(sets, vt, sizeof(vt)));
+		return fg_errf(err, errlen, "sets: %s must be an array",
+			       item_str(sets, vt, sizeof(vt)));
 	if (pols && !json_is_array(pols))
-		return fail(err, errlen, "policies: %s must be an array",
-			    item_str(pols, vt, sizeof(vt)));
+		return fg_errf(err, errlen, "policies: %s must be an array",
+			       item_str(pols, vt, sizeof(vt)));
 	size_t ns = sets ? json_array_size(sets) : 0, np = pols ? json_array_size(pols) : 0;
 	if (ns > 1024 || np > 1024)
-		return fail(err, errlen, "%s: more than 1024 entries",
-			    ns > 1024 ? "sets" : "policies");
+		return fg_errf(err, errlen, "%s: more than 1024 entries",
+			       ns > 1024 ? "sets" : "policies");
 	d.sets = fg_calloc(ns + 1, sizeof(*d.sets));
 	d.policies = fg_calloc(np + 1, sizeof(*d.policies));
 	if (!d.sets || !d.policies) {
@@ -990,9 +983,9 @@ int fg_fw_doc_parse_json(const void *json, struct fg_fw_doc *out, char *err, siz
 			goto err;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(d.sets[j].name, d.sets[i].name) == 0) {
-				rc = fail(err, errlen,
-					  "%s.name: \"%s\" is already used by sets[%zu]", p,
-					  d.sets[i].name, j);
+				rc = fg_errf(err, errlen,
+					     "%s.name: \"%s\" is already used by sets[%zu]", p,
+					     d.sets[i].name, j);
 				goto err;
 			}
 	}
@@ -1005,9 +998,9 @@ int fg_fw_doc_parse_json(const void *json, struct fg_fw_doc *out, char *err, siz
 			goto err;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(d.policies[j].name, d.policies[i].name) == 0) {
-				rc = fail(err, errlen,
-					  "%s.name: \"%s\" is already used by policies[%zu]", p,
-					  d.policies[i].name, j);
+				rc = fg_errf(err, errlen,
+					     "%s.name: \"%s\" is already used by policies[%zu]", p,
+					     d.policies[i].name, j);
 				goto err;
 			}
 	}
@@ -1049,7 +1042,7 @@ int fg_fw_doc_parse(const char *text, size_t len, struct fg_fw_doc *out, char *e
 	memset(out, 0, sizeof(*out));
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return fail(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
+		return fg_errf(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
 	int rc = fg_fw_doc_parse_json(root, out, err, errlen);
 	json_decref(root);
 	return rc;
@@ -1061,8 +1054,8 @@ int fg_fw_doc_load_file(const char *path, struct fg_fw_doc *out, char *err, size
 	memset(out, 0, sizeof(*out));
 	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return fail(err, errlen, "%s: line %d column %d: %s", path, je.line, je.column,
-			    je.text);
+		return fg_errf(err, errlen, "%s: line %d column %d: %s", path, je.line, je.column,
+			       je.text);
 	int rc = fg_fw_doc_parse_json(root, out, err, errlen);
 	json_decref(root);
 	return rc;

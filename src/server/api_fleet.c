@@ -256,14 +256,41 @@ static json_t *node_json(struct fg_api *api, const struct fg_node *n)
 			 "errors", errors, "created", (json_int_t)n->created);
 }
 
-/* Resolves "groups": [refs] into ids. Answers 400 and returns false on a
- * bad or unknown one. */
-static bool group_ids(struct api_call *c, json_t *arr, const char *field, int64_t **ids, size_t *n)
+enum ref_kind { REF_NODE, REF_GROUP };
+static const char *const ref_kind_name[] = {"node", "group"};
+
+/* One reference of a body (a name, or an id as string or integer) to the
+ * id of a node or group; ref gets its text for messages. */
+static int ref_id(struct fg_store *st, enum ref_kind k, json_t *v, int64_t *id, char *ref,
+		  size_t reflen)
 {
+	int rc = json_ref(v, ref, reflen);
+	if (rc < 0)
+		return rc;
+	if (k == REF_NODE) {
+		struct fg_node n;
+		if ((rc = node_by_ref(st, ref, &n)) == 0) {
+			*id = n.id;
+			fg_node_deinit(&n);
+		}
+	} else {
+		struct fg_group g;
+		if ((rc = group_by_ref(st, ref, &g)) == 0)
+			*id = g.id;
+	}
+	return rc;
+}
+
+/* Resolves a body's list of references ("groups": [...], "nodes": [...])
+ * into distinct ids. Answers 400 and returns false on a bad or unknown one. */
+static bool ref_ids(struct api_call *c, json_t *arr, const char *field, enum ref_kind k,
+		    int64_t **ids, size_t *n)
+{
+	const char *kind = ref_kind_name[k];
 	*ids = NULL;
 	*n = 0;
 	if (!json_is_array(arr))
-		return api_fail(c->r, 400, "invalid", field, "%s: a list of group names", field),
+		return api_fail(c->r, 400, "invalid", field, "%s: a list of %s names", field, kind),
 		       false;
 	size_t len = json_array_size(arr);
 	*ids = fg_calloc(len + 1, sizeof(**ids));
@@ -271,24 +298,24 @@ static bool group_ids(struct api_call *c, json_t *arr, const char *field, int64_
 		return api_fail(c->r, 500, "internal", NULL, "out of memory"), false;
 	for (size_t i = 0; i < len; i++) {
 		char ref[128];
-		struct fg_group g;
-		int rc = json_ref(json_array_get(arr, i), ref, sizeof(ref));
-		if (rc == 0)
-			rc = group_by_ref(c->api->st, ref, &g);
+		int64_t id;
+		int rc = ref_id(c->api->st, k, json_array_get(arr, i), &id, ref, sizeof(ref));
 		if (rc < 0) {
 			fg_free(*ids);
 			*ids = NULL;
-			return api_fail(c->r, 400, "invalid", field,
-					rc == -ENOENT ? "%s[%zu]: no group \"%s\""
-						      : "%s[%zu]: a group name or id%s",
-					field, i, rc == -ENOENT ? ref : ""),
-			       false;
+			if (rc == -ENOENT)
+				api_fail(c->r, 400, "invalid", field, "%s[%zu]: no %s \"%s\"",
+					 field, i, kind, ref);
+			else
+				api_fail(c->r, 400, "invalid", field, "%s[%zu]: a %s name or id",
+					 field, i, kind);
+			return false;
 		}
 		bool dup = false;
-		for (size_t k = 0; k < *n; k++)
-			dup |= (*ids)[k] == g.id;
+		for (size_t m = 0; m < *n; m++)
+			dup |= (*ids)[m] == id;
 		if (!dup)
-			(*ids)[(*n)++] = g.id;
+			(*ids)[(*n)++] = id;
 	}
 	return true;
 }
@@ -337,7 +364,7 @@ static enum fg_http_verdict node_create(struct api_call *c)
 		goto out;
 	}
 	if (json_object_get(b, "groups") &&
-	    !group_ids(c, json_object_get(b, "groups"), "groups", &gids, &ng))
+	    !ref_ids(c, json_object_get(b, "groups"), "groups", REF_GROUP, &gids, &ng))
 		goto out;
 	char tok[FG_AUTH_TOKEN_SIZE], hash[FG_STORE_HASH_LEN + 1];
 	fg_auth_token_new(FG_TOKEN_PREFIX_NODE, tok);
@@ -411,7 +438,7 @@ static enum fg_http_verdict node_patch(struct api_call *c, struct fg_node *n)
 		v = api_fail(c->r, 400, "invalid", "name", "name: %s", why);
 		goto out;
 	}
-	if (gv && !group_ids(c, gv, "groups", &gids, &ng))
+	if (gv && !ref_ids(c, gv, "groups", REF_GROUP, &gids, &ng))
 		goto out;
 	json_t *before = node_json(c->api, n);
 	int rc = st->ops->tx_begin(st);
@@ -582,42 +609,6 @@ static int set_members(struct fg_store *st, int64_t gid, const int64_t *want, si
 	return rc;
 }
 
-static bool node_ids(struct api_call *c, json_t *arr, int64_t **ids, size_t *n)
-{
-	*ids = NULL;
-	*n = 0;
-	if (!json_is_array(arr))
-		return api_fail(c->r, 400, "invalid", "nodes", "nodes: a list of node names"),
-		       false;
-	size_t len = json_array_size(arr);
-	*ids = fg_calloc(len + 1, sizeof(**ids));
-	if (!*ids)
-		return api_fail(c->r, 500, "internal", NULL, "out of memory"), false;
-	for (size_t i = 0; i < len; i++) {
-		char ref[128];
-		struct fg_node nd;
-		int rc = json_ref(json_array_get(arr, i), ref, sizeof(ref));
-		if (rc == 0)
-			rc = node_by_ref(c->api->st, ref, &nd);
-		if (rc < 0) {
-			fg_free(*ids);
-			*ids = NULL;
-			return api_fail(c->r, 400, "invalid", "nodes",
-					rc == -ENOENT ? "nodes[%zu]: no node \"%s\""
-						      : "nodes[%zu]: a node name or id%s",
-					i, rc == -ENOENT ? ref : ""),
-			       false;
-		}
-		bool dup = false;
-		for (size_t k = 0; k < *n; k++)
-			dup |= (*ids)[k] == nd.id;
-		if (!dup)
-			(*ids)[(*n)++] = nd.id;
-		fg_node_deinit(&nd);
-	}
-	return true;
-}
-
 /* POST (g == NULL) or PATCH of a group: {"name", "nodes"}. */
 static enum fg_http_verdict group_write(struct api_call *c, const struct fg_group *g)
 {
@@ -647,7 +638,7 @@ static enum fg_http_verdict group_write(struct api_call *c, const struct fg_grou
 		v = api_fail(c->r, 400, "invalid", "name", "name: %s", why);
 		goto out;
 	}
-	if (mv && !node_ids(c, mv, &nids, &nn))
+	if (mv && !ref_ids(c, mv, "nodes", REF_NODE, &nids, &nn))
 		goto out;
 	int64_t id = g ? g->id : 0;
 	int rc = st->ops->tx_begin(st);
@@ -821,34 +812,21 @@ static bool forward_from_body(struct api_call *c, json_t *body, const struct fg_
 	}
 	char ref[128];
 	memset(f, 0, sizeof(*f));
-	if (nv) {
-		struct fg_node n;
-		int rc = json_ref(nv, ref, sizeof(ref));
-		if (rc == 0)
-			rc = node_by_ref(st, ref, &n);
-		if (rc < 0) {
-			api_fail(c->r, 400, "invalid", "node",
-				 rc == -ENOENT ? "node: no node \"%s\""
-					       : "node: a node name or id%s",
-				 rc == -ENOENT ? ref : "");
-			goto out;
-		}
-		f->node_id = n.id;
-		fg_node_deinit(&n);
-	} else {
-		struct fg_group g;
-		int rc = json_ref(gv, ref, sizeof(ref));
-		if (rc == 0)
-			rc = group_by_ref(st, ref, &g);
-		if (rc < 0) {
-			api_fail(c->r, 400, "invalid", "group",
-				 rc == -ENOENT ? "group: no group \"%s\""
-					       : "group: a group name or id%s",
-				 rc == -ENOENT ? ref : "");
-			goto out;
-		}
-		f->group_id = g.id;
+	enum ref_kind k = nv ? REF_NODE : REF_GROUP;
+	int64_t tid;
+	int trc = ref_id(st, k, nv ? nv : gv, &tid, ref, sizeof(ref));
+	if (trc < 0) {
+		const char *kind = ref_kind_name[k];
+		if (trc == -ENOENT)
+			api_fail(c->r, 400, "invalid", kind, "%s: no %s \"%s\"", kind, kind, ref);
+		else
+			api_fail(c->r, 400, "invalid", kind, "%s: a %s name or id", kind, kind);
+		goto out;
 	}
+	if (nv)
+		f->node_id = tid;
+	else
+		f->group_id = tid;
 	json_t *ev = json_object_get(o, "enabled");
 	if (ev && !json_is_boolean(ev)) {
 		api_fail(c->r, 400, "invalid", "enabled", "enabled: true or false");
@@ -1279,7 +1257,7 @@ enum fg_http_verdict api_import(struct api_call *c)
 		if (rc == 0 && gv) {
 			int64_t *gids;
 			size_t ng;
-			if (!group_ids(c, gv, "groups", &gids, &ng))
+			if (!ref_ids(c, gv, "groups", REF_GROUP, &gids, &ng))
 				goto out;
 			rc = st->ops->node_set_groups(st, id, gids, ng);
 			fg_free(gids);
