@@ -1020,11 +1020,11 @@ int fg_fw_section_parse(const void *section, struct fg_fw_doc *out, int64_t *con
 	if (!sec)
 		return 0;
 	if (!json_is_object(sec))
-		return fail(err, errlen, "firewall: must be an object");
+		return fg_errf(err, errlen, "firewall: must be an object");
 	json_t *ct = json_object_get(sec, "confirm_timeout");
 	if (ct &&
 	    (!json_is_integer(ct) || json_integer_value(ct) < 1 || json_integer_value(ct) > 86400))
-		return fail(err, errlen, "firewall.confirm_timeout: must be 1-86400 seconds");
+		return fg_errf(err, errlen, "firewall.confirm_timeout: must be 1-86400 seconds");
 	if (ct)
 		*confirm_s = json_integer_value(ct);
 	json_t *copy = json_copy((json_t *)sec);
