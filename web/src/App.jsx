@@ -14,12 +14,14 @@ import Forwards from './pages/Forwards.jsx';
 import ForwardEdit from './pages/ForwardEdit.jsx';
 import Traffic from './pages/Traffic.jsx';
 import Account from './pages/Account.jsx';
+import Firewall from './pages/Firewall.jsx';
 
 const NAV = [
   ['/', 'nav.overview'],
   ['/nodes', 'nav.nodes'],
   ['/groups', 'nav.groups'],
   ['/forwards', 'nav.forwards'],
+  ['/firewall', 'nav.firewall'],
   ['/traffic', 'nav.traffic'],
 ];
 
@@ -154,6 +156,7 @@ export default function App() {
               <Route path="/forwards" element={<Forwards />} />
               <Route path="/forwards/new" element={<ForwardEdit />} />
               <Route path="/forwards/:id" element={<ForwardEdit />} />
+              <Route path="/firewall" element={<Firewall />} />
               <Route path="/traffic" element={<Traffic />} />
               <Route path="/account" element={<Account />} />
             </Route>

@@ -116,6 +116,13 @@ export const api = {
   updateForward: (id, body) => request('PATCH', `/forwards/${enc(id)}`, body),
   deleteForward: (id) => request('DELETE', `/forwards/${enc(id)}`),
 
+  policies: () => request('GET', '/policies').then((r) => r?.policies ?? []),
+  createPolicy: (body) => request('POST', '/policies', body),
+  updatePolicy: (id, body) => request('PATCH', `/policies/${enc(id)}`, body),
+  deletePolicy: (id) => request('DELETE', `/policies/${enc(id)}`),
+  importIptables: (body) => request('POST', '/policies/import-iptables', body),
+  nodeFirewall: (node) => request('GET', `/nodes/${enc(node)}/firewall`),
+
   stats: (scope, id, from, to, step) => request('GET', statsPath(scope, id, from, to, step, false)),
   statsCsv: (scope, id, from, to, step) =>
     request('GET', statsPath(scope, id, from, to, step, true), undefined, { raw: true }).then((r) => r.blob()),
