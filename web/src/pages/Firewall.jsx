@@ -32,6 +32,18 @@ import { policyBody, policyFieldErrors } from '../lib/policy.js';
 const textareaCls =
   'block w-full rounded-md border border-slate-300 bg-white px-2 py-1.5 font-mono text-xs text-slate-900 focus:outline-none focus:ring-2 focus:ring-sky-500';
 
+// A monospace text box for JSON and nft text; takes Field's props.
+function TextBox({ invalid, className, ...props }) {
+  return (
+    <textarea
+      aria-invalid={invalid ? 'true' : undefined}
+      spellCheck={false}
+      className={textareaCls + (invalid ? ' border-red-600' : '') + (className ? ' ' + className : '')}
+      {...props}
+    />
+  );
+}
+
 function targetsText(t, p) {
   const n = p.targets?.nodes || [];
   const g = p.targets?.groups || [];
@@ -138,28 +150,10 @@ function PolicyDialog({ policy, nodes, groups, open, onOpenChange, onSaved }) {
           />
         </div>
         <Field label={t('fw.rules')} error={errs.rules} hint={t('fw.rules_hint')}>
-          {(c) => (
-            <textarea
-              {...c}
-              rows={12}
-              spellCheck={false}
-              className={textareaCls}
-              value={form.rules}
-              onChange={(e) => set('rules')(e.target.value)}
-            />
-          )}
+          {(c) => <TextBox {...c} rows={12} value={form.rules} onChange={(e) => set('rules')(e.target.value)} />}
         </Field>
         <Field label={t('fw.sets')} error={errs.sets} hint={t('fw.sets_hint')}>
-          {(c) => (
-            <textarea
-              {...c}
-              rows={4}
-              spellCheck={false}
-              className={textareaCls}
-              value={form.sets}
-              onChange={(e) => set('sets')(e.target.value)}
-            />
-          )}
+          {(c) => <TextBox {...c} rows={4} value={form.sets} onChange={(e) => set('sets')(e.target.value)} />}
         </Field>
         <ErrorBanner error={err} />
         <div className="flex justify-end gap-2">
@@ -208,16 +202,7 @@ function ImportDialog({ open, onOpenChange, onDraft }) {
           {(c) => <Input {...c} value={name} onChange={(e) => setName(e.target.value)} />}
         </Field>
         <Field label={t('fw.import_text')}>
-          {(c) => (
-            <textarea
-              {...c}
-              rows={10}
-              spellCheck={false}
-              className={textareaCls}
-              value={text}
-              onChange={(e) => setText(e.target.value)}
-            />
-          )}
+          {(c) => <TextBox {...c} rows={10} value={text} onChange={(e) => setText(e.target.value)} />}
         </Field>
         <ErrorBanner error={err} />
         {res ? (
