@@ -444,9 +444,9 @@ test('firewall: a policy from the editor, its error under the rules, the node vi
   await page.getByRole('heading', { name: en['fw.title'] }).waitFor();
   await page.getByText(en['fw.empty']).waitFor();
   await page.getByRole('button', { name: en['fw.new'] }).click();
-  await page.getByLabel(en['fw.name']).fill('web-in');
-  await page.getByLabel(en['fw.priority']).fill('10');
-  const rules = page.getByLabel(en['fw.rules']);
+  await page.getByLabel(en['fw.name'], { exact: true }).fill('web-in');
+  await page.getByLabel(en['fw.priority'], { exact: true }).fill('10');
+  const rules = page.getByLabel(en['fw.rules'], { exact: true });
   await rules.fill('[{"chain": "input", "proto": "tcp", "dport": 70000, "action": "drop"}]');
   await page.getByRole('button', { name: en['common.save'] }).click();
   // the server's parser names the rule; the page puts it under the rules box
@@ -466,11 +466,13 @@ test('firewall: a policy from the editor, its error under the rules, the node vi
   await shot(page, '13-firewall');
   // iptables-save -> a draft in the editor
   await page.getByRole('button', { name: en['fw.import'] }).click();
-  await page.getByLabel(en['fw.import_text']).fill('*filter\n-A INPUT -p tcp --dport 23 -j DROP\nCOMMIT\n');
+  await page
+    .getByLabel(en['fw.import_text'], { exact: true })
+    .fill('*filter\n-A INPUT -p tcp --dport 23 -j DROP\nCOMMIT\n');
   await page.getByRole('button', { name: en['fw.import_convert'] }).click();
   await page.getByTestId('import-result').waitFor();
   await page.getByRole('button', { name: en['fw.import_use'] }).click();
-  assert.match(await page.getByLabel(en['fw.rules']).inputValue(), /23/);
+  assert.match(await page.getByLabel(en['fw.rules'], { exact: true }).inputValue(), /23/);
   await page.getByRole('button', { name: en['common.cancel'] }).click();
   // delete it
   await page
