@@ -395,6 +395,22 @@ static void send_reports(struct fg_agent *a)
 		json_t *p = json_pack("{s:s,s:I,s:I,s:o,s:o}", "boot_id", a->boot_id, "ts",
 				      (json_int_t)now, "applied_rev", (json_int_t)a->applied_rev,
 				      "status", status, "counters", ctrs);
+		if (p && fg_kplane_current(a->kp)) {
+			/* the policies' rule counters (absolute; the server keeps the
+			 * latest for a node that cannot be asked) */
+			json_t *fc = json_array();
+			for (size_t i = 0; i < a->nkctrs; i++)
+				if (strncmp(a->kctrs[i].name, "pol_", 4) == 0)
+					json_array_append_new(
+					    fc,
+					    json_pack("{s:s,s:I,s:I}", "name", a->kctrs[i].name,
+						      "packets", (json_int_t)a->kctrs[i].packets,
+						      "bytes", (json_int_t)a->kctrs[i].bytes));
+			json_object_set_new(p, "firewall",
+					    json_pack("{s:o,s:b}", "counters", fc,
+						      "confirm_pending",
+						      fg_kplane_pending(a->kp, NULL)));
+		}
 		int64_t id = a->next_id++;
 		if (send_msg(a, fg_rpc_request("report", p, id)) == 0) {
 			a->report_id = id;

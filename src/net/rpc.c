@@ -377,6 +377,8 @@ static int check_list(const json_t *o, const char *key, const json_t **out, bool
 	return 0;
 }
 
+static int check_firewall_counters(const json_t *fw, char *err, size_t errlen);
+
 int fg_report_decode(const json_t *params, struct fg_report *out, char *err, size_t errlen)
 {
 	int rc;
@@ -398,6 +400,10 @@ int fg_report_decode(const json_t *params, struct fg_report *out, char *err, siz
 	if ((rc = check_list(params, "status", &out->status, true, err, errlen)) ||
 	    (rc = check_list(params, "counters", &out->counters, false, err, errlen)))
 		return rc;
+	json_t *fw = json_object_get(params, "firewall");
+	if (fw && (rc = check_firewall_counters(fw, err, errlen)))
+		return rc;
+	out->firewall = fw;
 	return 0;
 }
 
@@ -498,5 +504,32 @@ int fg_firewall_show_decode(const json_t *result, struct fg_firewall_show *out, 
 			return rc;
 	}
 	out->counters = a;
+	return 0;
+}
+
+/* report.firewall: {counters:[{name, packets, bytes}], confirm_pending?} */
+static int check_firewall_counters(const json_t *fw, char *err, size_t errlen)
+{
+	int rc;
+	if ((rc = need_object(fw, "firewall", err, errlen)))
+		return rc;
+	json_t *cp = json_object_get(fw, "confirm_pending");
+	if (cp && !json_is_boolean(cp))
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+			    "firewall.confirm_pending: must be a boolean, not %s", type_name(cp));
+	json_t *a = json_object_get(fw, "counters");
+	if (a && !json_is_array(a))
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+			    "firewall.counters: must be an array, not %s", type_name(a));
+	size_t i;
+	json_t *v;
+	json_array_foreach(a, i, v)
+	{
+		char path[48];
+		struct fg_nft_counter_rec c;
+		snprintf(path, sizeof(path), "firewall.counters[%zu]", i);
+		if ((rc = fg_nft_counter_decode(v, path, &c, err, errlen)))
+			return rc;
+	}
 	return 0;
 }

@@ -107,6 +107,9 @@ struct fg_report {
 	int64_t applied_rev; /* -1 if absent */
 	const json_t *status;
 	const json_t *counters;
+	/* optional {counters:[{name, packets, bytes}], confirm_pending}: the
+	 * firewall's rule counters (validated; NULL if absent) */
+	const json_t *firewall;
 };
 int fg_report_decode(const json_t *params, struct fg_report *out, char *err, size_t errlen);
 

@@ -861,6 +861,7 @@ struct fw_job {
 	struct fg_api *api;
 	struct fg_http_req *r;
 	int64_t handle; /* the hub task, 0 once answered */
+	int64_t node_id;
 	json_t *answer; /* built before the task; completed by its result */
 	struct fg_fw_doc doc;
 	struct fg_forward_set set;
@@ -923,6 +924,27 @@ static json_t *counter_json(const struct fw_job *j, const struct fg_nft_counter_
 	return o;
 }
 
+/* The live view is not available: show the counters of the node's last
+ * report instead (saying from when). */
+static void reported_counters(struct fw_job *j, int64_t node_id)
+{
+	int64_t ts = 0;
+	const json_t *fw = fg_hub_node_firewall(j->api->hub, node_id, &ts);
+	char derr[FG_RPC_ERR_MAX];
+	size_t i;
+	json_t *v;
+	if (!fw)
+		return;
+	json_t *ctrs = json_object_get(j->answer, "counters");
+	json_array_foreach(json_object_get(fw, "counters"), i, v)
+	{
+		struct fg_nft_counter_rec c;
+		if (fg_nft_counter_decode(v, "counters", &c, derr, sizeof(derr)) == 0)
+			json_array_append_new(ctrs, counter_json(j, &c));
+	}
+	json_object_set_new(j->answer, "counters_reported_at", json_integer(ts));
+}
+
 static void fw_task_cb(void *arg, const json_t *result, const char *err)
 {
 	struct fw_job *j = arg;
@@ -934,6 +956,7 @@ static void fw_task_cb(void *arg, const json_t *result, const char *err)
 		err = derr;
 	if (err) {
 		json_object_set_new(a, "live_error", json_string(err));
+		reported_counters(j, j->node_id);
 	} else {
 		json_object_set_new(a, "live", json_string(fs.live));
 		json_object_set_new(a, "confirm_pending", json_boolean(fs.confirm_pending));
@@ -976,6 +999,7 @@ enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node 
 		return api_fail(c->r, 500, "internal", NULL, "out of memory");
 	j->api = c->api;
 	j->r = c->r;
+	j->node_id = n->id;
 	int rc = fg_desired_compile(st, n->id, &state, &text);
 	if (rc < 0) {
 		fw_job_free(j);
@@ -1034,6 +1058,7 @@ enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node 
 		json_object_set_new(
 		    j->answer, "live_error",
 		    json_string(h == -ENOTCONN ? "the node is offline" : "out of memory"));
+		reported_counters(j, n->id);
 		return api_reply(c->r, 200, json_incref(j->answer));
 	}
 	j->handle = h;

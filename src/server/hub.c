@@ -62,6 +62,8 @@ struct nstate {
 	bool dirty, errors_dirty, online;
 	struct nstate *dirty_next;
 	json_t *hello; /* hello params not yet written: version, hostname, boot id */
+	json_t *fw;    /* the last report's firewall counters, NULL if none */
+	int64_t fw_ts; /* when (Unix seconds) */
 };
 
 struct session {
@@ -196,6 +198,7 @@ static void nstate_free(struct nstate *ns)
 	fg_free(ns->errors);
 	fg_free(ns->fl);
 	json_decref(ns->hello);
+	json_decref(ns->fw);
 	fg_free(ns);
 }
 
@@ -552,7 +555,9 @@ static void on_hello(struct session *s, struct fg_rpc_msg *m)
 	ns->applied_rev = h.applied_rev;
 	ns->last_seen = wall_now();
 	ns->online = true;
-	fg_free(ns->fl); /* a new boot: counters restart */
+	json_decref(ns->fw); /* a new boot: counters restart */
+	ns->fw = NULL;
+	fg_free(ns->fl);
 	ns->fl = NULL;
 	ns->nfl = ns->capfl = 0;
 	json_decref(ns->hello);
@@ -654,6 +659,11 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 		a->id = json_incref(m->id);
 	}
 	if (current) {
+		if (r.firewall) {
+			json_decref(ns->fw);
+			ns->fw = json_incref((json_t *)r.firewall);
+			ns->fw_ts = now;
+		}
 		if (r.applied_rev >= 0)
 			ns->applied_rev = r.applied_rev;
 		if (r.status)
@@ -1043,6 +1053,16 @@ void fg_hub_kick(struct fg_hub *hub, int64_t node_id)
 		fg_ws_close(ns->s->ws, 4001, "node deleted");
 	if (ns)
 		ns->hash_known = false;
+}
+
+const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, int64_t *ts)
+{
+	const struct nstate *ns = node_find(hub, node_id);
+	if (!ns || !ns->fw)
+		return NULL;
+	if (ts)
+		*ts = ns->fw_ts;
+	return ns->fw;
 }
 
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id)

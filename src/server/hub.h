@@ -67,6 +67,11 @@ void fg_hub_task_cancel(struct fg_hub *hub, int64_t handle);
 /* Ends the node's session, if any (node deleted). */
 void fg_hub_kick(struct fg_hub *hub, int64_t node_id);
 
+/* The firewall counters of the node's last report this boot
+ * ({counters:[{name, packets, bytes}], confirm_pending}), borrowed until
+ * the next call into the hub; *ts (optional) = when. NULL if none. */
+const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, int64_t *ts);
+
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id);
 size_t fg_hub_sessions(const struct fg_hub *hub);
 

@@ -20,6 +20,7 @@ commit-confirm and reported, while a good change is confirmed and stays.
 """
 
 import errno
+import json
 import os
 import re
 import signal
@@ -404,6 +405,21 @@ def test_group_policy_blocks_and_allows_exactly_on_every_member(plane, fleet, li
     fleet.wait_applied("n3")
     assert probes(plane, "n3") == BLOCKED
     assert othertool()
+
+    # counters are reported too: with n2's agent gone, its view shows the
+    # last reported rule counters (and its table left with it)
+    fleet.wait_applied("n2")
+    assert probes(plane, "n2") == BLOCKED
+    time.sleep(1)  # a report or two (every 300 ms)
+    agent = next(a for a in fleet.agents if a.node == "n2")
+    assert agent.stop(10.0) == 0
+    fleet.wait_node("n2", lambda n: not n["online"], "offline")
+    fw = fleet.firewall("n2")
+    assert fw["live"] is None and "offline" in fw["live_error"]
+    ctr = {(c.get("policy"), c.get("rule")): c for c in fw["counters"]}
+    assert ("edge-base", 0) in ctr and ctr[("edge-base", 0)]["packets"] >= 1, json.dumps(fw)
+    assert fw["counters_reported_at"] > 0
+    assert nft(plane, "n2", "list", "table", "inet", "flowgate", check=False).returncode != 0
 
 
 def test_raw_rule_nft_rejects_keeps_old_table_and_reports_nft_error(plane, fleet, listeners,

@@ -259,6 +259,17 @@ static void test_rpc_encoders_roundtrip(void **state)
 static void test_rpc_task_and_firewall_show_decode(void **state)
 {
 	char err[FG_RPC_ERR_MAX];
+	struct fg_report r;
+	json_t *rp =
+	    J("{\"boot_id\":\"b1\",\"counters\":[],\"firewall\":{\"counters\":"
+	      "[{\"name\":\"pol_a_0\",\"packets\":1,\"bytes\":60}],\"confirm_pending\":false}}");
+	assert_int_equal(fg_report_decode(rp, &r, err, sizeof(err)), 0);
+	assert_non_null(r.firewall);
+	json_decref(rp);
+	rp = J("{\"boot_id\":\"b1\",\"firewall\":{\"counters\":[{\"name\":\"x\",\"packets\":1}]}}");
+	assert_int_equal(fg_report_decode(rp, &r, err, sizeof(err)), FG_RPC_INVALID_PARAMS);
+	assert_non_null(strstr(err, "firewall.counters[0].bytes: missing"));
+	json_decref(rp);
 	struct fg_task t;
 	json_t *p = J("{\"kind\":\"firewall_show\",\"script\":\"table inet flowgate {}\"}");
 	assert_int_equal(fg_task_decode(p, &t, err, sizeof(err)), 0);
