@@ -1238,6 +1238,10 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 			snprintf(err, errlen, "--server: %s", e);
 			goto err;
 		}
+		if (!a->urls[i].tls && !fg_host_is_loopback(a->urls[i].host))
+			fg_warn("agent: %s is ws://: the node token and the node's configuration "
+				"travel unencrypted; use wss:// outside a trusted network",
+				o->servers[i]);
 		if (a->urls[i].tls && !a->tls) {
 			struct fg_tls_client_opts to = {.ca_file = o->ca_file};
 			char terr[FG_TLS_ERR_LEN];
