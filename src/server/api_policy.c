@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/strbuf.h"
+#include "core/work.h"
 #include "fwd/config.h"
 #include "kernel/nft.h"
 #include "kernel/nft_compile.h"
@@ -667,6 +668,66 @@ static json_t *structured_rules(const char *text, json_t *skipped)
 	return rules;
 }
 
+/* The conversion runs iptables-restore-translate (a process) on the work
+ * thread; the request waits suspended. */
+struct ipt_job {
+	struct fg_api *api;
+	struct fg_http_req *r;
+	char *text; /* owned */
+	bool v6;
+	char name[FG_STORE_NAME_MAX + 1];
+	struct fg_strbuf out;
+	int rc;
+	char err[600];
+};
+
+static void ipt_job_free(void *p)
+{
+	struct ipt_job *j = p;
+	fg_free(j->text);
+	fg_strbuf_deinit(&j->out);
+	fg_free(j);
+}
+
+static void ipt_run(void *p)
+{
+	struct ipt_job *j = p;
+	j->rc = translate(j->text, j->v6, &j->out, j->err, sizeof(j->err));
+}
+
+static void ipt_done(void *p)
+{
+	struct ipt_job *j = p;
+	struct fg_http_req *r = j->r;
+	json_t *skipped = json_array(), *rules;
+	const char *how, *message;
+	if (j->rc == -EINVAL || j->rc == -EIO) {
+		json_decref(skipped);
+		api_fail(r, 400, "invalid", "text", "text: %s", j->err);
+		fg_http_resume(r);
+		return;
+	}
+	if (j->rc == 0) {
+		rules = translated_rules(j->out.s ? j->out.s : "", skipped);
+		how = "iptables-restore-translate";
+		message = "converted by iptables-restore-translate into raw nft rules; review "
+			  "them before enabling the policy";
+	} else {
+		rules = structured_rules(j->text, skipped);
+		how = "builtin";
+		message = "iptables-restore-translate is not installed on the server (Debian "
+			  "package iptables): simple rules were converted into structured "
+			  "rules, the others are listed in skipped";
+	}
+	json_t *pol =
+	    json_pack("{s:s, s:i, s:b, s:o, s:[], s:{s:[], s:[]}}", "name", j->name, "priority", 0,
+		      "enabled", 0, "rules", rules, "sets", "targets", "nodes", "groups");
+	api_reply(r, 200,
+		  json_pack("{s:o, s:s, s:s, s:o}", "policy", pol, "converter", how, "message",
+			    message, "skipped", skipped));
+	fg_http_resume(r);
+}
+
 static enum fg_http_verdict import_iptables(struct api_call *c)
 {
 	json_t *b = api_body_object(c->r);
@@ -683,7 +744,8 @@ static enum fg_http_verdict import_iptables(struct api_call *c)
 			goto out;
 		}
 	}
-	if (!json_is_string(tv) || json_string_length(tv) == 0) {
+	if (!json_is_string(tv) || json_string_length(tv) == 0 ||
+	    strlen(json_string_value(tv)) != json_string_length(tv)) {
 		v = api_fail(c->r, 400, "invalid", "text",
 			     "text: the output of iptables-save (a non-empty string)");
 		goto out;
@@ -693,38 +755,24 @@ static enum fg_http_verdict import_iptables(struct api_call *c)
 		goto out;
 	}
 	const char *fam = json_string_value(json_object_get(b, "family"));
-	bool v6 = fam && strcmp(fam, "ipv6") == 0;
-	struct fg_strbuf o;
-	fg_strbuf_init(&o);
-	char err[600];
-	json_t *skipped = json_array(), *rules;
-	const char *how, *message;
-	int rc = translate(json_string_value(tv), v6, &o, err, sizeof(err));
-	if (rc == -EINVAL || rc == -EIO) {
-		fg_strbuf_deinit(&o);
-		json_decref(skipped);
-		v = api_fail(c->r, 400, "invalid", "text", "text: %s", err);
+	struct ipt_job *j = fg_calloc(1, sizeof(*j));
+	if (!j || !(j->text = fg_strdup(json_string_value(tv)))) {
+		fg_free(j);
+		v = api_fail(c->r, 500, "internal", NULL, "out of memory");
 		goto out;
 	}
-	if (rc == 0) {
-		rules = translated_rules(o.s ? o.s : "", skipped);
-		how = "iptables-restore-translate";
-		message = "converted by iptables-restore-translate into raw nft rules; review "
-			  "them before enabling the policy";
-	} else {
-		rules = structured_rules(json_string_value(tv), skipped);
-		how = "builtin";
-		message = "iptables-restore-translate is not installed on the server (Debian "
-			  "package iptables): simple rules were converted into structured "
-			  "rules, the others are listed in skipped";
+	j->api = c->api;
+	j->r = c->r;
+	j->v6 = fam && strcmp(fam, "ipv6") == 0;
+	snprintf(j->name, sizeof(j->name), "%s", nv ? json_string_value(nv) : "imported");
+	fg_strbuf_init(&j->out);
+	fg_http_set_user(c->r, j, ipt_job_free);
+	if (fg_work_submit(c->api->work, ipt_run, ipt_done, j) < 0) {
+		fg_http_add_header(c->r, "Retry-After", "1");
+		v = api_fail(c->r, 503, "busy", NULL, "too much background work queued; retry");
+		goto out;
 	}
-	fg_strbuf_deinit(&o);
-	json_t *pol = json_pack("{s:s, s:i, s:b, s:o, s:[], s:{s:[], s:[]}}", "name",
-				nv ? json_string_value(nv) : "imported", "priority", 0, "enabled",
-				0, "rules", rules, "sets", "targets", "nodes", "groups");
-	v = api_reply(c->r, 200,
-		      json_pack("{s:o, s:s, s:s, s:o}", "policy", pol, "converter", how, "message",
-				message, "skipped", skipped));
+	v = FG_HTTP_PENDING;
 out:
 	json_decref(b);
 	return v;
