@@ -16,7 +16,9 @@ preview, with per-rule counters that moved with the probes; another tool's
 table in the node is byte-identical before, during and after; a raw rule nft
 rejects leaves the old table running and nft's words reach the node's errors
 in the API; a policy that cuts the agent off from the server is rolled back by
-commit-confirm and reported, while a good change is confirmed and stays.
+commit-confirm and reported, while a good change is confirmed and stays; a
+kernel forward and policies share the node's table and survive each other's
+changes.
 """
 
 import errno
@@ -527,3 +529,43 @@ def test_api_validation_names_the_field(fleet):
     assert r["created"] == 1 and r["updated"] == 1
     audit = fleet.api.ok("GET", "/audit")["events"]
     assert any(e["kind"] == "policy" and e["action"] == "delete" for e in audit)
+
+
+def test_policies_and_kernel_forwards_share_the_table(plane, fleet, listeners, othertool):
+    """A kernel forward and policies on one node: one table, neither overwrites
+    the other, whichever changes."""
+    n1 = NODE_IPS["n1"]
+    fleet.api.ok("POST", "/forwards", {"name": "kf", "node": "n1", "engine": "kernel",
+                                       "listen": f"{n1}:7400",
+                                       "targets": [f"{CL_IP}:{OUT_PORTS[1]}"]})
+    fleet.wait_applied("n1")
+    assert tcp_probe(plane.ns["cl"], (n1, 7400)) == "open"  # DNAT to the client's listener
+    fleet.api.ok("POST", "/policies", group_policy())
+    fleet.wait_applied("n1")
+    assert probes(plane, "n1") == BLOCKED
+    assert tcp_probe(plane.ns["cl"], (n1, 7400)) == "open"
+    live = nft(plane, "n1", "-s", "list", "table", "inet", "flowgate").stdout
+    assert "dnat" in live and "pol_edge-base_0" in live, live
+    fw = fleet.firewall("n1")
+    assert fw["in_sync"] is True, fw["diff"]
+    names = {c["name"]: c for c in fw["counters"]}
+    assert names["fwd_kf_conns"]["forward"] == "kf" and names["fwd_kf_conns"]["packets"] >= 1
+    # a policy change keeps the forward; a forward change keeps the policy
+    fleet.api.ok("PATCH", "/policies/edge-base", {"priority": 30})
+    fleet.wait_applied("n1")
+    assert tcp_probe(plane.ns["cl"], (n1, 7400)) == "open"
+    fleet.api.ok("PATCH", "/forwards/kf", {"listen": f"{n1}:7401"})
+    fleet.wait_applied("n1")
+    assert tcp_probe(plane.ns["cl"], (n1, 7401)) == "open"
+    assert probes(plane, "n1") == BLOCKED
+    # the policy goes, the forward stays (and the other way round)
+    fleet.api.ok("DELETE", "/policies/edge-base")
+    fleet.wait_applied("n1")
+    assert probes(plane, "n1") == OPEN
+    assert tcp_probe(plane.ns["cl"], (n1, 7401)) == "open"
+    fleet.api.ok("POST", "/policies", group_policy())
+    fleet.api.ok("DELETE", "/forwards/kf")
+    fleet.wait_applied("n1")
+    assert probes(plane, "n1") == BLOCKED
+    assert "dnat" not in nft(plane, "n1", "list", "table", "inet", "flowgate").stdout
+    assert othertool()
