@@ -321,9 +321,11 @@ static bool policy_from_body(struct api_call *c, json_t *body, const struct fg_p
 		p->nnodes = old->nnodes;
 		p->ngroups = old->ngroups;
 		/* the old view's targets are names; a PATCH without targets
-		 * keeps the ids */
+		 * keeps the ids, one with targets replaces both lists */
 		if (!json_object_get(body, "targets"))
 			json_object_del(o, "targets");
+		else
+			p->nnodes = p->ngroups = 0;
 	}
 	if (!parse_targets(c, json_object_get(o, "targets"), p))
 		goto out;

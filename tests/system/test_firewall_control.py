@@ -521,6 +521,11 @@ def test_api_validation_names_the_field(fleet):
         {"name": "admins", "type": "ipv4", "elements": ["198.51.100.0/24"]}]})
     assert st == 409 and b["error"]["field"] == "sets[0].name", b
     fleet.api.ok("POST", "/policies", {"name": "b", "sets": [s1], "rules": []})
+    # targets replace as a whole on PATCH; other fields stay
+    fleet.api.ok("PATCH", "/policies/b", {"targets": {"nodes": ["n1"], "groups": ["edge"]}})
+    b = fleet.api.ok("PATCH", "/policies/b", {"targets": {"nodes": ["n2"]}})
+    assert b["targets"] == {"nodes": ["n2"], "groups": []} and b["sets"] == [s1]
+    fleet.api.ok("PATCH", "/policies/b", {"targets": {}})
     # export carries policies; import takes them back
     exp = fleet.api.ok("GET", "/export")
     assert [p["name"] for p in exp["policies"]] == ["a", "b"]
