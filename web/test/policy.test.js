@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { policyBody, policyFieldErrors } from '../src/lib/policy.js';
+import { applyErrorWords } from '../src/lib/model.js';
 
 const form = {
   name: 'edge-base',
@@ -44,5 +45,31 @@ describe('policy editor', () => {
     expect(policyFieldErrors({ field: 'targets.groups[1]' })).toBe('groups');
     expect(policyFieldErrors({ field: 'name' })).toBe('name');
     expect(policyFieldErrors({})).toBe(null);
+  });
+});
+
+describe('firewall errors of a node in words', () => {
+  it('tells nft refusals, held-back policies and rollbacks apart', () => {
+    expect(
+      applyErrorWords({
+        kind: 'policy',
+        id: 4,
+        name: 'bad',
+        error: 'Error: syntax error, unexpected string\nruleset:12:23-32: tcp dport 22 frobnicate',
+      }),
+    ).toMatchObject({ kindKey: 'kind.policy', name: 'bad', explainKey: 'applyerr.nft' });
+    expect(
+      applyErrorWords({
+        kind: 'policy',
+        error: 'not applied: policy "bad" was refused, and a firewall is applied whole',
+      }).explainKey,
+    ).toBe('applyerr.held_back');
+    expect(
+      applyErrorWords({
+        kind: 'firewall',
+        name: 'commit-confirm',
+        error: 'rolled back: the server did not answer within 60 s after this firewall change',
+      }),
+    ).toMatchObject({ kindKey: 'kind.firewall', explainKey: 'applyerr.rolled_back' });
   });
 });

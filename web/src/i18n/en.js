@@ -354,4 +354,10 @@ export default {
   'fwd.engine_kernel': 'kernel',
   'fwd.engine_kernel_help':
     'Kernel engine: nftables DNAT on the node, counted by nft. It cannot limit connections (total or per source) or per-connection rates, send PROXY protocol, balance other than round-robin, check target health, time out idle connections or resolve host names: those need the proxy engine.',
+  'kind.firewall': 'Firewall',
+  'applyerr.rolled_back':
+    'After this firewall change the node could not reach the server, so it restored its previous firewall (commit-confirm). Check that the policy does not block the way to the server, then save it again.',
+  'applyerr.held_back':
+    'Not applied: another policy of this node was refused, and a node applies its firewall whole or not at all. Its previous firewall keeps running.',
+  'applyerr.nft': 'nft refused this rule; the node keeps running its previous firewall. nft’s own message follows.',
 };
