@@ -2,11 +2,14 @@
  * compiler behind it. A rejected document leaves nothing and one printable
  * error line; an accepted one compiles, and the script can only ever name our
  * table: every top-level line is about "inet flowgate", and braces balance so
- * nothing a rule carries can close our table and open another. */
+ * nothing a rule carries can close our table and open another. An accepted
+ * document is also an accepted firewall section (fg_fw_section_parse). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "core/strbuf.h"
 #include "kernel/nft_compile.h"
@@ -69,5 +72,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_script(out.s);
 	fg_strbuf_deinit(&out);
 	fg_fw_doc_free(&doc);
+
+	/* the same document as a desired state's firewall section (what the
+	 * agent gets): accepted too, with and without a confirm_timeout */
+	json_t *j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+	CHECK(j);
+	int64_t cs = -1;
+	CHECK(fg_fw_section_parse(j, &doc, &cs, err, sizeof(err)) == 0 && cs == 0);
+	fg_fw_doc_free(&doc);
+	json_object_set_new(j, "confirm_timeout", json_integer((json_int_t)(size % 100000)));
+	rc = fg_fw_section_parse(j, &doc, &cs, err, sizeof(err));
+	CHECK(rc == 0 ? cs == (int64_t)(size % 100000)
+		      : (size % 100000 == 0 || size % 100000 > 86400));
+	if (rc == 0)
+		fg_fw_doc_free(&doc);
+	json_decref(j);
 	return 0;
 }

@@ -1,7 +1,8 @@
 /* libFuzzer harness: the control protocol decoders (net/rpc.h) on any
  * frame, as the hub and the agent see them. A decoded message must
  * re-encode and decode again; a refused one carries a printable one-line
- * error and a JSON-RPC error code. Also fg_pending_decode (pending.json). */
+ * error and a JSON-RPC error code (task and firewall_show included). Also
+ * fg_pending_decode (pending.json). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_err(rc, err);
 		else
 			walk_list(ar.status, true);
+		struct fg_task tk;
+		struct fg_firewall_show fs;
+		if ((rc = fg_task_decode(p, &tk, err, sizeof(err))))
+			check_err(rc, err);
+		else
+			CHECK(tk.kind && tk.script);
+		if ((rc = fg_firewall_show_decode(p, &fs, err, sizeof(err)))) {
+			check_err(rc, err);
+		} else {
+			size_t i;
+			json_t *v;
+			CHECK(fs.live && fs.preview && fs.preview_error);
+			json_array_foreach(fs.counters, i, v)
+			{
+				struct fg_nft_counter_rec c;
+				CHECK(fg_nft_counter_decode(v, "c", &c, err, sizeof(err)) == 0);
+			}
+		}
 		/* re-encode what we understood and read it back */
 		char *t = NULL;
 		if (m.kind == FG_RPC_REQUEST)

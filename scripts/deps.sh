@@ -11,7 +11,7 @@ BUILD_PKGS="build-essential cmake ninja-build pkg-config libjansson-dev libssl-d
 WEB_PKGS="nodejs npm"
 # chromium drives the UI tests (Playwright); the CJK font renders the
 # Chinese pages in their screenshots.
-TEST_PKGS="chromium fonts-wqy-microhei libcmocka-dev clang libclang-rt-14-dev clang-format python3 python3-pytest iproute2 nftables curl procps openssl"
+TEST_PKGS="chromium fonts-wqy-microhei libcmocka-dev clang libclang-rt-14-dev clang-format python3 python3-pytest iproute2 nftables curl procps openssl iptables"
 
 here=$(dirname "$0")
 web=""

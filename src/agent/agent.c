@@ -21,7 +21,10 @@
 #include "core/metrics.h"
 #include "fwd/config.h"
 #include "fwd/engine.h"
-#include "kernel/kfwd.h"
+#include "kernel/nft.h"
+#include "kernel/nft_compile.h"
+#include "kernel/plane.h"
+#include "kernel/policy.h"
 #include "net/rpc.h"
 #include "net/tls.h"
 #include "net/url.h"
@@ -34,13 +37,14 @@
 #define PING_NS		   (10 * FG_NS_PER_SEC)
 #define RETRY_FAILED_NS	   (10 * FG_NS_PER_SEC)
 #define REPORT_ANSWER_NS   (30 * FG_NS_PER_SEC)
-
-#define CERT_FILE "node.crt" /* in the state dir: this node's TLS certificate */
-#define KEY_FILE  "node.key"
+#define CONFIRM_DEFAULT_S  60
+#define CERT_FILE	   "node.crt" /* in the state dir: this node's TLS certificate */
+#define KEY_FILE	   "node.key"
 
 /* do_apply flags */
 #define APPLY_SAVE  0x1 /* write state.json */
 #define APPLY_RETRY 0x2 /* the same state again, for forwards that failed: quiet */
+#define APPLY_BOOT  0x4 /* the state file at start: no commit-confirm */
 
 enum ctr_kind { K_FORWARD = 0, K_TUNNEL = 1 };
 
@@ -64,7 +68,20 @@ struct fg_agent {
 	struct fg_agent_tunnels *tunnels;
 	char cert[4096], key[4096];	    /* this node's certificate files */
 	char fingerprint[FG_TLS_FP_STRLEN]; /* of cert, sent in hello */
-	struct fg_kfwd *kfwd;		    /* engine kernel forwards: table inet flowgate */
+	/* table inet flowgate: firewall policies + engine kernel forwards,
+	 * one compile, one transaction (doc/firewall.md) */
+	struct fg_kplane *kp;
+	unsigned fwd_changed;	      /* IP forwarding sysctls we turned on */
+	struct fg_forward_set kset;   /* kernel forwards running (copies) */
+	struct fg_nft_counter *kctrs; /* our table's counters, last read */
+	size_t nkctrs;
+	json_t *fw_run;		 /* firewall section running (NULL = none) */
+	json_t *fw_confirmed;	 /* the one at the restore point while unconfirmed */
+	int64_t confirm_from_id; /* an answer to a request id >= this confirms */
+	int64_t confirm_s;	 /* grace period of the pending change */
+	struct fg_timer confirm_timer;
+	char *fw_rollback_err; /* the last change was rolled back: why (owned) */
+	json_t *fw_rejected;   /* the section that was rolled back */
 	char *token, *dir;
 	char *pin;		   /* wss:// pin, or NULL */
 	struct fg_tls_client *tls; /* for wss:// URLs, or NULL */
@@ -154,6 +171,88 @@ static struct ctr *ctr_find(struct fg_agent *a, uint8_t kind, const char *id)
 	return NULL;
 }
 
+static void ctr_retire(struct ctr *c)
+{
+	c->base_up += c->raw.bytes_up;
+	c->base_down += c->raw.bytes_down;
+	c->base_conns += c->raw.conns_total;
+	memset(&c->raw, 0, sizeof(c->raw));
+}
+
+/* ---- kernel plane ---------------------------------------------------- */
+
+/* Reads our table's named counters once (one netlink dump). */
+static void kctrs_refresh(struct fg_agent *a)
+{
+	char err[1024];
+	struct fg_nft_counter *c = NULL;
+	size_t n = 0;
+	if (!fg_kplane_current(a->kp))
+		return;
+	if (fg_kplane_counters(a->kp, &c, &n, err, sizeof(err)) < 0) {
+		fg_log_rl(FG_LOG_WARN, "agent: kernel counters: %s", err);
+		return;
+	}
+	fg_free(a->kctrs);
+	a->kctrs = c;
+	a->nkctrs = n;
+}
+
+static uint64_t kctr(const struct fg_agent *a, const char *name, bool packets)
+{
+	for (size_t i = 0; i < a->nkctrs; i++)
+		if (strcmp(a->kctrs[i].name, name) == 0)
+			return packets ? a->kctrs[i].packets : a->kctrs[i].bytes;
+	return 0;
+}
+
+/* Counters of a running kernel forward from the last read: nft's L3 bytes
+ * and connections (first packets DNATed). -ENOENT if it does not run. */
+static int kfwd_bytes(const struct fg_agent *a, const char *name, uint64_t *up, uint64_t *down,
+		      uint64_t *conns)
+{
+	char cn[FG_NAME_MAX + 16];
+	for (size_t i = 0; i < a->kset.n; i++) {
+		if (strcmp(a->kset.v[i].name, name) != 0)
+			continue;
+		fg_nft_fwd_counter(name, true, cn, sizeof(cn));
+		*up = kctr(a, cn, false);
+		fg_nft_fwd_counter(name, false, cn, sizeof(cn));
+		*down = kctr(a, cn, false);
+		fg_nft_fwd_conns_counter(name, cn, sizeof(cn));
+		*conns = kctr(a, cn, true);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* fg_engine_set_metrics_hook(): the kernel forwards' samples. */
+static void kmetrics_cb(void *data, const char *family, struct fg_strbuf *b)
+{
+	struct fg_agent *a = data;
+	if (!a->kset.n)
+		return;
+	bool bytes = strcmp(family, "flowgate_forward_bytes_total") == 0;
+	if (bytes)
+		kctrs_refresh(a); /* the first family of a scrape: read once for both */
+	else if (strcmp(family, "flowgate_forward_connections_total") != 0)
+		return;
+	for (size_t i = 0; i < a->kset.n; i++) {
+		uint64_t up = 0, down = 0, conns = 0;
+		const char *name = a->kset.v[i].name;
+		kfwd_bytes(a, name, &up, &down, &conns);
+		if (bytes) {
+			const char *lu[] = {"forward", name, "direction", "up", NULL};
+			const char *ld[] = {"forward", name, "direction", "down", NULL};
+			fg_prom_sample(b, family, lu, up);
+			fg_prom_sample(b, family, ld, down);
+		} else {
+			const char *l[] = {"forward", name, NULL};
+			fg_prom_sample(b, family, l, conns);
+		}
+	}
+}
+
 /* Reads the running counters of c's name from its engine. */
 static int ctr_read(struct fg_agent *a, const struct ctr *c, struct fg_forward_counters *raw)
 {
@@ -162,8 +261,7 @@ static int ctr_read(struct fg_agent *a, const struct ctr *c, struct fg_forward_c
 			return 0;
 		/* an engine kernel forward: nft's L3 bytes (doc/forward.md) */
 		memset(raw, 0, sizeof(*raw));
-		return fg_kfwd_bytes(a->kfwd, c->name, &raw->bytes_up, &raw->bytes_down,
-				     &raw->conns_total);
+		return kfwd_bytes(a, c->name, &raw->bytes_up, &raw->bytes_down, &raw->conns_total);
 	}
 	struct fg_agent_tunnel_counters tc;
 	int rc = fg_agent_tunnels_counters(a->tunnels, c->name, &tc);
@@ -177,20 +275,10 @@ static int ctr_read(struct fg_agent *a, const struct ctr *c, struct fg_forward_c
 	return 0;
 }
 
-static void ctr_retire(struct ctr *c)
-{
-	c->base_up += c->raw.bytes_up;
-	c->base_down += c->raw.bytes_down;
-	c->base_conns += c->raw.conns_total;
-	memset(&c->raw, 0, sizeof(c->raw));
-}
-
-/* Reads the engine's counters of every running forward. */
+/* Reads the engines' counters of every running forward and tunnel. */
 static void sample(struct fg_agent *a)
 {
-	char kerr[1024];
-	if (fg_kfwd_refresh(a->kfwd, kerr, sizeof(kerr)) < 0)
-		fg_warn("agent: kernel forward counters: %s", kerr);
+	kctrs_refresh(a);
 	for (size_t i = 0; i < a->nctrs; i++) {
 		struct ctr *c = &a->ctrs[i];
 		struct fg_forward_counters raw;
@@ -347,6 +435,22 @@ static void send_reports(struct fg_agent *a)
 		json_t *p = json_pack("{s:s,s:I,s:I,s:o,s:o}", "boot_id", a->boot_id, "ts",
 				      (json_int_t)now, "applied_rev", (json_int_t)a->applied_rev,
 				      "status", status, "counters", ctrs);
+		if (p && fg_kplane_current(a->kp)) {
+			/* the policies' rule counters (absolute; the server keeps the
+			 * latest for a node that cannot be asked) */
+			json_t *fc = json_array();
+			for (size_t i = 0; i < a->nkctrs; i++)
+				if (strncmp(a->kctrs[i].name, "pol_", 4) == 0)
+					json_array_append_new(
+					    fc,
+					    json_pack("{s:s,s:I,s:I}", "name", a->kctrs[i].name,
+						      "packets", (json_int_t)a->kctrs[i].packets,
+						      "bytes", (json_int_t)a->kctrs[i].bytes));
+			json_object_set_new(p, "firewall",
+					    json_pack("{s:o,s:b}", "counters", fc,
+						      "confirm_pending",
+						      fg_kplane_pending(a->kp, NULL)));
+		}
 		int64_t id = a->next_id++;
 		if (send_msg(a, fg_rpc_request("report", p, id)) == 0) {
 			a->report_id = id;
@@ -419,6 +523,227 @@ static ssize_t culprit(const struct fg_forward_set *set, const char *err)
 	return -1;
 }
 
+/* The firewall section's policies as status entries: all ok when err is
+ * NULL; else the policy at blame (or every one when blame < 0) gets err
+ * and the others say they were held back with it. */
+static json_t *policy_status(const struct fg_fw_doc *fw, ssize_t blame, const char *err)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < fw->npolicies; i++) {
+		const struct fg_fw_policy *p = &fw->policies[i];
+		char other[FG_ERR_MAX];
+		const char *e = "";
+		if (err && (blame < 0 || (size_t)blame == i)) {
+			e = err;
+		} else if (err) {
+			snprintf(
+			    other, sizeof(other),
+			    "not applied: policy \"%s\" was refused, and a firewall is applied "
+			    "whole or not at all",
+			    fw->policies[blame].name);
+			e = other;
+		}
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:b,s:s}", "kind", "policy", "id",
+						   p->id, "name", p->name, "ok", !*e, "error", e));
+	}
+	return a;
+}
+
+/* Which policy nft refuses on its own (each dry-run alone, with the sets):
+ * its index with nft's words in err, or -1 (only the whole fails). */
+static ssize_t policy_blame(struct fg_agent *a, const struct fg_fw_doc *fw, char *err,
+			    size_t errlen)
+{
+	for (size_t i = 0; i < fw->npolicies; i++) {
+		struct fg_fw_doc one = {.sets = fw->sets,
+					.nsets = fw->nsets,
+					.policies = &fw->policies[i],
+					.npolicies = 1};
+		if (fg_kplane_check(a->kp, &one, NULL, 0, err, errlen) < 0)
+			return (ssize_t)i;
+	}
+	return -1;
+}
+
+static bool same_json(const json_t *x, const json_t *y)
+{
+	return (!x && !y) || (x && y && json_equal((json_t *)x, (json_t *)y));
+}
+
+static void replace_json(json_t **slot, const json_t *v)
+{
+	json_t *old = *slot;
+	*slot = v ? json_incref((json_t *)v) : NULL;
+	json_decref(old);
+}
+
+/* Writes state.json: the last applied document, but with the firewall
+ * section that is safe to boot with (the confirmed one while a change
+ * waits for confirmation; the one running after a rollback). */
+static void save_state(struct fg_agent *a)
+{
+	json_t *params = a->last_params;
+	if (!params)
+		return;
+	int64_t rev = json_integer_value(json_object_get(params, "rev"));
+	json_t *st = json_copy(json_object_get(params, "state"));
+	const json_t *fw = fg_kplane_pending(a->kp, NULL) ? a->fw_confirmed : a->fw_run;
+	int rc = st ? 0 : -ENOMEM;
+	if (!rc && fw)
+		rc = json_object_set(st, "firewall", (json_t *)fw) ? -ENOMEM : 0;
+	else if (!rc)
+		json_object_del(st, "firewall");
+	if (!rc)
+		rc = fg_agent_state_save(a->dir, rev, st);
+	json_decref(st);
+	if (rc)
+		fg_err("agent: cannot write %s/%s: %s (the node will come back from an older state "
+		       "after a restart)",
+		       a->dir, FG_AGENT_STATE_FILE, strerror(-rc));
+}
+
+/* Sets a->kset to copies of set's enabled kernel forwards. */
+static void kset_take(struct fg_agent *a, const struct fg_forward_set *set)
+{
+	struct fg_forward_set k = {0};
+	size_t n = 0;
+	for (size_t i = 0; i < set->n; i++)
+		n += set->v[i].engine == FG_ENGINE_KERNEL && set->v[i].enabled;
+	k.v = fg_calloc(n + 1, sizeof(*k.v));
+	for (size_t i = 0; k.v && i < set->n; i++) {
+		if (set->v[i].engine != FG_ENGINE_KERNEL || !set->v[i].enabled)
+			continue;
+		if (fg_forward_cfg_copy(&k.v[k.n], &set->v[i]) == 0)
+			k.n++;
+	}
+	if (!k.v) {
+		fg_err("agent: out of memory: kernel forward counters are not followed");
+		return;
+	}
+	fg_forward_set_free(&a->kset);
+	a->kset = k;
+}
+
+/* Puts the firewall section fwsec (parsed: fw) and set's kernel forwards
+ * into table inet flowgate, in one transaction (doc/firewall.md). A
+ * firewall is applied whole or not at all: if nft refuses a policy,
+ * nothing of the firewall changes, the refused policy gets nft's words.
+ * If nft refuses the kernel forwards, they fail (errs) and the running ones
+ * stay. A changed firewall arms commit-confirm (not at boot). Returns the
+ * policies' status entries (new reference). */
+static json_t *kplane_apply(struct fg_agent *a, int64_t rev, const json_t *fwsec,
+			    const struct fg_fw_doc *fw, int64_t confirm_s,
+			    struct fg_forward_set *set, char **errs, unsigned flags)
+{
+	char kerr[FG_ERR_MAX], ferr[FG_ERR_MAX], perr[FG_ERR_MAX];
+	bool any_k = false;
+	for (size_t i = 0; i < set->n; i++)
+		any_k |= set->v[i].engine == FG_ENGINE_KERNEL && set->v[i].enabled;
+	if (!any_k && !fwsec && !fg_kplane_current(a->kp)) {
+		fg_forward_set_free(&a->kset);
+		return json_array(); /* nothing now, nothing before: no table */
+	}
+	/* a change that was rolled back is not tried again until it changes */
+	if (fwsec && a->fw_rejected && json_equal((json_t *)fwsec, a->fw_rejected)) {
+		struct fg_fw_doc run = {0};
+		int64_t cs;
+		fg_fw_section_parse(a->fw_run, &run, &cs, perr, sizeof(perr));
+		int rc = fg_kplane_apply(a->kp, &run, set->v, set->n, fg_loop_now(a->loop), 0, kerr,
+					 sizeof(kerr));
+		fg_fw_doc_free(&run);
+		if (rc >= 0)
+			kset_take(a, set);
+		return policy_status(fw, -1,
+				     a->fw_rollback_err ? a->fw_rollback_err : "rolled back");
+	}
+	json_decref(a->fw_rejected);
+	a->fw_rejected = NULL;
+	struct fg_nft_spec spec = {.table = "flowgate", .fwds = set->v, .nfwds = set->n};
+	unsigned need = fg_nft_forwarding_needed(&spec);
+	int rc = need ? fg_kernel_forwarding_enable(need, &a->fwd_changed) : 0;
+	for (size_t i = 0; rc < 0 && i < set->n; i++) {
+		if (set->v[i].engine != FG_ENGINE_KERNEL || !set->v[i].enabled || errs[i])
+			continue;
+		char e[160];
+		snprintf(e, sizeof(e), "kernel forwards: cannot enable IP forwarding: %s",
+			 strerror(-rc));
+		errs[i] = fg_strdup(e);
+		set->v[i].enabled = false;
+	}
+	bool fw_changed = !same_json(fwsec, a->fw_run);
+	int64_t now = fg_loop_now(a->loop);
+	int64_t cs = confirm_s > 0 ? confirm_s : CONFIRM_DEFAULT_S;
+	int64_t cns = fw_changed && !(flags & APPLY_BOOT) ? cs * FG_NS_PER_SEC : 0;
+	bool was_pending = fg_kplane_pending(a->kp, NULL);
+	bool kfail = false, fwfail = false;
+	ssize_t blame = -1;
+	rc = fg_kplane_apply(a->kp, fw, set->v, set->n, now, cns, kerr, sizeof(kerr));
+	if (rc < 0 && any_k &&
+	    fg_kplane_check(a->kp, NULL, set->v, set->n, ferr, sizeof(ferr)) < 0) {
+		/* the kernel forwards are refused: they fail, the running ones
+		 * stay, the firewall goes on */
+		kfail = true;
+		fg_warn("agent: rev %lld: kernel forwards: nft rejected the ruleset: %s",
+			(long long)rev, ferr);
+		rc = fg_kplane_apply(a->kp, fw, a->kset.v, a->kset.n, now, cns, kerr, sizeof(kerr));
+	}
+	if (rc < 0) {
+		/* the firewall is refused: it stays as it runs, the kernel
+		 * forwards may still move on */
+		fwfail = true;
+		blame = policy_blame(a, fw, perr, sizeof(perr));
+		fg_warn("agent: rev %lld: firewall refused, the running one stays: %s",
+			(long long)rev, blame >= 0 ? perr : kerr);
+		if (blame < 0)
+			snprintf(perr, sizeof(perr), "%s", kerr);
+		struct fg_fw_doc run = {0};
+		int64_t rcs;
+		char e2[FG_ERR_MAX];
+		fg_fw_section_parse(a->fw_run, &run, &rcs, e2, sizeof(e2));
+		const struct fg_forward_set *ks = kfail ? &a->kset : set;
+		if (fg_kplane_apply(a->kp, &run, ks->v, ks->n, now, 0, e2, sizeof(e2)) < 0 &&
+		    !kfail) {
+			kfail = true; /* neither moves: what runs stays */
+			snprintf(ferr, sizeof(ferr), "%s", e2);
+		}
+		fg_fw_doc_free(&run);
+	}
+	for (size_t i = 0; kfail && i < set->n; i++) {
+		if (set->v[i].engine != FG_ENGINE_KERNEL || !set->v[i].enabled || errs[i])
+			continue;
+		char e[FG_ERR_MAX + 48];
+		snprintf(e, sizeof(e), "kernel forwards: nft rejected the ruleset: %s", ferr);
+		errs[i] = fg_strdup(e);
+		set->v[i].enabled = false;
+	}
+	if (!kfail)
+		kset_take(a, set);
+	if (rc == FG_KPLANE_APPLIED)
+		fg_info("agent: rev %lld: %zu kernel forward(s) and %zu firewall policies in table "
+			"inet flowgate",
+			(long long)rev, a->kset.n, fwfail ? (size_t)0 : fw->npolicies);
+	if (!fwfail) {
+		if (rc == FG_KPLANE_APPLIED && cns > 0) {
+			if (!was_pending)
+				replace_json(&a->fw_confirmed, a->fw_run);
+			a->confirm_from_id = a->next_id;
+			a->confirm_s = cs;
+			int64_t deadline = 0;
+			fg_kplane_pending(a->kp, &deadline);
+			fg_timer_start(a->loop, &a->confirm_timer, deadline - now);
+			fg_info("agent: rev %lld: firewall changed (%zu policies): it stays if the "
+				"server answers within %lld s, else the previous one is restored",
+				(long long)rev, fw->npolicies, (long long)cs);
+		}
+		replace_json(&a->fw_run, fwsec);
+		if (!fg_kplane_pending(a->kp, NULL))
+			replace_json(&a->fw_confirmed, NULL);
+		fg_free(a->fw_rollback_err);
+		a->fw_rollback_err = NULL;
+	}
+	return policy_status(fw, fwfail ? blame : -1, fwfail ? perr : NULL);
+}
+
 /* Makes params ({rev, state}) what runs. Returns the result {rev, status}
  * (new reference), or NULL with *code and err: then nothing changed. */
 static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags, int *code,
@@ -426,9 +751,11 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 {
 	struct fg_apply ap;
 	struct fg_forward_set set = {0};
+	struct fg_fw_doc fw = {0};
 	struct fg_tunnel_set tset = {0};
-	char **errs = NULL, **terrs = NULL, *kscript = NULL;
-	json_t *result = NULL, *empty = NULL;
+	char **errs = NULL, **terrs = NULL;
+	json_t *result = NULL, *empty = NULL, *pstatus = NULL;
+	int64_t confirm_s = 0;
 	struct running *run = NULL;
 	if ((*code = fg_apply_decode(params, &ap, err, errlen)))
 		return NULL;
@@ -438,14 +765,19 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	json_t *v;
 	json_object_foreach((json_t *)ap.state, key, v)
 	{
-		if (strcmp(key, "forwards") != 0 && strcmp(key, "tunnels") != 0 &&
-		    !(flags & APPLY_RETRY))
+		if (strcmp(key, "forwards") != 0 && strcmp(key, "firewall") != 0 &&
+		    strcmp(key, "tunnels") != 0 && !(flags & APPLY_RETRY))
 			fg_warn("agent: rev %lld: section \"%s\" is not supported by this agent, "
 				"ignored",
 				(long long)ap.rev, key);
 	}
-	const json_t *fw = ap.forwards ? ap.forwards : (empty = json_array());
-	if (fg_config_parse_forwards(fw, &set, err, errlen) < 0) {
+	const json_t *fwsec = json_object_get(ap.state, "firewall");
+	const json_t *fwd = ap.forwards ? ap.forwards : (empty = json_array());
+	if (fg_config_parse_forwards(fwd, &set, err, errlen) < 0) {
+		*code = FG_RPC_APPLY_FAILED;
+		goto out;
+	}
+	if (fg_fw_section_parse(fwsec, &fw, &confirm_s, err, errlen) < 0) {
 		*code = FG_RPC_APPLY_FAILED;
 		goto out;
 	}
@@ -471,10 +803,6 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		goto out;
 	}
 	sample(a); /* the last values of what this apply stops or renames */
-	/* kernel forwards: checked first, committed after the proxy ones; if
-	 * nft refuses them they fail and keep what runs, the rest goes on */
-	char kerr[FG_ERR_MAX];
-	bool kfail = fg_kfwd_prepare(a->kfwd, &set, &kscript, kerr, sizeof(kerr)) < 0;
 	for (;;) {
 		char e[FG_ERR_MAX];
 		if (fg_engine_apply(a->engine, &set, e, sizeof(e)) == 0)
@@ -492,17 +820,8 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		if (!(flags & APPLY_RETRY))
 			fg_warn("agent: rev %lld: %s", (long long)ap.rev, e);
 	}
-	if (!kfail && fg_kfwd_commit(a->kfwd, &set, kscript, kerr, sizeof(kerr)) < 0)
-		kfail = true;
-	kscript = NULL;
-	for (size_t i = 0; kfail && i < set.n; i++) {
-		if (set.v[i].engine != FG_ENGINE_KERNEL || !set.v[i].enabled || errs[i])
-			continue;
-		errs[i] = fg_strdup(kerr);
-		set.v[i].enabled = false;
-	}
-	if (kfail)
-		fg_warn("agent: rev %lld: %s", (long long)ap.rev, kerr);
+	/* firewall policies and kernel forwards: one table, one transaction */
+	pstatus = kplane_apply(a, ap.rev, fwsec, &fw, confirm_s, &set, errs, flags);
 	size_t nrun = 0;
 	for (size_t i = 0; i < set.n; i++)
 		if (set.v[i].enabled)
@@ -525,7 +844,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	a->ctrs_dirty = true;
 
 	json_t *status = json_array();
-	size_t failed = 0, running = 0, tfailed = 0, trunning = 0;
+	size_t failed = 0, running = 0;
 	for (size_t i = 0; i < set.n; i++) {
 		const struct fg_forward_cfg *c = &set.v[i];
 		json_array_append_new(status,
@@ -535,6 +854,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		failed += errs[i] != NULL;
 		running += c->enabled;
 	}
+	size_t tfailed = 0, trunning = 0;
 	for (size_t i = 0; i < tset.n; i++) {
 		const struct fg_tunnel_cfg *c = &tset.v[i];
 		json_array_append_new(status,
@@ -544,18 +864,17 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		tfailed += terrs[i] != NULL;
 		trunning += c->enabled && !terrs[i];
 	}
+	size_t pfailed = 0, pi;
+	json_array_foreach(pstatus, pi, v)
+	{
+		pfailed += !json_is_true(json_object_get(v, "ok"));
+		json_array_append(status, v);
+	}
 	result = json_pack("{s:I,s:o}", "rev", (json_int_t)ap.rev, "status", status);
 	if (!result) {
 		*code = FG_RPC_INTERNAL_ERROR;
 		snprintf(err, errlen, "out of memory");
 		goto out;
-	}
-	if (flags & APPLY_SAVE) {
-		int rc = fg_agent_state_save(a->dir, ap.rev, ap.state);
-		if (rc)
-			fg_err("agent: cannot write %s/%s: %s (the node will come back from an "
-			       "older state after a restart)",
-			       a->dir, FG_AGENT_STATE_FILE, strerror(-rc));
 	}
 	a->applied_rev = ap.rev;
 	json_decref(a->last_result);
@@ -564,11 +883,14 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		json_decref(a->last_params);
 		a->last_params = json_incref((json_t *)params);
 	}
+	if (flags & APPLY_SAVE)
+		save_state(a);
 	if (!(flags & APPLY_RETRY)) {
 		a->m_applies++;
-		fg_info("agent: applied rev %lld: %zu forward(s) running, %zu failed; %zu "
-			"tunnel(s) running, %zu failed",
-			(long long)ap.rev, running, failed, trunning, tfailed);
+		fg_info("agent: applied rev %lld: %zu forward(s) running, %zu failed; %zu firewall "
+			"policies, %zu failed; %zu tunnel(s) running, %zu failed",
+			(long long)ap.rev, running, failed, fw.npolicies, pfailed, trunning,
+			tfailed);
 	} else if (failed != a->nfailed) {
 		fg_info("agent: rev %lld: retried the forwards that could not run: %zu running, "
 			"%zu still failing",
@@ -578,7 +900,6 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	a->nfailed = failed + (fg_agent_tunnels_available() ? tfailed : 0);
 	a->retry_at = fg_loop_now(a->loop) + RETRY_FAILED_NS;
 out:
-	fg_free(kscript);
 	if (errs)
 		for (size_t i = 0; i < set.n; i++)
 			fg_free(errs[i]);
@@ -588,12 +909,84 @@ out:
 	fg_free(errs);
 	fg_free(terrs);
 	fg_free(run);
-	fg_forward_set_free(&set);
 	fg_tunnel_set_free(&tset);
+	fg_forward_set_free(&set);
+	fg_fw_doc_free(&fw);
+	json_decref(pstatus);
 	json_decref(empty);
 	if (!result)
 		a->m_apply_fail++;
 	return result;
+}
+
+/* The server answered a request sent after the firewall change: keep it. */
+static void confirm_check(struct fg_agent *a, int64_t answered_id)
+{
+	if (!fg_kplane_pending(a->kp, NULL) || answered_id < a->confirm_from_id)
+		return;
+	fg_kplane_confirm(a->kp);
+	fg_timer_stop(a->loop, &a->confirm_timer);
+	replace_json(&a->fw_confirmed, NULL);
+	fg_info("agent: firewall change confirmed: the server answered after it");
+	save_state(a);
+}
+
+/* The grace period is over without an answer: the previous table comes
+ * back, and the change is reported as rolled back until it changes. */
+static void confirm_timer_cb(struct fg_loop *loop, struct fg_timer *t)
+{
+	struct fg_agent *a = t->data;
+	char err[FG_ERR_MAX];
+	int rc = fg_kplane_tick(a->kp, fg_loop_now(loop), err, sizeof(err));
+	if (rc < 0) {
+		fg_err("agent: cannot restore the previous firewall (trying again): %s", err);
+		fg_timer_start(loop, t, FG_NS_PER_SEC);
+		return;
+	}
+	int64_t deadline;
+	if (rc == 0) {
+		if (fg_kplane_pending(a->kp, &deadline))
+			fg_timer_start(loop, t, deadline - fg_loop_now(loop));
+		return;
+	}
+	char why[256];
+	snprintf(why, sizeof(why),
+		 "rolled back: the server did not answer within %lld s after this firewall "
+		 "change, so the previous firewall was restored (commit-confirm)",
+		 (long long)a->confirm_s);
+	fg_err("agent: %s", why);
+	fg_free(a->fw_rollback_err);
+	a->fw_rollback_err = fg_strdup(why);
+	replace_json(&a->fw_rejected, a->fw_run);
+	replace_json(&a->fw_run, a->fw_confirmed);
+	replace_json(&a->fw_confirmed, NULL);
+	/* the restored table is the confirmed firewall with the kernel
+	 * forwards of then: bring the forwards back to what runs now */
+	struct fg_fw_doc run = {0};
+	int64_t cs;
+	if (fg_fw_section_parse(a->fw_run, &run, &cs, err, sizeof(err)) == 0 &&
+	    fg_kplane_apply(a->kp, &run, a->kset.v, a->kset.n, fg_loop_now(loop), 0, err,
+			    sizeof(err)) < 0)
+		fg_err("agent: after the rollback, kernel forwards: %s", err);
+	fg_fw_doc_free(&run);
+	/* the report says so: every policy entry fails, plus one line for
+	 * the firewall as a whole */
+	json_t *status = json_object_get(a->last_result, "status");
+	size_t i;
+	json_t *v;
+	json_array_foreach(status, i, v)
+	{
+		if (strcmp(json_string_value(json_object_get(v, "kind")) ?: "", "policy") == 0) {
+			json_object_set_new(v, "ok", json_false());
+			json_object_set_new(v, "error", json_string(why));
+		}
+	}
+	if (status)
+		json_array_append_new(status, json_pack("{s:s,s:s,s:s,s:b,s:s}", "kind", "firewall",
+							"id", "", "name", "commit-confirm", "ok", 0,
+							"error", why));
+	save_state(a);
+	send_reports(a);
 }
 
 /* ---- session --------------------------------------------------------- */
@@ -628,9 +1021,11 @@ static void link_failed(struct fg_agent *a, const char *why)
 
 static void send_hello(struct fg_agent *a)
 {
-	json_t *p = json_pack("{s:s,s:s,s:s,s:I,s:[s,s]}", "version", FG_VERSION, "hostname",
+	json_t *p = json_pack("{s:s,s:s,s:s,s:I,s:[s]}", "version", FG_VERSION, "hostname",
 			      a->hostname, "boot_id", a->boot_id, "applied_rev",
-			      (json_int_t)a->applied_rev, "capabilities", "forward", "tunnel");
+			      (json_int_t)a->applied_rev, "capabilities", "forward");
+	json_array_append_new(json_object_get(p, "capabilities"), json_string("firewall"));
+	json_array_append_new(json_object_get(p, "capabilities"), json_string("tunnel"));
 	/* the server gives it to the tunnel peers that pin this node */
 	if (p && a->fingerprint[0])
 		json_object_set_new(p, "fingerprint", json_string(a->fingerprint));
@@ -643,6 +1038,10 @@ static void on_response(struct fg_agent *a, const struct fg_rpc_msg *m)
 {
 	char err[FG_RPC_ERR_MAX];
 	const struct fg_agent_url *u = &a->urls[a->url_idx];
+	/* any answer to a request sent after a firewall change shows the
+	 * server is still reachable: commit-confirm keeps the change */
+	if (m->id_int > 0)
+		confirm_check(a, m->id_int);
 	if (m->id_int > 0 && m->id_int == a->hello_id) {
 		struct fg_hello_result hr;
 		a->hello_id = 0;
@@ -672,6 +1071,9 @@ static void on_response(struct fg_agent *a, const struct fg_rpc_msg *m)
 		a->report_id = 0;
 		if (m->kind == FG_RPC_ERROR)
 			fg_log_rl(FG_LOG_WARN, "agent: report refused: %s", m->err_message);
+		/* a firewall change waits for an answer to a newer request */
+		if (fg_kplane_pending(a->kp, NULL))
+			send_reports(a);
 		return;
 	}
 	for (size_t i = 0; i < a->old.n; i++) {
@@ -690,6 +1092,60 @@ static void on_response(struct fg_agent *a, const struct fg_rpc_msg *m)
 		persist(a, true);
 		return;
 	}
+}
+
+/* firewall_show: the live table, the server's preview as nft lists it,
+ * the counters, whether a change waits for confirmation. Blocks the
+ * control loop for a listing and (with a script) a child that renders it
+ * in a private network namespace. */
+static json_t *task_firewall_show(struct fg_agent *a, const struct fg_task *t, char *err,
+				  size_t errlen)
+{
+	struct fg_strbuf live, pv;
+	char perr[FG_ERR_MAX] = "";
+	fg_strbuf_init(&live);
+	fg_strbuf_init(&pv);
+	fg_strbuf_puts(&live, "");
+	fg_strbuf_puts(&pv, "");
+	json_t *res = NULL;
+	if (fg_kplane_current(a->kp) && fg_kplane_list(a->kp, &live, err, errlen) < 0)
+		goto out;
+	if (*t->script && fg_nft_normalize("flowgate", t->script, &pv, perr, sizeof(perr)) < 0)
+		fg_strbuf_puts(&pv, "");
+	kctrs_refresh(a);
+	json_t *ctrs = json_array();
+	for (size_t i = 0; fg_kplane_current(a->kp) && i < a->nkctrs; i++)
+		json_array_append_new(ctrs, json_pack("{s:s,s:I,s:I}", "name", a->kctrs[i].name,
+						      "packets", (json_int_t)a->kctrs[i].packets,
+						      "bytes", (json_int_t)a->kctrs[i].bytes));
+	res = json_pack("{s:s,s:s,s:s,s:o,s:b}", "live", live.s ? live.s : "", "preview",
+			pv.s ? pv.s : "", "preview_error", perr, "counters", ctrs,
+			"confirm_pending", fg_kplane_pending(a->kp, NULL));
+	if (!res)
+		snprintf(err, errlen, "out of memory");
+out:
+	fg_strbuf_deinit(&live);
+	fg_strbuf_deinit(&pv);
+	return res;
+}
+
+static json_t *do_task(struct fg_agent *a, const json_t *params, int *code, char *err,
+		       size_t errlen)
+{
+	struct fg_task t;
+	if ((*code = fg_task_decode(params, &t, err, errlen)))
+		return NULL;
+	json_t *res = NULL;
+	if (strcmp(t.kind, "firewall_show") == 0) {
+		res = task_firewall_show(a, &t, err, errlen);
+	} else {
+		*code = FG_RPC_METHOD_NOT_FOUND;
+		snprintf(err, errlen, "task kind \"%.64s\" is not supported by this agent", t.kind);
+		return NULL;
+	}
+	if (!res)
+		*code = FG_RPC_INTERNAL_ERROR;
+	return res;
 }
 
 static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
@@ -713,6 +1169,16 @@ static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
 		json_t *res = do_apply(a, m.params, APPLY_SAVE, &code, err, sizeof(err));
 		if (!res)
 			fg_err("agent: apply refused, running state unchanged: %s", err);
+		if (m.id)
+			send_msg(a, res ? fg_rpc_result(m.id, res) : fg_rpc_error(m.id, code, err));
+		else
+			json_decref(res);
+		/* after a firewall change, ask for the answer that confirms it */
+		if (fg_kplane_pending(a->kp, NULL))
+			send_reports(a);
+	} else if (strcmp(m.method, "task") == 0) {
+		int code = 0;
+		json_t *res = do_task(a, m.params, &code, err, sizeof(err));
 		if (m.id)
 			send_msg(a, res ? fg_rpc_result(m.id, res) : fg_rpc_error(m.id, code, err));
 		else
@@ -843,7 +1309,7 @@ static void apply_state_file(struct fg_agent *a)
 	}
 	json_t *params = json_pack("{s:I,s:o}", "rev", (json_int_t)rev, "state", state);
 	int code;
-	json_t *res = params ? do_apply(a, params, 0, &code, err, sizeof(err)) : NULL;
+	json_t *res = params ? do_apply(a, params, APPLY_BOOT, &code, err, sizeof(err)) : NULL;
 	if (!res)
 		fg_err("agent: %s/%s (rev %lld) cannot run: %s", a->dir, FG_AGENT_STATE_FILE,
 		       (long long)rev, err);
@@ -897,6 +1363,10 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 			snprintf(err, errlen, "--server: %s", e);
 			goto err;
 		}
+		if (!a->urls[i].tls && !fg_host_is_loopback(a->urls[i].host))
+			fg_warn("agent: %s is ws://: the node token and the node's configuration "
+				"travel unencrypted; use wss:// outside a trusted network",
+				o->servers[i]);
 		if (a->urls[i].tls && !a->tls) {
 			struct fg_tls_client_opts to = {.ca_file = o->ca_file};
 			char terr[FG_TLS_ERR_LEN];
@@ -985,17 +1455,18 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 		snprintf(err, errlen, "cannot start the engine: %s", strerror(errno));
 		goto err;
 	}
+	a->kp = fg_kplane_new("flowgate", NULL, NULL);
+	if (!a->kp) {
+		snprintf(err, errlen, "cannot create an nftables context");
+		goto err;
+	}
+	fg_engine_set_metrics_hook(a->engine, kmetrics_cb, a);
 	a->tunnels = fg_agent_tunnels_new(o->loop, a->cert, a->key);
 	if (!a->tunnels) {
 		snprintf(err, errlen, "out of memory");
 		goto err;
 	}
-	a->kfwd = fg_kfwd_new("flowgate");
-	if (!a->kfwd) {
-		snprintf(err, errlen, "out of memory");
-		goto err;
-	}
-	fg_engine_set_metrics_hook(a->engine, fg_kfwd_metrics_cb, a->kfwd);
+	fg_timer_init(&a->confirm_timer, confirm_timer_cb, a);
 	fg_timer_init(&a->retry_timer, retry_cb, a);
 	fg_timer_init(&a->report_timer, report_cb, a);
 	apply_state_file(a);
@@ -1042,7 +1513,16 @@ void fg_agent_free(struct fg_agent *a)
 		fg_agent_shutdown(a);
 	fg_agent_tunnels_free(a->tunnels);
 	fg_engine_free(a->engine);
-	fg_kfwd_free(a->kfwd); /* our table and the sysctls we turned on */
+	if (a->kp)
+		fg_timer_stop(a->loop, &a->confirm_timer);
+	fg_kplane_free(a->kp); /* our table: exactly what we added */
+	fg_kernel_forwarding_restore(a->fwd_changed);
+	fg_forward_set_free(&a->kset);
+	fg_free(a->kctrs);
+	fg_free(a->fw_rollback_err);
+	json_decref(a->fw_run);
+	json_decref(a->fw_confirmed);
+	json_decref(a->fw_rejected);
 	fg_pending_free(&a->old);
 	fg_free(a->old_req);
 	fg_free(a->ctrs);

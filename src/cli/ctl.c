@@ -86,6 +86,14 @@ static void usage(FILE *f)
 	    "    --rate-down-per-conn R, --burst SIZE, --max-conns N, --max-conns-per-ip N,\n"
 	    "    --proxy-protocol v1|v2|none, --health-check D, --connect-timeout D,\n"
 	    "    --idle-timeout D, --udp-idle-timeout D, --enabled, --disabled\n\n"
+	    "firewall policies:\n"
+	    "  policies list | get REF | delete REF | enable REF | disable REF\n"
+	    "  policies create -f FILE.json                a policy object (doc/api.md)\n"
+	    "  policies update REF -f FILE.json            fields given replace\n"
+	    "  policies preview NODE [--diff]              nft text the node gets, and the\n"
+	    "                                               diff against what it runs\n"
+	    "  policies import-iptables FILE|- [--name N] [--create]\n"
+	    "                                               iptables-save -> policy\n\n"
 	    "configuration:\n"
 	    "  export [-o FILE]                             all groups, nodes, forwards as JSON\n"
 	    "  import FILE|-                                create or update from an export\n\n"
@@ -1356,6 +1364,279 @@ static int cmd_forwards(struct ctl *c, int argc, char **argv)
 	return usage_err("forwards: unknown command \"%s\"", sub);
 }
 
+/* ---- policies ----------------------------------------------------------------- */
+
+/* Reads a JSON object from FILE or "-" (stdin); NULL after saying why. */
+static json_t *read_object(const char *file)
+{
+	json_error_t je;
+	json_t *j = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &je)
+					   : json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+	if (!j) {
+		if (je.line > 0)
+			say_err("%s: line %d column %d: %s", file, je.line, je.column, je.text);
+		else
+			say_err("%s: %s", file, je.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		say_err("%s: a policy is one JSON object", file);
+		return NULL;
+	}
+	return j;
+}
+
+static void targets_text(json_t *p, struct fg_strbuf *b)
+{
+	json_t *t = json_object_get(p, "targets");
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(t, "nodes"), i, v)
+	    fg_strbuf_printf(b, "%snode %s", b->len ? ", " : "", json_string_value(v));
+	json_array_foreach(json_object_get(t, "groups"), i, v)
+	    fg_strbuf_printf(b, "%sgroup %s", b->len ? ", " : "", json_string_value(v));
+}
+
+static int policies_list(struct ctl *c, int argc, char **argv)
+{
+	json_t *j;
+	int rc = positional(argc, argv, 0, 0, "policies list");
+	if (rc || (rc = call_json(c, "GET", "/policies", NULL, &j)) || !j)
+		return rc;
+	json_t *a = json_object_get(j, "policies"), *p;
+	size_t i;
+	if (json_array_size(a) == 0) {
+		printf("no policies (add one: flowgate ctl policies create -f FILE.json)\n");
+		json_decref(j);
+		return EXIT_OK;
+	}
+	struct table t = {.ncols = 6};
+	table_add(&t, "ID", "NAME", "PRIORITY", "RULES", "TARGETS", "STATE");
+	json_array_foreach(a, i, p)
+	{
+		char id[24], prio[24], nr[24];
+		struct fg_strbuf b;
+		fg_strbuf_init(&b);
+		targets_text(p, &b);
+		snprintf(id, sizeof(id), "%lld", num(p, "id"));
+		snprintf(prio, sizeof(prio), "%lld", num(p, "priority"));
+		snprintf(nr, sizeof(nr), "%zu", json_array_size(json_object_get(p, "rules")));
+		table_add(&t, id, str(p, "name", "?"), prio, nr, b.s ? b.s : "-",
+			  json_is_false(json_object_get(p, "enabled")) ? "disabled" : "enabled");
+		fg_strbuf_deinit(&b);
+	}
+	table_print(&t);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int policies_write(struct ctl *c, bool update, int argc, char **argv)
+{
+	const char *file = NULL, *ref = NULL;
+	for (int i = 1; i < argc;) {
+		int m = opt_value(argc, argv, &i, "--file", "-f", &file);
+		if (m < 0)
+			return EXIT_USAGE;
+		if (!m && update && !ref) {
+			ref = argv[i++];
+			continue;
+		}
+		if (!m)
+			return usage_err("policies: unexpected argument \"%s\"", argv[i]);
+	}
+	if (!file)
+		return usage_err("policies %s: the policy is -f FILE.json (or -f - for stdin)",
+				 update ? "update" : "create");
+	if (update && !ref)
+		return usage_err("policies update: which policy?");
+	json_t *body = read_object(file), *j;
+	if (!body)
+		return EXIT_USAGE;
+	char path[600] = "/policies";
+	int rc = update ? ref_path("policies", ref, NULL, path, sizeof(path)) : 0;
+	c->body_from_flags = false;
+	if (rc == 0)
+		rc = call_json(c, update ? "PATCH" : "POST", path, body, &j);
+	json_decref(body);
+	if (rc || !j)
+		return rc;
+	struct fg_strbuf b;
+	fg_strbuf_init(&b);
+	targets_text(j, &b);
+	printf("%s policy %s (id %lld): priority %lld, %zu rules, on %s%s\n",
+	       update ? "updated" : "created", str(j, "name", "?"), num(j, "id"),
+	       num(j, "priority"), json_array_size(json_object_get(j, "rules")),
+	       b.s ? b.s : "nothing yet",
+	       json_is_false(json_object_get(j, "enabled")) ? " (disabled)" : "");
+	fg_strbuf_deinit(&b);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int policies_enable(struct ctl *c, bool on, int argc, char **argv)
+{
+	json_t *j;
+	int rc = positional(argc, argv, 1, 1, on ? "enable" : "disable");
+	if (rc || (rc = patch(c, "policies", argv[1], json_pack("{s:b}", "enabled", on), &j)) || !j)
+		return rc;
+	printf("policy %s %s\n", str(j, "name", argv[1]), on ? "enabled" : "disabled");
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int policies_preview(struct ctl *c, int argc, char **argv)
+{
+	bool diff = false;
+	const char *node = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--diff") == 0)
+			diff = true;
+		else if (!node)
+			node = argv[i];
+		else
+			return usage_err("policies preview: unexpected argument \"%s\"", argv[i]);
+	}
+	if (!node)
+		return usage_err("policies preview: which node?");
+	char path[600];
+	json_t *j;
+	int rc = ref_path("nodes", node, "/firewall", path, sizeof(path));
+	if (rc || (rc = call_json(c, "GET", path, NULL, &j)) || !j)
+		return rc;
+	if (!diff) {
+		fputs(str(j, "preview", ""), stdout);
+	} else if (json_is_string(json_object_get(j, "diff"))) {
+		const char *d = str(j, "diff", "");
+		printf("%s", *d ? d : "# the node runs exactly the preview\n");
+	} else {
+		printf("# no diff: %s\n",
+		       str(j, "live_error", str(j, "diff_error", "unavailable")));
+	}
+	json_t *ctrs = json_object_get(j, "counters"), *k;
+	size_t i;
+	if (json_array_size(ctrs)) {
+		struct table t = {.ncols = 4};
+		table_add(&t, "COUNTER", "WHAT", "PACKETS", "BYTES");
+		json_array_foreach(ctrs, i, k)
+		{
+			char what[160], pk[32], by[32];
+			if (str(k, "policy", NULL))
+				snprintf(what, sizeof(what), "policy %s rule %lld",
+					 str(k, "policy", ""), num(k, "rule"));
+			else if (str(k, "forward", NULL))
+				snprintf(what, sizeof(what), "forward %s %s", str(k, "forward", ""),
+					 str(k, "direction", ""));
+			else
+				snprintf(what, sizeof(what), "-");
+			snprintf(pk, sizeof(pk), "%lld", num(k, "packets"));
+			fmt_bytes((uint64_t)num(k, "bytes"), by, sizeof(by));
+			table_add(&t, str(k, "name", "?"), what, pk, by);
+		}
+		printf("\n");
+		table_print(&t);
+	}
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int policies_import(struct ctl *c, int argc, char **argv)
+{
+	const char *file = NULL, *name = NULL;
+	bool create = false;
+	for (int i = 1; i < argc;) {
+		int m = opt_value(argc, argv, &i, "--name", NULL, &name);
+		if (m < 0)
+			return EXIT_USAGE;
+		if (m)
+			continue;
+		if (strcmp(argv[i], "--create") == 0)
+			create = true;
+		else if (!file)
+			file = argv[i];
+		else
+			return usage_err("policies import-iptables: unexpected argument \"%s\"",
+					 argv[i]);
+		i++;
+	}
+	if (!file)
+		return usage_err(
+		    "policies import-iptables: which file? (iptables-save output, or -)");
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	if (!f) {
+		say_err("%s: %s", file, strerror(errno));
+		return EXIT_USAGE;
+	}
+	struct fg_strbuf text;
+	fg_strbuf_init(&text);
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fg_strbuf_append(&text, buf, n);
+	if (f != stdin)
+		fclose(f);
+	json_t *body = json_pack("{s:s}", "text", text.s ? text.s : "");
+	fg_strbuf_deinit(&text);
+	if (name)
+		json_object_set_new(body, "name", json_string(name));
+	json_t *j;
+	int rc = call_json(c, "POST", "/policies/import-iptables", body, &j);
+	json_decref(body);
+	if (rc || !j)
+		return rc;
+	json_t *pol = json_object_get(j, "policy");
+	fprintf(stderr, "flowgate ctl: %s\n", str(j, "message", ""));
+	size_t i;
+	json_t *sk;
+	json_array_foreach(json_object_get(j, "skipped"), i, sk)
+	    fprintf(stderr, "  skipped: %s\n", json_string_value(sk));
+	if (!create) {
+		char *t = json_dumps(pol, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		if (t)
+			printf("%s\n", t);
+		free(t);
+		json_decref(j);
+		return EXIT_OK;
+	}
+	json_t *made;
+	rc = call_json(c, "POST", "/policies", json_incref(pol), &made);
+	json_decref(pol);
+	if (!rc && made)
+		printf("created policy %s (id %lld), disabled: review it, then "
+		       "`flowgate ctl policies enable %s`\n",
+		       str(made, "name", "?"), num(made, "id"), str(made, "name", "?"));
+	json_decref(made);
+	json_decref(j);
+	return rc;
+}
+
+static int cmd_policies(struct ctl *c, int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_err("policies: list, get, create, update, enable, disable, delete, "
+				 "preview or import-iptables?");
+	const char *sub = argv[1];
+	argc--;
+	argv++;
+	if (strcmp(sub, "list") == 0 || strcmp(sub, "ls") == 0)
+		return policies_list(c, argc, argv);
+	if (strcmp(sub, "get") == 0 || strcmp(sub, "show") == 0)
+		return cmd_get(c, "policies", argc, argv);
+	if (strcmp(sub, "create") == 0 || strcmp(sub, "add") == 0)
+		return policies_write(c, false, argc, argv);
+	if (strcmp(sub, "update") == 0 || strcmp(sub, "set") == 0)
+		return policies_write(c, true, argc, argv);
+	if (strcmp(sub, "delete") == 0 || strcmp(sub, "rm") == 0)
+		return cmd_delete(c, "policies", "policy", argc, argv);
+	if (strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0)
+		return policies_enable(c, strcmp(sub, "enable") == 0, argc, argv);
+	if (strcmp(sub, "preview") == 0)
+		return policies_preview(c, argc, argv);
+	if (strcmp(sub, "import-iptables") == 0)
+		return policies_import(c, argc, argv);
+	return usage_err("policies: unknown command \"%s\"", sub);
+}
+
 /* ---- export / import ------------------------------------------------------------ */
 
 static int write_file_atomic(const char *path, const char *s, size_t len)
@@ -1674,6 +1955,8 @@ int fg_cli_ctl(int argc, char **argv)
 	else if (strcmp(cmd, "forwards") == 0 || strcmp(cmd, "forward") == 0 ||
 		 strcmp(cmd, "fwd") == 0)
 		rc = cmd_forwards(&c, nrest, rest);
+	else if (strcmp(cmd, "policies") == 0 || strcmp(cmd, "policy") == 0)
+		rc = cmd_policies(&c, nrest, rest);
 	else if (strcmp(cmd, "export") == 0)
 		rc = cmd_export(&c, nrest, rest);
 	else if (strcmp(cmd, "import") == 0)

@@ -16,6 +16,8 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/work.h"
+#include "net/addr.h"
+#include "net/url.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/http.h"
@@ -117,6 +119,25 @@ static const char *default_web_dir(char *buf, size_t len)
 	(void)buf;
 	(void)len;
 	return NULL;
+}
+
+static bool listen_is_loopback(const char *listen)
+{
+	struct fg_endpoint ep;
+	const char *why;
+	if (fg_endpoint_parse(listen, true, &ep, &why) < 0)
+		return false;
+	char host[FG_ADDRSTR_MAX];
+	fg_addr_format((struct sockaddr *)&ep.ip, host, sizeof(host));
+	char *colon = strrchr(host, ':'); /* "1.2.3.4:0" / "[::1]:0" */
+	if (colon)
+		*colon = 0;
+	const char *h = host;
+	if (*h == '[') {
+		h++;
+		host[strlen(host) - 1] = 0;
+	}
+	return fg_host_is_loopback(h);
 }
 
 int fg_cli_server(int argc, char **argv)
@@ -237,6 +258,10 @@ int fg_cli_server(int argc, char **argv)
 		goto out;
 	}
 	fg_api_set_tls(app.api, fg_http_is_tls(app.http));
+	if (!fg_http_is_tls(app.http) && !listen_is_loopback(listen))
+		fg_warn("serving plain HTTP on %s: passwords, tokens and node tokens travel "
+			"unencrypted; give --tls-cert/--tls-key outside a trusted network",
+			listen);
 	app.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (app.sfd < 0 ||
 	    fg_io_start(app.loop, &app.sig_io, app.sfd, FG_IO_READ, signal_cb, &app) < 0) {

@@ -45,7 +45,13 @@ static int nft_counters(void *b, struct fg_nft_counter **out, size_t *n, char *e
 	return fg_nft_counters(b, out, n, err, errlen);
 }
 
+static int nft_list(void *b, struct fg_strbuf *out, char *err, size_t errlen)
+{
+	return fg_nft_list(b, false, true, out, err, errlen);
+}
+
 static const struct fg_kplane_backend nft_backend = {
+    .list = nft_list,
     .check = nft_check,
     .run = nft_run,
     .snapshot = nft_snapshot,
@@ -132,6 +138,29 @@ int fg_kplane_apply(struct fg_kplane *kp, const struct fg_fw_doc *fw,
 out:
 	fg_strbuf_deinit(&s);
 	return rc;
+}
+
+int fg_kplane_check(struct fg_kplane *kp, const struct fg_fw_doc *fw,
+		    const struct fg_forward_cfg *fwds, size_t nfwds, char *err, size_t errlen)
+{
+	struct fg_strbuf s;
+	struct fg_nft_spec spec = {.table = kp->table, .fw = fw, .fwds = fwds, .nfwds = nfwds};
+	fg_strbuf_init(&s);
+	int rc = fg_nft_compile(&spec, &s, err, errlen);
+	if (!rc)
+		rc = kp->ops->check(kp->b, s.s, err, errlen);
+	fg_strbuf_deinit(&s);
+	return rc;
+}
+
+int fg_kplane_list(struct fg_kplane *kp, struct fg_strbuf *out, char *err, size_t errlen)
+{
+	if (!kp->ops->list) {
+		snprintf(err, errlen, "this firewall backend cannot list its table");
+		return -ENOTSUP;
+	}
+	int rc = kp->ops->list(kp->b, out, err, errlen);
+	return rc == -ENOENT ? 0 : rc;
 }
 
 void fg_kplane_confirm(struct fg_kplane *kp)

@@ -34,6 +34,9 @@ struct fg_kplane_backend {
 	int (*snapshot)(void *b, char **out, char *err, size_t errlen);
 	int (*remove)(void *b, char *err, size_t errlen);
 	int (*counters)(void *b, struct fg_nft_counter **out, size_t *n, char *err, size_t errlen);
+	/* optional: the live table as nft lists it (stateless); -ENOENT when
+	 * there is none */
+	int (*list)(void *b, struct fg_strbuf *out, char *err, size_t errlen);
 };
 
 struct fg_kplane;
@@ -62,6 +65,15 @@ enum fg_kplane_result {
 int fg_kplane_apply(struct fg_kplane *kp, const struct fg_fw_doc *fw,
 		    const struct fg_forward_cfg *fwds, size_t nfwds, int64_t now_ns,
 		    int64_t confirm_ns, char *err, size_t errlen);
+
+/* Compiles fw + fwds and dry-runs the script: what fg_kplane_apply would
+ * say, without changing anything. 0 or -errno with err. */
+int fg_kplane_check(struct fg_kplane *kp, const struct fg_fw_doc *fw,
+		    const struct fg_forward_cfg *fwds, size_t nfwds, char *err, size_t errlen);
+
+/* The live table as nft lists it without counter values, appended to out
+ * ("" when there is no table). -ENOTSUP if the backend cannot list. */
+int fg_kplane_list(struct fg_kplane *kp, struct fg_strbuf *out, char *err, size_t errlen);
 
 /* The server was reached after the apply: keep it. */
 void fg_kplane_confirm(struct fg_kplane *kp);

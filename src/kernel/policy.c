@@ -1011,6 +1011,31 @@ err:
 	return rc;
 }
 
+int fg_fw_section_parse(const void *section, struct fg_fw_doc *out, int64_t *confirm_s, char *err,
+			size_t errlen)
+{
+	const json_t *sec = section;
+	*confirm_s = 0;
+	memset(out, 0, sizeof(*out));
+	if (!sec)
+		return 0;
+	if (!json_is_object(sec))
+		return fg_errf(err, errlen, "firewall: must be an object");
+	json_t *ct = json_object_get(sec, "confirm_timeout");
+	if (ct &&
+	    (!json_is_integer(ct) || json_integer_value(ct) < 1 || json_integer_value(ct) > 86400))
+		return fg_errf(err, errlen, "firewall.confirm_timeout: must be 1-86400 seconds");
+	if (ct)
+		*confirm_s = json_integer_value(ct);
+	json_t *copy = json_copy((json_t *)sec);
+	if (!copy)
+		return OOM(err, errlen);
+	json_object_del(copy, "confirm_timeout");
+	int rc = fg_fw_doc_parse_json(copy, out, err, errlen);
+	json_decref(copy);
+	return rc;
+}
+
 int fg_fw_doc_parse(const char *text, size_t len, struct fg_fw_doc *out, char *err, size_t errlen)
 {
 	json_error_t je;

@@ -118,6 +118,11 @@ extern const char *const fg_fw_chain_names[FG_FW_NCHAINS];
 int fg_fw_doc_parse(const char *text, size_t len, struct fg_fw_doc *out, char *err, size_t errlen);
 /* The same for a document already decoded by jansson (json_t *). */
 int fg_fw_doc_parse_json(const void *json, struct fg_fw_doc *out, char *err, size_t errlen);
+/* The "firewall" section of a node's desired state: a document as above
+ * plus "confirm_timeout" (seconds, optional: *confirm_s gets 0 when
+ * absent). NULL section = no policies (an empty document). */
+int fg_fw_section_parse(const void *section, struct fg_fw_doc *out, int64_t *confirm_s, char *err,
+			size_t errlen);
 int fg_fw_doc_load_file(const char *path, struct fg_fw_doc *out, char *err, size_t errlen);
 void fg_fw_doc_free(struct fg_fw_doc *d);
 

@@ -394,6 +394,8 @@ static int check_list(const json_t *o, const char *key, const json_t **out, bool
 	return 0;
 }
 
+static int check_firewall_counters(const json_t *fw, char *err, size_t errlen);
+
 int fg_report_decode(const json_t *params, struct fg_report *out, char *err, size_t errlen)
 {
 	int rc;
@@ -415,6 +417,10 @@ int fg_report_decode(const json_t *params, struct fg_report *out, char *err, siz
 	if ((rc = check_list(params, "status", &out->status, true, err, errlen)) ||
 	    (rc = check_list(params, "counters", &out->counters, false, err, errlen)))
 		return rc;
+	json_t *fw = json_object_get(params, "firewall");
+	if (fw && (rc = check_firewall_counters(fw, err, errlen)))
+		return rc;
+	out->firewall = fw;
 	return 0;
 }
 
@@ -448,4 +454,99 @@ int fg_apply_result_decode(const json_t *result, struct fg_apply_result *out, ch
 	if ((rc = get_uint(result, "", "rev", -1, &out->rev, err, errlen)))
 		return rc;
 	return check_list(result, "status", &out->status, true, err, errlen);
+}
+
+/* ---- tasks ----------------------------------------------------------- */
+
+#define TEXT_MAX (16u << 20) /* nft listings and scripts: the frame limit */
+
+int fg_task_decode(const json_t *params, struct fg_task *out, char *err, size_t errlen)
+{
+	int rc;
+	memset(out, 0, sizeof(*out));
+	if ((rc = need_object(params, "task params", err, errlen)))
+		return rc;
+	if ((rc = get_str(params, "", "kind", FG_RPC_ID_MAX, true, &out->kind, err, errlen)) ||
+	    (rc = get_str(params, "", "script", TEXT_MAX, false, &out->script, err, errlen)))
+		return rc;
+	return 0;
+}
+
+int fg_nft_counter_decode(const json_t *o, const char *path, struct fg_nft_counter_rec *out,
+			  char *err, size_t errlen)
+{
+	int rc;
+	int64_t packets, bytes;
+	memset(out, 0, sizeof(*out));
+	if ((rc = need_object(o, path, err, errlen)))
+		return rc;
+	if ((rc = get_str(o, path, "name", 95, true, &out->name, err, errlen)) ||
+	    (rc = get_uint(o, path, "packets", -1, &packets, err, errlen)) ||
+	    (rc = get_uint(o, path, "bytes", -1, &bytes, err, errlen)))
+		return rc;
+	out->packets = (uint64_t)packets;
+	out->bytes = (uint64_t)bytes;
+	return 0;
+}
+
+int fg_firewall_show_decode(const json_t *result, struct fg_firewall_show *out, char *err,
+			    size_t errlen)
+{
+	int rc;
+	memset(out, 0, sizeof(*out));
+	if ((rc = need_object(result, "firewall_show result", err, errlen)))
+		return rc;
+	if ((rc = get_str(result, "", "live", TEXT_MAX, true, &out->live, err, errlen)) ||
+	    (rc = get_str(result, "", "preview", TEXT_MAX, false, &out->preview, err, errlen)) ||
+	    (rc = get_str(result, "", "preview_error", FG_RPC_ERR_MAX * 8, false,
+			  &out->preview_error, err, errlen)))
+		return rc;
+	json_t *cp = json_object_get(result, "confirm_pending");
+	if (cp && !json_is_boolean(cp))
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+			    "confirm_pending: must be a boolean, not %s", type_name(cp));
+	out->confirm_pending = json_is_true(cp);
+	json_t *a = json_object_get(result, "counters");
+	if (a && !json_is_array(a))
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+			    "counters: must be an array, not %s", type_name(a));
+	size_t i;
+	json_t *v;
+	json_array_foreach(a, i, v)
+	{
+		char path[32];
+		struct fg_nft_counter_rec c;
+		snprintf(path, sizeof(path), "counters[%zu]", i);
+		if ((rc = fg_nft_counter_decode(v, path, &c, err, errlen)))
+			return rc;
+	}
+	out->counters = a;
+	return 0;
+}
+
+/* report.firewall: {counters:[{name, packets, bytes}], confirm_pending?} */
+static int check_firewall_counters(const json_t *fw, char *err, size_t errlen)
+{
+	int rc;
+	if ((rc = need_object(fw, "firewall", err, errlen)))
+		return rc;
+	json_t *cp = json_object_get(fw, "confirm_pending");
+	if (cp && !json_is_boolean(cp))
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+			    "firewall.confirm_pending: must be a boolean, not %s", type_name(cp));
+	json_t *a = json_object_get(fw, "counters");
+	if (a && !json_is_array(a))
+		return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+			    "firewall.counters: must be an array, not %s", type_name(a));
+	size_t i;
+	json_t *v;
+	json_array_foreach(a, i, v)
+	{
+		char path[48];
+		struct fg_nft_counter_rec c;
+		snprintf(path, sizeof(path), "firewall.counters[%zu]", i);
+		if ((rc = fg_nft_counter_decode(v, path, &c, err, errlen)))
+			return rc;
+	}
+	return 0;
 }

@@ -111,6 +111,9 @@ struct fg_report {
 	int64_t applied_rev; /* -1 if absent */
 	const json_t *status;
 	const json_t *counters;
+	/* optional {counters:[{name, packets, bytes}], confirm_pending}: the
+	 * firewall's rule counters (validated; NULL if absent) */
+	const json_t *firewall;
 };
 int fg_report_decode(const json_t *params, struct fg_report *out, char *err, size_t errlen);
 
@@ -130,6 +133,36 @@ struct fg_apply_result {
 };
 int fg_apply_result_decode(const json_t *result, struct fg_apply_result *out, char *err,
 			   size_t errlen);
+
+/* task params (server -> agent): one-off work. kind names it
+ * ("firewall_show"); script (optional, "" if absent) is an nft script the
+ * agent renders as nft would list it, for the preview diff. */
+struct fg_task {
+	const char *kind;
+	const char *script;
+};
+int fg_task_decode(const json_t *params, struct fg_task *out, char *err, size_t errlen);
+
+/* One named counter of the agent's table: {name, packets, bytes}. */
+struct fg_nft_counter_rec {
+	const char *name;
+	uint64_t packets, bytes;
+};
+
+/* firewall_show result (agent -> server): the live table as nft lists it
+ * (stateless; "" when the agent has no table), the task's script as nft
+ * would list it (preview; "" with preview_error when it could not be
+ * rendered), the table's named counters (validated array, walk with
+ * fg_nft_counter_decode), and whether a change waits for confirmation. */
+struct fg_firewall_show {
+	const char *live, *preview, *preview_error;
+	const json_t *counters;
+	bool confirm_pending;
+};
+int fg_firewall_show_decode(const json_t *result, struct fg_firewall_show *out, char *err,
+			    size_t errlen);
+int fg_nft_counter_decode(const json_t *o, const char *path, struct fg_nft_counter_rec *out,
+			  char *err, size_t errlen);
 
 /* A boot id: 1-64 characters of [0-9A-Za-z_-]. */
 bool fg_rpc_valid_boot_id(const char *s);

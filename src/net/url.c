@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <strings.h>
 
 /* ---- URLs ------------------------------------------------------------- */
@@ -155,4 +156,18 @@ void fg_url_authority(const struct fg_url *u, char *out, size_t len)
 		snprintf(port, sizeof(port), ":%u", u->port);
 	snprintf(out, len, "%s%s%s%s", u->host_is_v6 ? "[" : "", u->host, u->host_is_v6 ? "]" : "",
 		 port);
+}
+
+bool fg_host_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (strcasecmp(host, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return false;
 }

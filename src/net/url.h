@@ -31,4 +31,8 @@ void fg_url_format(const struct fg_url *u, char *out, size_t len);
 /* The Host header for u: host, [v6], with ":port" when one was written. */
 void fg_url_authority(const struct fg_url *u, char *out, size_t len);
 
+/* host (a name or an IP literal without brackets) is "localhost" or a
+ * loopback address: where plain ws:// and http:// leave nothing to sniff. */
+bool fg_host_is_loopback(const char *host);
+
 #endif

@@ -552,6 +552,8 @@ enum fg_http_verdict api_nodes(struct api_call *c)
 	if (c->nseg == 3 && strcmp(c->seg[2], "stats") == 0 && method_is(c, "GET")) {
 		struct fg_series_query q = {.node_id = n.id};
 		v = series(c, &q);
+	} else if (c->nseg == 3 && strcmp(c->seg[2], "firewall") == 0 && method_is(c, "GET")) {
+		v = api_node_firewall(c, &n);
 	} else if (c->nseg != 2) {
 		v = api_fail(c->r, 404, "not_found", NULL, "no such resource");
 	} else if (method_is(c, "GET")) {
@@ -1235,17 +1237,25 @@ enum fg_http_verdict api_export(struct api_call *c)
 	fg_free(gv);
 	fg_node_list_free(nv, nn);
 	fg_forward_list_free(fv, nf);
+	json_t *policies = api_policies_export(c);
+	if (!policies) {
+		json_decref(groups);
+		json_decref(nodes);
+		json_decref(forwards);
+		return api_store_fail(c->r, -EIO, "exporting policies");
+	}
 	json_t *tunnels = api_tunnels_export(c);
 	if (!tunnels) {
 		json_decref(groups);
 		json_decref(nodes);
 		json_decref(forwards);
+		json_decref(policies);
 		return FG_HTTP_DONE;
 	}
 	return api_reply(c->r, 200,
-			 json_pack("{s:i, s:I, s:o, s:o, s:o, s:o}", "version", 1, "exported",
+			 json_pack("{s:i, s:I, s:o, s:o, s:o, s:o, s:o}", "version", 1, "exported",
 				   (json_int_t)api_now(), "groups", groups, "nodes", nodes,
-				   "forwards", forwards, "tunnels", tunnels));
+				   "forwards", forwards, "policies", policies, "tunnels", tunnels));
 }
 
 /* Import: groups, then nodes (created with a fresh enrollment token when
@@ -1270,7 +1280,8 @@ enum fg_http_verdict api_import(struct api_call *c)
 	json_object_foreach(b, key, val)
 	{
 		if (strcmp(key, "version") && strcmp(key, "exported") && strcmp(key, "groups") &&
-		    strcmp(key, "nodes") && strcmp(key, "forwards") && strcmp(key, "tunnels")) {
+		    strcmp(key, "nodes") && strcmp(key, "forwards") && strcmp(key, "policies") &&
+		    strcmp(key, "tunnels")) {
 			v = api_fail(c->r, 400, "invalid", key, "%s: unknown field", key);
 			goto out;
 		}
@@ -1409,6 +1420,11 @@ enum fg_http_verdict api_import(struct api_call *c)
 			v = api_store_fail(c->r, rc, "importing forwards");
 			goto out;
 		}
+	}
+	json_array_foreach(json_object_get(b, "policies"), i, val)
+	{
+		if (!api_policy_import_one(c, val, i, &created, &updated, &touched))
+			goto out; /* answered */
 	}
 	/* tunnels last: they name nodes and groups imported above */
 	json_array_foreach(json_object_get(b, "tunnels"), i, val)

@@ -65,6 +65,98 @@ err2:
 	return NULL;
 }
 
+static int cmp_policy(const void *a, const void *b)
+{
+	const struct fg_policy *x = *(const struct fg_policy *const *)a;
+	const struct fg_policy *y = *(const struct fg_policy *const *)b;
+	if (x->priority != y->priority)
+		return x->priority < y->priority ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+int fg_desired_firewall(const struct fg_policy *v, size_t n, json_t **out)
+{
+	*out = NULL;
+	const struct fg_policy **sorted = fg_calloc(n + 1, sizeof(*sorted));
+	json_t *sec = json_object(), *sets = json_array(), *pols = json_array();
+	int64_t confirm = 0;
+	if (!sorted || !sec || !sets || !pols)
+		goto oom;
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = &v[i];
+	qsort(sorted, n, sizeof(*sorted), cmp_policy);
+	for (size_t i = 0; i < n; i++) {
+		const struct fg_policy *p = sorted[i];
+		if (!p->enabled)
+			continue;
+		json_t *o = p->json ? json_loads(p->json, 0, NULL) : NULL;
+		if (!json_is_object(o)) {
+			fg_err("hub: policy %lld (%s): stored JSON is not an object, left out of "
+			       "the desired state",
+			       (long long)p->id, p->name);
+			json_decref(o);
+			continue;
+		}
+		size_t k;
+		json_t *set;
+		json_array_foreach(json_object_get(o, "sets"), k, set)
+		{
+			const char *name = json_string_value(json_object_get(set, "name"));
+			bool dup = false;
+			size_t j;
+			json_t *have;
+			json_array_foreach(sets, j, have)
+			{
+				const char *hn = json_string_value(json_object_get(have, "name"));
+				dup |= name && hn && strcmp(name, hn) == 0;
+			}
+			if (!dup && json_array_append(sets, set))
+				goto oom_o;
+		}
+		json_t *ct = json_object_get(o, "confirm_timeout");
+		if (json_is_integer(ct) && (!confirm || json_integer_value(ct) < confirm))
+			confirm = json_integer_value(ct);
+		char id[24];
+		snprintf(id, sizeof(id), "%lld", (long long)p->id);
+		json_t *pol =
+		    json_pack("{s:s, s:s, s:i, s:O}", "id", id, "name", p->name, "priority",
+			      p->priority, "rules", json_object_get(o, "rules"));
+		if (pol && json_object_get(o, "description"))
+			json_object_set(pol, "description", json_object_get(o, "description"));
+		json_decref(o);
+		if (!pol || json_array_append_new(pols, pol))
+			goto oom;
+		continue;
+	oom_o:
+		json_decref(o);
+		goto oom;
+	}
+	fg_free(sorted);
+	sorted = NULL;
+	if (json_array_size(pols) == 0) {
+		json_decref(sets);
+		json_decref(pols);
+		json_decref(sec);
+		return 0;
+	}
+	if (json_object_set_new(sec, "sets", sets) || json_object_set_new(sec, "policies", pols)) {
+		sets = pols = NULL;
+		goto oom;
+	}
+	if (confirm && json_object_set_new(sec, "confirm_timeout", json_integer(confirm))) {
+		json_decref(sec);
+		return -ENOMEM;
+	}
+	*out = sec;
+	return 0;
+oom:
+	fg_free(sorted);
+	json_decref(sets);
+	json_decref(pols);
+	json_decref(sec);
+	return -ENOMEM;
+}
+
 char *fg_desired_text(const json_t *state)
 {
 	return json_dumps(state, JSON_COMPACT | JSON_SORT_KEYS);
@@ -253,15 +345,24 @@ int fg_desired_compile_ex(struct fg_store *st, const struct fg_secret_key *key, 
 	fg_forward_list_free(v, n);
 	if (!*state)
 		return -ENOMEM;
-	if (key) {
+	struct fg_policy *pv = NULL;
+	size_t np = 0;
+	json_t *fw = NULL;
+	rc = st->ops->policies_for_node(st, node_id, &pv, &np);
+	if (!rc)
+		rc = fg_desired_firewall(pv, np, &fw);
+	fg_policy_list_free(pv, np);
+	if (!rc && fw && json_object_set_new(*state, "firewall", fw))
+		rc = -ENOMEM;
+	if (!rc && key) {
 		rc = tunnels_section(st, key, node_id, &tunnels);
 		if (!rc && tunnels && json_object_set_new(*state, "tunnels", tunnels))
 			rc = -ENOMEM;
-		if (rc) {
-			json_decref(*state);
-			*state = NULL;
-			return rc;
-		}
+	}
+	if (rc) {
+		json_decref(*state);
+		*state = NULL;
+		return rc;
 	}
 	*text = fg_desired_text(*state);
 	if (!*text) {

@@ -25,16 +25,28 @@
  * failure. */
 json_t *fg_desired_from_forwards(const struct fg_forward *v, size_t n);
 
+/* Pure part of the "firewall" section: the enabled policies among v (the
+ * node's, any order), sorted by priority then id, as
+ *   {"confirm_timeout"?: s, "sets": [...], "policies": [{"id", "name",
+ *    "priority", "rules", "description"?}]}
+ * Sets are the union of the policies' sets (the API keeps a name's
+ * definition the same across policies; the first one wins here).
+ * confirm_timeout is the smallest one the policies set (absent: the
+ * agent's default, 60 s). Returns 0 with *out a new reference, or NULL
+ * when no enabled policy is left (no section); -ENOMEM. */
+int fg_desired_firewall(const struct fg_policy *v, size_t n, json_t **out);
+
 /* The canonical text of a state (compact, keys sorted): owned, free(). */
 char *fg_desired_text(const json_t *state);
 
 /* Hash of the canonical text. */
 void fg_desired_hash(const char *text, unsigned char out[FG_DESIRED_HASH_LEN]);
 
-/* Reads node_id's forwards and tunnels from the store and compiles them.
- * Returns 0 with *state (new reference) and *text (owned), or a negative
- * errno. The document is {"forwards":[...]} plus, when the node takes part
- * in an enabled tunnel that can run, "tunnels":[...] (its role in each,
+/* Reads node_id's forwards, firewall policies and tunnels from the store
+ * and compiles them. Returns 0 with *state (new reference) and *text
+ * (owned), or a negative errno. The document is {"forwards":[...]} plus
+ * "firewall" when an enabled policy targets the node, and "tunnels":[...]
+ * when it takes part in an enabled tunnel that can run (its role in each,
  * sorted by tunnel id; doc/tunnel.md). key opens the tunnels' PSKs; NULL
  * leaves tunnels out (fg_desired_compile passes NULL). */
 int fg_desired_compile_ex(struct fg_store *st, const struct fg_secret_key *key, int64_t node_id,

@@ -70,6 +70,8 @@ struct nstate {
 	bool dirty, errors_dirty, online;
 	struct nstate *dirty_next;
 	json_t *hello; /* hello params not yet written: version, hostname, boot id */
+	json_t *fw;    /* the last report's firewall counters, NULL if none */
+	int64_t fw_ts; /* when (Unix seconds) */
 };
 
 struct session {
@@ -85,6 +87,18 @@ struct session {
 	void *done_arg;
 	struct session *prev, *next;
 	char peer[FG_ADDRSTR_MAX]; /* the address the session comes from, no port */
+};
+
+/* A task request in flight (fg_hub_task). */
+struct task {
+	struct fg_hub *hub;
+	int64_t handle;
+	struct session *s;
+	int64_t req_id; /* the JSON-RPC id in s */
+	fg_hub_task_cb cb;
+	void *arg;
+	struct fg_timer timer;
+	struct task *next;
 };
 
 struct qctr {
@@ -125,6 +139,8 @@ struct fg_hub {
 	struct qack *qa;
 	size_t nqa, capqa;
 	struct nstate *dirty;
+	struct task *tasks;
+	int64_t next_task;
 	/* metrics */
 	uint64_t m_msgs_in, m_msgs_out, m_applies, m_apply_ok, m_apply_err, m_proto_err;
 	uint64_t m_flushes, m_flush_err, m_counters, m_counters_dropped, m_accepted;
@@ -196,6 +212,7 @@ static void nstate_free(struct nstate *ns)
 	fg_free(ns->errors);
 	fg_free(ns->fl);
 	json_decref(ns->hello);
+	json_decref(ns->fw);
 	fg_free(ns);
 }
 
@@ -630,7 +647,9 @@ static void on_hello(struct session *s, struct fg_rpc_msg *m)
 	ns->applied_rev = h.applied_rev;
 	ns->last_seen = wall_now();
 	ns->online = true;
-	fg_free(ns->fl); /* a new boot: counters restart */
+	json_decref(ns->fw); /* a new boot: counters restart */
+	ns->fw = NULL;
+	fg_free(ns->fl);
 	ns->fl = NULL;
 	ns->nfl = ns->capfl = 0;
 	json_decref(ns->hello);
@@ -741,6 +760,11 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 		a->id = json_incref(m->id);
 	}
 	if (current) {
+		if (r.firewall) {
+			json_decref(ns->fw);
+			ns->fw = json_incref((json_t *)r.firewall);
+			ns->fw_ts = now;
+		}
 		if (r.applied_rev >= 0)
 			ns->applied_rev = r.applied_rev;
 		if (r.status)
@@ -748,6 +772,49 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 	}
 	ns->last_seen = now;
 	mark_dirty(hub, ns);
+}
+
+static struct task *task_unlink(struct fg_hub *hub, struct task *t)
+{
+	for (struct task **pp = &hub->tasks; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			fg_timer_stop(hub->loop, &t->timer);
+			return t;
+		}
+	}
+	return NULL;
+}
+
+/* Ends t: unlinked first, so a cb that cancels or starts tasks is safe. */
+static void task_finish(struct task *t, const json_t *result, const char *err)
+{
+	struct fg_hub *hub = t->hub;
+	task_unlink(hub, t);
+	t->cb(t->arg, result, err);
+	fg_free(t);
+}
+
+static void task_timer_cb(struct fg_loop *loop, struct fg_timer *tm)
+{
+	struct task *t = tm->data;
+	fg_warn("hub: node %lld: task timed out", (long long)t->s->ns->id);
+	task_finish(t, NULL, "the agent did not answer in time");
+}
+
+/* The answer to one of our task requests, if it is one. */
+static bool on_task_answer(struct session *s, struct fg_rpc_msg *m)
+{
+	for (struct task *t = s->hub->tasks; t; t = t->next) {
+		if (t->s != s || m->id_int <= 0 || t->req_id != m->id_int)
+			continue;
+		if (m->kind == FG_RPC_ERROR)
+			task_finish(t, NULL, m->err_message);
+		else
+			task_finish(t, m->result, NULL);
+		return true;
+	}
+	return false;
 }
 
 static void on_apply_answer(struct session *s, struct fg_rpc_msg *m)
@@ -822,7 +889,10 @@ static void on_text(struct fg_ws *ws, const char *data, size_t len, void *user)
 		}
 		break;
 	case FG_RPC_RESULT:
-	case FG_RPC_ERROR: on_apply_answer(s, &m); break;
+	case FG_RPC_ERROR:
+		if (!on_task_answer(s, &m))
+			on_apply_answer(s, &m);
+		break;
 	}
 	fg_rpc_msg_deinit(&m);
 }
@@ -853,6 +923,11 @@ static void session_end(struct session *s, const char *why)
 		fg_info("hub: node %lld: disconnected: %s", (long long)ns->id, why);
 	}
 	session_unlink(hub, s);
+	for (struct task *t = hub->tasks, *next; t; t = next) {
+		next = t->next;
+		if (t->s == s)
+			task_finish(t, NULL, "the node disconnected");
+	}
 	if (s->done)
 		s->done(s->done_arg);
 	fg_free(s);
@@ -1042,6 +1117,49 @@ int fg_hub_refresh(struct fg_hub *hub, const int64_t *node_ids, size_t n)
 	return first;
 }
 
+int64_t fg_hub_task(struct fg_hub *hub, int64_t node_id, json_t *params, int64_t timeout_ns,
+		    fg_hub_task_cb cb, void *arg)
+{
+	struct nstate *ns = node_find(hub, node_id);
+	struct session *s = ns ? ns->s : NULL;
+	if (!s || !s->hello_done) {
+		json_decref(params);
+		return -ENOTCONN;
+	}
+	struct task *t = fg_calloc(1, sizeof(*t));
+	if (!t) {
+		json_decref(params);
+		return -ENOMEM;
+	}
+	t->hub = hub;
+	t->handle = ++hub->next_task;
+	t->s = s;
+	t->req_id = s->next_id++;
+	t->cb = cb;
+	t->arg = arg;
+	fg_timer_init(&t->timer, task_timer_cb, t);
+	int rc = send_text(s, fg_rpc_request("task", params, t->req_id));
+	if (rc < 0) {
+		fg_free(t);
+		return rc == -ENOMEM ? -ENOMEM : -ENOTCONN;
+	}
+	t->next = hub->tasks;
+	hub->tasks = t;
+	fg_timer_start(hub->loop, &t->timer, timeout_ns > 0 ? timeout_ns : 10 * FG_NS_PER_SEC);
+	return t->handle;
+}
+
+void fg_hub_task_cancel(struct fg_hub *hub, int64_t handle)
+{
+	for (struct task *t = hub->tasks; t; t = t->next) {
+		if (t->handle == handle) {
+			task_unlink(hub, t);
+			fg_free(t);
+			return;
+		}
+	}
+}
+
 void fg_hub_kick(struct fg_hub *hub, int64_t node_id)
 {
 	struct nstate *ns = node_find(hub, node_id);
@@ -1049,6 +1167,16 @@ void fg_hub_kick(struct fg_hub *hub, int64_t node_id)
 		fg_ws_close(ns->s->ws, 4001, "node deleted");
 	if (ns)
 		ns->hash_known = false;
+}
+
+const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, int64_t *ts)
+{
+	const struct nstate *ns = node_find(hub, node_id);
+	if (!ns || !ns->fw)
+		return NULL;
+	if (ts)
+		*ts = ns->fw_ts;
+	return ns->fw;
 }
 
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id)

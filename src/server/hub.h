@@ -55,8 +55,27 @@ void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *earl
  * connected. Unknown ids are skipped. Returns 0 or a negative errno. */
 int fg_hub_refresh(struct fg_hub *hub, const int64_t *node_ids, size_t n);
 
+/* A one-off request to a node's agent: JSON-RPC method "task" with params
+ * (stolen), e.g. {"kind": "firewall_show"} (doc/protocol.md). cb runs once,
+ * on the loop, later (never inside this call): with the agent's result
+ * (borrowed for the call) and err NULL, or result NULL and err saying why
+ * (the agent's error, node disconnected, timed out after timeout_ns).
+ * Returns a handle > 0, or -ENOTCONN (no session past hello) / -ENOMEM,
+ * and then cb is never called. */
+typedef void (*fg_hub_task_cb)(void *arg, const json_t *result, const char *err);
+int64_t fg_hub_task(struct fg_hub *hub, int64_t node_id, json_t *params, int64_t timeout_ns,
+		    fg_hub_task_cb cb, void *arg);
+/* The caller no longer wants the answer: cb will not be called. Unknown or
+ * finished handles are fine. */
+void fg_hub_task_cancel(struct fg_hub *hub, int64_t handle);
+
 /* Ends the node's session, if any (node deleted). */
 void fg_hub_kick(struct fg_hub *hub, int64_t node_id);
+
+/* The firewall counters of the node's last report this boot
+ * ({counters:[{name, packets, bytes}], confirm_pending}), borrowed until
+ * the next call into the hub; *ts (optional) = when. NULL if none. */
+const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, int64_t *ts);
 
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id);
 size_t fg_hub_sessions(const struct fg_hub *hub);

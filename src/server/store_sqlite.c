@@ -114,7 +114,23 @@ static const char *const migrations[] = {
     " object_id INTEGER NOT NULL,"
     " before_json TEXT,"
     " after_json TEXT);",
-    /* 2: tunnels; how peers reach a node (address, TLS fingerprint) */
+    /* 2: firewall policies and their targets */
+    "CREATE TABLE policies ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " name TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),"
+    " priority INTEGER NOT NULL,"
+    " enabled INTEGER NOT NULL,"
+    " json TEXT NOT NULL,"
+    " created INTEGER NOT NULL);"
+    "CREATE TABLE policy_targets ("
+    " policy_id INTEGER NOT NULL REFERENCES policies(id) ON DELETE CASCADE,"
+    " node_id INTEGER REFERENCES nodes(id) ON DELETE CASCADE,"
+    " group_id INTEGER REFERENCES node_groups(id) ON DELETE CASCADE,"
+    " CHECK ((node_id IS NULL) <> (group_id IS NULL)));"
+    "CREATE INDEX policy_targets_policy ON policy_targets(policy_id);"
+    "CREATE INDEX policy_targets_node ON policy_targets(node_id);"
+    "CREATE INDEX policy_targets_group ON policy_targets(group_id);",
+    /* 3: tunnels; how peers reach a node (address, TLS fingerprint) */
     "ALTER TABLE nodes ADD COLUMN address TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE nodes ADD COLUMN seen_address TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE nodes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';"
@@ -194,6 +210,16 @@ enum stmt_id {
 	S_FWD_DELETE,
 	S_FWD_FOR_NODE,
 	S_FWD_CONFLICT,
+	S_POL_INSERT,
+	S_POL_GET,
+	S_POL_GET_NAME,
+	S_POL_LIST,
+	S_POL_UPDATE,
+	S_POL_DELETE,
+	S_POL_FOR_NODE,
+	S_POL_TARGETS_CLEAR,
+	S_POL_TARGET_INSERT,
+	S_POL_TARGETS,
 	S_TUN_INSERT,
 	S_TUN_GET,
 	S_TUN_GET_NAME,
@@ -230,6 +256,7 @@ enum stmt_id {
 	"errors, created, address, seen_address, fingerprint"
 #define GROUP_COLS "id, name, created"
 #define FWD_COLS   "id, name, node_id, group_id, enabled, port_lo, port_hi, proto, json"
+#define POL_COLS   "id, name, priority, enabled, json, created"
 #define TUN_COLS   "id, name, entry_node_id, entry_group_id, enabled, json, psk"
 #define STAT_COLS  "kind, object_id, node_id, ts, bytes_up, bytes_down, conns"
 
@@ -315,6 +342,25 @@ static const char *const sql[S__N] = {
 		       " OR f.group_id IN (SELECT m.group_id FROM group_members m"
 		       " JOIN hit h ON m.node_id = h.node_id))"
 		       " ORDER BY f.id LIMIT 1",
+
+    [S_POL_INSERT] = "INSERT INTO policies (name, priority, enabled, json, created)"
+		     " VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+    [S_POL_GET] = "SELECT " POL_COLS " FROM policies WHERE id = ?1",
+    [S_POL_GET_NAME] = "SELECT " POL_COLS " FROM policies WHERE name = ?1",
+    [S_POL_LIST] = "SELECT " POL_COLS " FROM policies ORDER BY priority, id",
+    [S_POL_UPDATE] = "UPDATE policies SET name = ?2, priority = ?3, enabled = ?4, json = ?5"
+		     " WHERE id = ?1",
+    [S_POL_DELETE] = "DELETE FROM policies WHERE id = ?1",
+    [S_POL_FOR_NODE] = "SELECT " POL_COLS " FROM policies WHERE id IN"
+		       " (SELECT policy_id FROM policy_targets WHERE node_id = ?1"
+		       " OR group_id IN (SELECT group_id FROM group_members WHERE node_id = ?1))"
+		       " ORDER BY priority, id",
+    [S_POL_TARGETS_CLEAR] = "DELETE FROM policy_targets WHERE policy_id = ?1",
+    [S_POL_TARGET_INSERT] = "INSERT INTO policy_targets (policy_id, node_id, group_id)"
+			    " VALUES (?1, ?2, ?3)",
+    /* node targets first (group_id NULL), then groups, each by id */
+    [S_POL_TARGETS] = "SELECT COALESCE(node_id, 0), COALESCE(group_id, 0) FROM policy_targets"
+		      " WHERE policy_id = ?1 ORDER BY group_id IS NOT NULL, node_id, group_id",
 
     [S_TUN_INSERT] = "INSERT INTO tunnels"
 		     " (name, entry_node_id, entry_group_id, enabled, json, psk)"
@@ -713,6 +759,30 @@ static int read_forward(sqlite3_stmt *q, void *out)
 	return col_dup(q, 8, &f->json);
 }
 
+static int read_policy(sqlite3_stmt *q, void *out)
+{
+	struct fg_policy *p = out;
+	memset(p, 0, sizeof(*p));
+	p->id = sqlite3_column_int64(q, 0);
+	col_copy(q, 1, p->name, sizeof(p->name));
+	p->priority = sqlite3_column_int(q, 2);
+	p->enabled = sqlite3_column_int(q, 3);
+	p->created = sqlite3_column_int64(q, 5);
+	return col_dup(q, 4, &p->json);
+}
+
+struct target_row {
+	int64_t node_id, group_id;
+};
+
+static int read_target(sqlite3_stmt *q, void *out)
+{
+	struct target_row *t = out;
+	t->node_id = sqlite3_column_int64(q, 0);
+	t->group_id = sqlite3_column_int64(q, 1);
+	return 0;
+}
+
 static int read_tunnel(sqlite3_stmt *q, void *out)
 {
 	struct fg_tunnel *t = out;
@@ -788,6 +858,11 @@ static void node_deinit_cb(void *p)
 static void forward_deinit_cb(void *p)
 {
 	fg_forward_deinit(p);
+}
+
+static void policy_deinit_cb(void *p)
+{
+	fg_policy_deinit(p);
 }
 
 static void tunnel_deinit_cb(void *p)
@@ -1059,6 +1134,118 @@ static int forward_conflict(struct fg_store *st, const struct fg_forward *f, int
 	return rc == -ENOENT ? 0 : rc == 0 ? -EEXIST : rc;
 }
 
+/* Reads p's targets into p->node_ids / p->group_ids. */
+static int policy_load_targets(struct sqlite_store *s, struct fg_policy *p)
+{
+	struct target_row *t;
+	size_t n;
+	int rc = list(s, S_POL_TARGETS, sizeof(*t), read_target, NULL, (void **)&t, &n, "i", p->id);
+	if (rc)
+		return rc;
+	p->node_ids = fg_calloc(n + 1, sizeof(int64_t));
+	p->group_ids = fg_calloc(n + 1, sizeof(int64_t));
+	if (!p->node_ids || !p->group_ids) {
+		fg_free(t);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (t[i].node_id)
+			p->node_ids[p->nnodes++] = t[i].node_id;
+		else
+			p->group_ids[p->ngroups++] = t[i].group_id;
+	}
+	fg_free(t);
+	return 0;
+}
+
+static int policy_load_all_targets(struct sqlite_store *s, struct fg_policy *v, size_t n, int rc)
+{
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = policy_load_targets(s, &v[i]);
+	if (rc) {
+		fg_policy_list_free(v, n);
+		return rc;
+	}
+	return 0;
+}
+
+static int policy_write_targets(struct sqlite_store *s, const struct fg_policy *p, int64_t id)
+{
+	int rc = exec(s, S_POL_TARGETS_CLEAR, "i", id);
+	for (size_t i = 0; !rc && i < p->nnodes; i++)
+		rc = exec(s, S_POL_TARGET_INSERT, "inn", id, p->node_ids[i], (int64_t)0);
+	for (size_t i = 0; !rc && i < p->ngroups; i++)
+		rc = exec(s, S_POL_TARGET_INSERT, "inn", id, (int64_t)0, p->group_ids[i]);
+	return rc;
+}
+
+static int policy_create(struct fg_store *st, struct fg_policy *p)
+{
+	struct sqlite_store *s = S(st);
+	int rc = sp_begin(s);
+	if (rc)
+		return rc;
+	rc = row(s, S_POL_INSERT, read_id, &p->id, "tddti", p->name, p->priority, (int)p->enabled,
+		 p->json, now());
+	if (!rc)
+		rc = policy_write_targets(s, p, p->id);
+	return sp_end(s, rc);
+}
+
+static int policy_get(struct fg_store *st, int64_t id, struct fg_policy *out)
+{
+	int rc = row(S(st), S_POL_GET, read_policy, out, "i", id);
+	if (rc)
+		return rc;
+	rc = policy_load_targets(S(st), out);
+	if (rc)
+		fg_policy_deinit(out);
+	return rc;
+}
+
+static int policy_get_by_name(struct fg_store *st, const char *name, struct fg_policy *out)
+{
+	int rc = row(S(st), S_POL_GET_NAME, read_policy, out, "t", name);
+	if (rc)
+		return rc;
+	rc = policy_load_targets(S(st), out);
+	if (rc)
+		fg_policy_deinit(out);
+	return rc;
+}
+
+static int policy_list(struct fg_store *st, struct fg_policy **v, size_t *n)
+{
+	int rc =
+	    list(S(st), S_POL_LIST, sizeof(**v), read_policy, policy_deinit_cb, (void **)v, n, "");
+	return rc ? rc : policy_load_all_targets(S(st), *v, *n, 0);
+}
+
+static int policy_update(struct fg_store *st, const struct fg_policy *p)
+{
+	struct sqlite_store *s = S(st);
+	int rc = sp_begin(s);
+	if (rc)
+		return rc;
+	rc =
+	    change(s, S_POL_UPDATE, "itddt", p->id, p->name, p->priority, (int)p->enabled, p->json);
+	if (!rc)
+		rc = policy_write_targets(s, p, p->id);
+	return sp_end(s, rc);
+}
+
+static int policy_delete(struct fg_store *st, int64_t id)
+{
+	return change(S(st), S_POL_DELETE, "i", id);
+}
+
+static int policies_for_node(struct fg_store *st, int64_t node_id, struct fg_policy **v, size_t *n)
+{
+	int rc = list(S(st), S_POL_FOR_NODE, sizeof(**v), read_policy, policy_deinit_cb, (void **)v,
+		      n, "i", node_id);
+	return rc ? rc : policy_load_all_targets(S(st), *v, *n, 0);
+}
+
 /* Reads the nodes and ports of a tunnel row just read. */
 static int tunnel_parts(struct sqlite_store *s, struct fg_tunnel *t)
 {
@@ -1315,6 +1502,13 @@ static const struct fg_store_ops sqlite_ops = {
     .forward_delete = forward_delete,
     .forwards_for_node = forwards_for_node,
     .forward_conflict = forward_conflict,
+    .policy_create = policy_create,
+    .policy_get = policy_get,
+    .policy_get_by_name = policy_get_by_name,
+    .policy_list = policy_list,
+    .policy_update = policy_update,
+    .policy_delete = policy_delete,
+    .policies_for_node = policies_for_node,
     .tunnel_create = tunnel_create,
     .tunnel_get = tunnel_get,
     .tunnel_get_by_name = tunnel_get_by_name,

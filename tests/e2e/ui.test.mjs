@@ -438,6 +438,51 @@ test('forwards: delete one; its port closes', async () => {
   await waitFor('the port to close', async () => !(await tryConnect(fwdPort)), 20000);
 });
 
+test('firewall: a policy from the editor, its error under the rules, the node view, iptables import', async () => {
+  // the policy targets no node: this test never changes the host's ruleset
+  await page.getByRole('link', { name: en['nav.firewall'] }).click();
+  await page.getByRole('heading', { name: en['fw.title'] }).waitFor();
+  await page.getByText(en['fw.empty']).waitFor();
+  await page.getByRole('button', { name: en['fw.new'] }).click();
+  await page.getByLabel(en['fw.name'], { exact: true }).fill('web-in');
+  await page.getByLabel(en['fw.priority'], { exact: true }).fill('10');
+  const rules = page.getByLabel(en['fw.rules'], { exact: true });
+  await rules.fill('[{"chain": "input", "proto": "tcp", "dport": 70000, "action": "drop"}]');
+  await page.getByRole('button', { name: en['common.save'] }).click();
+  // the server's parser names the rule; the page puts it under the rules box
+  assert.match(await fieldError(en['fw.rules']), /rules\[0\]\.dport/);
+  assert.deepEqual((await apiGet('/policies')).body.policies, []);
+  await rules.fill('[{"chain": "input", "proto": "tcp", "dport": 9, "action": "drop", "counter": true}]');
+  await page.getByRole('button', { name: en['common.save'] }).click();
+  await page.getByRole('cell', { name: 'web-in' }).waitFor();
+  const pol = (await apiGet('/policies')).body.policies;
+  assert.equal(pol.length, 1);
+  assert.equal(pol[0].priority, 10);
+  assert.deepEqual(pol[0].rules, [{ chain: 'input', proto: 'tcp', dport: 9, action: 'drop', counter: true }]);
+  // the node's view: what it runs and the exact text it gets (no policy targets it)
+  await page.getByLabel(en['fw.node_pick']).selectOption(NODE);
+  await page.getByTestId('fw-preview').waitFor();
+  assert.match(await page.getByTestId('fw-preview').textContent(), /table inet flowgate/);
+  await shot(page, '13-firewall');
+  // iptables-save -> a draft in the editor
+  await page.getByRole('button', { name: en['fw.import'] }).click();
+  await page
+    .getByLabel(en['fw.import_text'], { exact: true })
+    .fill('*filter\n-A INPUT -p tcp --dport 23 -j DROP\nCOMMIT\n');
+  await page.getByRole('button', { name: en['fw.import_convert'] }).click();
+  await page.getByTestId('import-result').waitFor();
+  await page.getByRole('button', { name: en['fw.import_use'] }).click();
+  assert.match(await page.getByLabel(en['fw.rules'], { exact: true }).inputValue(), /23/);
+  await page.getByRole('button', { name: en['common.cancel'] }).click();
+  // delete it
+  await page
+    .getByRole('row', { name: /web-in/ })
+    .getByRole('button', { name: en['common.delete'] })
+    .click();
+  await page.getByRole('dialog').getByRole('button', { name: en['common.delete'] }).click();
+  await page.getByText(en['fw.empty']).waitFor();
+});
+
 test('account: change password, sign out, sign in with the new one', async () => {
   await page.getByRole('button', { name: /Account menu/ }).click();
   await page.getByRole('menuitem', { name: en['user.change_password'] }).click();
@@ -482,7 +527,7 @@ test('keyboard: sign in and reach a page with Tab and Enter only', async () => {
   await p.keyboard.press('Enter');
   await p.waitForURL(base + '/nodes');
   // every form control on the pages has a label (accessible name)
-  for (const path of ['/nodes', '/forwards/new', '/traffic', '/account', '/groups']) {
+  for (const path of ['/nodes', '/forwards/new', '/traffic', '/account', '/groups', '/firewall']) {
     await p.goto(base + path);
     await p.getByRole('heading', { level: 1 }).waitFor();
     await sleep(300);
@@ -536,6 +581,7 @@ test('Chinese: every page in zh-CN with no English left, screenshots of each', a
     ['forwards', '/forwards'],
     ['forward-new', '/forwards/new'],
     ['traffic', '/traffic'],
+    ['firewall', '/firewall'],
     ['account', '/account'],
   ];
   for (const [name, path] of pages) {

@@ -175,12 +175,51 @@ static void test_desired_text_is_deterministic(void **state)
 	json_decref(s4);
 }
 
+/* The firewall section: enabled policies by priority then id, sets merged,
+ * the smallest confirm_timeout; none left = no section. */
+static void test_desired_firewall_section(void **state)
+{
+	struct fg_policy v[3] = {
+	    {.id = 7,
+	     .name = "late",
+	     .priority = 20,
+	     .enabled = true,
+	     .json =
+		 "{\"rules\":[{\"chain\":\"input\",\"action\":\"drop\"}],\"confirm_timeout\":30,"
+		 "\"sets\":[{\"name\":\"s\",\"type\":\"ipv4\",\"elements\":[]}]}"},
+	    {.id = 9,
+	     .name = "early",
+	     .priority = -1,
+	     .enabled = true,
+	     .json = "{\"rules\":[],\"description\":\"d\",\"confirm_timeout\":10,"
+		     "\"sets\":[{\"name\":\"s\",\"type\":\"ipv4\",\"elements\":[]}]}"},
+	    {.id = 3, .name = "off", .priority = 0, .enabled = false, .json = "{\"rules\":[]}"},
+	};
+	json_t *fw;
+	assert_int_equal(fg_desired_firewall(v, 3, &fw), 0);
+	assert_non_null(fw);
+	char *t = fg_desired_text(fw);
+	assert_string_equal(
+	    t,
+	    "{\"confirm_timeout\":10,\"policies\":[{\"description\":\"d\",\"id\":\"9\",\"name\":"
+	    "\"early\",\"priority\":-1,\"rules\":[]},{\"id\":\"7\",\"name\":\"late\",\"priority\":"
+	    "20,\"rules\":[{\"action\":\"drop\",\"chain\":\"input\"}]}],\"sets\":[{\"elements\":"
+	    "[],\"name\":\"s\",\"type\":\"ipv4\"}]}");
+	free(t);
+	json_decref(fw);
+	assert_int_equal(fg_desired_firewall(&v[2], 1, &fw), 0);
+	assert_null(fw);
+	assert_int_equal(fg_desired_firewall(NULL, 0, &fw), 0);
+	assert_null(fw);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 		test_desired_node_gets_own_and_group_forwards_enabled_only, setup, teardown),
 	    cmocka_unit_test(test_desired_text_is_deterministic),
+	    cmocka_unit_test(test_desired_firewall_section),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

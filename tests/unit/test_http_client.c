@@ -62,6 +62,20 @@ static void test_url_bare_host_port_is_http(void **s)
 	assert_int_equal(u.port, 8080);
 }
 
+static void test_loopback_hosts_are_recognised(void **s)
+{
+	static const char *const yes[] = {"localhost", "LOCALHOST", "127.0.0.1",
+					  "127.1.2.3", "::1",	    "::ffff:127.0.0.1"};
+	static const char *const no[] = {
+	    "10.0.0.1", "0.0.0.0", "::", "fd00::1", "gw.example", "128.0.0.1", "localhost.example"};
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!fg_host_is_loopback(yes[i]))
+			fail_msg("%s should be loopback", yes[i]);
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (fg_host_is_loopback(no[i]))
+			fail_msg("%s should not be loopback", no[i]);
+}
+
 static void test_url_rejects_what_it_cannot_use(void **s)
 {
 	static const char *const bad[] = {
@@ -400,6 +414,7 @@ int main(void)
 	    cmocka_unit_test(test_url_https_v6_and_port),
 	    cmocka_unit_test(test_url_bare_host_port_is_http),
 	    cmocka_unit_test(test_url_rejects_what_it_cannot_use),
+	    cmocka_unit_test(test_loopback_hosts_are_recognised),
 	    cmocka_unit_test(test_head_content_length),
 	    cmocka_unit_test(test_head_incomplete_then_bad),
 	    cmocka_unit_test(test_head_chunked_wins_over_length),

@@ -717,6 +717,111 @@ static void test_hub_with_the_real_agent(void **state)
 	assert_int_equal(t.bytes_up, 50000);
 }
 
+/* ---- tasks (server -> agent requests) --------------------------------- */
+
+struct task_seen {
+	int calls;
+	char err[256];
+	json_t *result;
+};
+
+static void task_cb(void *arg, const json_t *result, const char *err)
+{
+	struct task_seen *t = arg;
+	t->calls++;
+	snprintf(t->err, sizeof(t->err), "%s", err ? err : "");
+	t->result = result ? json_deep_copy(result) : NULL;
+}
+
+static struct task_seen *seen_a, *seen_b;
+static bool task_answered(struct fx *f)
+{
+	return seen_a->calls && (!seen_b || seen_b->calls);
+}
+
+static void test_hub_task_answers_errors_and_disconnect(void **state)
+{
+	struct fx *f = *state;
+	struct fg_rpc_msg m;
+	struct task_seen a = {0}, b = {0};
+	seen_a = &a;
+	seen_b = NULL;
+
+	/* no session: refused at once, the callback never runs */
+	assert_int_equal(fg_hub_task(f->fr.hub, f->node, json_pack("{s:s}", "kind", "x"),
+				     FG_NS_PER_SEC, task_cb, &a),
+			 -ENOTCONN);
+	fa_connect(f, f->token);
+	fa_send(f, "{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"params\":{\"version\":\"t\","
+		   "\"boot_id\":\"b1\",\"applied_rev\":0},\"id\":1}");
+	fa_next(f, &m); /* hello result */
+	fg_rpc_msg_deinit(&m);
+	fa_next(f, &m); /* apply */
+	fg_rpc_msg_deinit(&m);
+
+	/* an answer reaches the callback, never inside fg_hub_task */
+	int64_t h = fg_hub_task(f->fr.hub, f->node,
+				json_pack("{s:s,s:s}", "kind", "firewall_show", "script", "s"),
+				FG_NS_PER_SEC, task_cb, &a);
+	assert_true(h > 0);
+	assert_int_equal(a.calls, 0);
+	fa_next(f, &m);
+	assert_int_equal(m.kind, FG_RPC_REQUEST);
+	assert_string_equal(m.method, "task");
+	struct fg_task tk;
+	char err[FG_RPC_ERR_MAX];
+	assert_int_equal(fg_task_decode(m.params, &tk, err, sizeof(err)), 0);
+	assert_string_equal(tk.kind, "firewall_show");
+	char *ans = fg_rpc_result(m.id, json_pack("{s:s}", "live", "table"));
+	fg_rpc_msg_deinit(&m);
+	fa_send(f, ans);
+	free(ans);
+	run_until(f, task_answered, 2000, "the task answer");
+	assert_int_equal(a.calls, 1);
+	assert_string_equal(a.err, "");
+	assert_string_equal(json_string_value(json_object_get(a.result, "live")), "table");
+	json_decref(a.result);
+
+	/* the agent's error is the task's error; a cancelled task is silent */
+	memset(&a, 0, sizeof(a));
+	h = fg_hub_task(f->fr.hub, f->node, json_pack("{s:s}", "kind", "nope"), FG_NS_PER_SEC,
+			task_cb, &a);
+	int64_t hb = fg_hub_task(f->fr.hub, f->node, json_pack("{s:s}", "kind", "nope"),
+				 FG_NS_PER_SEC, task_cb, &b);
+	assert_true(h > 0 && hb > 0 && h != hb);
+	fg_hub_task_cancel(f->fr.hub, hb);
+	fa_next(f, &m);
+	char *e =
+	    fg_rpc_error(m.id, FG_RPC_METHOD_NOT_FOUND, "task kind \"nope\" is not supported");
+	fg_rpc_msg_deinit(&m);
+	fa_send(f, e);
+	free(e);
+	fa_next(f, &m); /* the cancelled one's request still went out */
+	e = fg_rpc_error(m.id, FG_RPC_METHOD_NOT_FOUND, "late");
+	fg_rpc_msg_deinit(&m);
+	fa_send(f, e);
+	free(e);
+	run_until(f, task_answered, 2000, "the task error");
+	run_for(f, 50);
+	assert_int_equal(a.calls, 1);
+	assert_null(a.result);
+	assert_non_null(strstr(a.err, "not supported"));
+	assert_int_equal(b.calls, 0);
+
+	/* unanswered: a timeout; then a disconnect fails what is pending */
+	memset(&a, 0, sizeof(a));
+	fg_hub_task(f->fr.hub, f->node, json_pack("{s:s}", "kind", "slow"), 100 * FG_NS_PER_MS,
+		    task_cb, &a);
+	run_until(f, task_answered, 2000, "the task timeout");
+	assert_non_null(strstr(a.err, "did not answer in time"));
+	memset(&a, 0, sizeof(a));
+	fg_hub_task(f->fr.hub, f->node, json_pack("{s:s}", "kind", "slow"), 10 * FG_NS_PER_SEC,
+		    task_cb, &a);
+	fg_ws_close(f->ws, 1000, "bye");
+	run_until(f, task_answered, 2000, "the task failing on disconnect");
+	assert_non_null(strstr(a.err, "disconnected"));
+}
+
 int main(void)
 {
 	fg_log_set_level(FG_LOG_WARN);
@@ -728,6 +833,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_hub_store_failure_acks_nothing_and_the_resend_counts_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hub_task_answers_errors_and_disconnect, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_with_the_real_agent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

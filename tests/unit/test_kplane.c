@@ -62,7 +62,13 @@ static int f_counters(void *b, struct fg_nft_counter **out, size_t *n, char *err
 	return 0;
 }
 
-static const struct fg_kplane_backend fake_ops = {f_check, f_run, f_snapshot, f_remove, f_counters};
+static const struct fg_kplane_backend fake_ops = {
+    .check = f_check,
+    .run = f_run,
+    .snapshot = f_snapshot,
+    .remove = f_remove,
+    .counters = f_counters,
+};
 
 static struct fg_fw_doc doc_of(const char *json)
 {

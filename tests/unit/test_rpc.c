@@ -256,6 +256,72 @@ static void test_rpc_encoders_roundtrip(void **state)
 	free(t);
 }
 
+static void test_rpc_task_and_firewall_show_decode(void **state)
+{
+	char err[FG_RPC_ERR_MAX];
+	struct fg_report r;
+	json_t *rp =
+	    J("{\"boot_id\":\"b1\",\"counters\":[],\"firewall\":{\"counters\":"
+	      "[{\"name\":\"pol_a_0\",\"packets\":1,\"bytes\":60}],\"confirm_pending\":false}}");
+	assert_int_equal(fg_report_decode(rp, &r, err, sizeof(err)), 0);
+	assert_non_null(r.firewall);
+	json_decref(rp);
+	rp = J("{\"boot_id\":\"b1\",\"firewall\":{\"counters\":[{\"name\":\"x\",\"packets\":1}]}}");
+	assert_int_equal(fg_report_decode(rp, &r, err, sizeof(err)), FG_RPC_INVALID_PARAMS);
+	assert_non_null(strstr(err, "firewall.counters[0].bytes: missing"));
+	json_decref(rp);
+	struct fg_task t;
+	json_t *p = J("{\"kind\":\"firewall_show\",\"script\":\"table inet flowgate {}\"}");
+	assert_int_equal(fg_task_decode(p, &t, err, sizeof(err)), 0);
+	assert_string_equal(t.kind, "firewall_show");
+	assert_string_equal(t.script, "table inet flowgate {}");
+	json_decref(p);
+	p = J("{\"kind\":\"firewall_show\"}");
+	assert_int_equal(fg_task_decode(p, &t, err, sizeof(err)), 0);
+	assert_string_equal(t.script, "");
+	json_decref(p);
+	p = J("{\"script\":\"x\"}");
+	assert_int_equal(fg_task_decode(p, &t, err, sizeof(err)), FG_RPC_INVALID_PARAMS);
+	assert_non_null(strstr(err, "kind: missing"));
+	json_decref(p);
+
+	struct fg_firewall_show fs;
+	p = J("{\"live\":\"table inet flowgate {\\n}\\n\",\"preview\":\"p\",\"counters\":"
+	      "[{\"name\":\"pol_a_0\",\"packets\":2,\"bytes\":120}],\"confirm_pending\":true}");
+	assert_int_equal(fg_firewall_show_decode(p, &fs, err, sizeof(err)), 0);
+	assert_true(fs.confirm_pending);
+	assert_string_equal(fs.preview, "p");
+	assert_string_equal(fs.preview_error, "");
+	struct fg_nft_counter_rec c;
+	assert_int_equal(
+	    fg_nft_counter_decode(json_array_get(fs.counters, 0), "c", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.name, "pol_a_0");
+	assert_int_equal(c.packets, 2);
+	assert_int_equal(c.bytes, 120);
+	json_decref(p);
+
+	static const struct {
+		const char *json, *want;
+	} bad[] = {
+	    {"{\"preview\":\"\"}", "live: missing"},
+	    {"{\"live\":1}", "live: must be a string"},
+	    {"{\"live\":\"\",\"confirm_pending\":1}", "confirm_pending: must be a boolean"},
+	    {"{\"live\":\"\",\"counters\":{}}", "counters: must be an array"},
+	    {"{\"live\":\"\",\"counters\":[{\"name\":\"x\",\"packets\":-1,\"bytes\":0}]}",
+	     "counters[0].packets: -1 is negative"},
+	    {"{\"live\":\"\",\"counters\":[{\"packets\":1,\"bytes\":0}]}",
+	     "counters[0].name: missing"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = J(bad[i].json);
+		assert_int_equal(fg_firewall_show_decode(p, &fs, err, sizeof(err)),
+				 FG_RPC_INVALID_PARAMS);
+		if (!strstr(err, bad[i].want))
+			fail_msg("%s: got \"%s\", want \"%s\"", bad[i].json, err, bad[i].want);
+		json_decref(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +330,7 @@ int main(void)
 	    cmocka_unit_test(test_rpc_hello_decode),
 	    cmocka_unit_test(test_rpc_report_decode),
 	    cmocka_unit_test(test_rpc_apply_decode),
+	    cmocka_unit_test(test_rpc_task_and_firewall_show_decode),
 	    cmocka_unit_test(test_rpc_encoders_roundtrip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -124,14 +124,14 @@ static void test_store_migrations_are_idempotent(void **state)
 	int v;
 
 	assert_int_equal(fx->st->ops->schema_version(fx->st, &v), 0);
-	assert_int_equal(v, 2);
+	assert_int_equal(v, 3);
 	assert_int_equal(fx->st->ops->user_create(fx->st, "alice", FG_ROLE_OPERATOR, "h", &id), 0);
 	fg_store_close(fx->st);
 
 	/* Reopening applies nothing and keeps the data. */
 	assert_int_equal(fg_store_sqlite_open(fx->path, &fx->st), 0);
 	assert_int_equal(fx->st->ops->schema_version(fx->st, &v), 0);
-	assert_int_equal(v, 2);
+	assert_int_equal(v, 3);
 	assert_int_equal(fx->st->ops->user_get_by_name(fx->st, "alice", &u), 0);
 	assert_int_equal(u.id, id);
 	assert_int_equal(u.role, FG_ROLE_OPERATOR);
@@ -194,6 +194,91 @@ static void test_store_node_token_is_stored_only_hashed(void **state)
 	assert_int_equal(n.id, id);
 	assert_string_equal(n.name, "edge-1");
 	fg_node_deinit(&n);
+}
+
+static void test_store_policies_for_node_by_priority_through_groups(void **state)
+{
+	struct fg_store *st = store(state);
+	int64_t a = mk_node(st, "a"), b = mk_node(st, "b"), g = mk_group(st, "g");
+	int64_t none = 0;
+	assert_int_equal(st->ops->node_set_groups(st, a, &g, 1), 0);
+	/* "late" targets node a directly; "early" the group; "other" node b */
+	struct fg_policy late = {.name = "late",
+				 .priority = 20,
+				 .enabled = true,
+				 .json = "{\"rules\":[]}",
+				 .node_ids = &a,
+				 .nnodes = 1};
+	struct fg_policy early = {.name = "early",
+				  .priority = -5,
+				  .enabled = false,
+				  .json = "{\"rules\":[1]}",
+				  .group_ids = &g,
+				  .ngroups = 1};
+	struct fg_policy other = {.name = "other",
+				  .priority = 0,
+				  .enabled = true,
+				  .json = "{}",
+				  .node_ids = &b,
+				  .nnodes = 1};
+	assert_int_equal(st->ops->policy_create(st, &late), 0);
+	assert_int_equal(st->ops->policy_create(st, &early), 0);
+	assert_int_equal(st->ops->policy_create(st, &other), 0);
+	assert_int_equal(st->ops->policy_create(st, &other), -EEXIST);
+	int64_t ghost = 999;
+	struct fg_policy bad = {.name = "bad", .json = "{}", .node_ids = &ghost, .nnodes = 1};
+	assert_int_equal(st->ops->policy_create(st, &bad), -ENOENT);
+
+	struct fg_policy *v;
+	size_t n;
+	assert_int_equal(st->ops->policies_for_node(st, a, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].name, "early"); /* lower priority runs first */
+	assert_false(v[0].enabled);		 /* listed enabled or not */
+	assert_int_equal(v[0].ngroups, 1);
+	assert_int_equal(v[0].group_ids[0], g);
+	assert_int_equal(v[0].nnodes, 0);
+	assert_string_equal(v[0].json, "{\"rules\":[1]}");
+	assert_string_equal(v[1].name, "late");
+	assert_int_equal(v[1].node_ids[0], a);
+	fg_policy_list_free(v, n);
+
+	/* update replaces the targets; a deleted group leaves the policy */
+	struct fg_policy p;
+	assert_int_equal(st->ops->policy_get_by_name(st, "early", &p), 0);
+	int64_t both[2] = {a, b};
+	struct fg_policy upd = {.id = p.id,
+				.name = "early2",
+				.priority = 1,
+				.enabled = true,
+				.json = "{}",
+				.node_ids = both,
+				.nnodes = 2,
+				.group_ids = &g,
+				.ngroups = 1};
+	fg_policy_deinit(&p);
+	assert_int_equal(st->ops->policy_update(st, &upd), 0);
+	assert_int_equal(st->ops->policies_for_node(st, b, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].name, "other");
+	assert_string_equal(v[1].name, "early2");
+	assert_int_equal(v[1].nnodes, 2);
+	fg_policy_list_free(v, n);
+	assert_int_equal(st->ops->group_delete(st, g), 0);
+	assert_int_equal(st->ops->policy_get(st, upd.id, &p), 0);
+	assert_int_equal(p.ngroups, 0);
+	assert_int_equal(p.nnodes, 2);
+	fg_policy_deinit(&p);
+	assert_int_equal(st->ops->node_delete(st, b), 0);
+	assert_int_equal(st->ops->policy_list(st, &v, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0].name, "other"); /* priority 0, no target left */
+	assert_int_equal(v[0].nnodes, 0);
+	fg_policy_list_free(v, n);
+	assert_int_equal(st->ops->policy_delete(st, upd.id), 0);
+	assert_int_equal(st->ops->policy_delete(st, upd.id), -ENOENT);
+	assert_int_equal(st->ops->policy_get(st, upd.id, &p), -ENOENT);
+	(void)none;
 }
 
 static void test_store_forwards_for_node_include_group_forwards(void **state)
@@ -594,6 +679,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_store_node_token_is_stored_only_hashed, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_store_policies_for_node_by_priority_through_groups,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_forwards_for_node_include_group_forwards,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_forward_conflict_sees_group_ports, setup,

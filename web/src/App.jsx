@@ -16,6 +16,7 @@ import Tunnels from './pages/Tunnels.jsx';
 import TunnelEdit from './pages/TunnelEdit.jsx';
 import Traffic from './pages/Traffic.jsx';
 import Account from './pages/Account.jsx';
+import Firewall from './pages/Firewall.jsx';
 
 const NAV = [
   ['/', 'nav.overview'],
@@ -23,6 +24,7 @@ const NAV = [
   ['/groups', 'nav.groups'],
   ['/forwards', 'nav.forwards'],
   ['/tunnels', 'nav.tunnels'],
+  ['/firewall', 'nav.firewall'],
   ['/traffic', 'nav.traffic'],
 ];
 
@@ -160,6 +162,7 @@ export default function App() {
               <Route path="/tunnels" element={<Tunnels />} />
               <Route path="/tunnels/new" element={<TunnelEdit />} />
               <Route path="/tunnels/:id" element={<TunnelEdit />} />
+              <Route path="/firewall" element={<Firewall />} />
               <Route path="/traffic" element={<Traffic />} />
               <Route path="/account" element={<Account />} />
             </Route>

@@ -85,6 +85,8 @@ describe('components', () => {
       ...['en', 'zh-CN'].map((l) => 'lang.' + l),
       'kind.forward',
       'kind.object',
+      'kind.policy',
+      'kind.firewall',
     ];
     expect(need.filter((k) => !(k in en))).toEqual([]);
   });

@@ -15,6 +15,7 @@ export default function ForwardTable({ forwards, live, showWhere = true }) {
             <th className={thCls}>{t('fwd.col_name')}</th>
             {showWhere ? <th className={thCls}>{t('fwd.col_where')}</th> : null}
             <th className={thCls}>{t('fwd.col_listen')}</th>
+            <th className={thCls}>{t('fwd.col_engine')}</th>
             <th className={thCls}>{t('fwd.col_targets')}</th>
             <th className={thCls}>{t('fwd.col_rate')}</th>
             <th className={thCls}>{t('fwd.col_conns')}</th>
@@ -43,6 +44,16 @@ export default function ForwardTable({ forwards, live, showWhere = true }) {
                 ) : null}
                 <td data-label={t('fwd.col_listen')} className={tdCls + ' font-mono text-xs'}>
                   {f.listen} <span className="text-slate-500">{t('proto.' + (f.proto || 'tcp'))}</span>
+                </td>
+                <td data-label={t('fwd.col_engine')} className={tdCls} data-testid="engine">
+                  {f.engine === 'kernel' ? (
+                    <span title={t('fwd.engine_kernel_help')}>
+                      <Badge tone="sky">{t('fwd.engine_kernel')}</Badge>
+                      <span className="sr-only">{t('fwd.engine_kernel_help')}</span>
+                    </span>
+                  ) : (
+                    <Badge>{t('fwd.engine_proxy')}</Badge>
+                  )}
                 </td>
                 <td data-label={t('fwd.col_targets')} className={tdCls + ' break-all font-mono text-xs'}>
                   {(f.targets || []).join(', ')}

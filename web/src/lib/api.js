@@ -122,6 +122,12 @@ export const api = {
   createTunnel: (body) => request('POST', '/tunnels', body),
   updateTunnel: (id, body) => request('PATCH', `/tunnels/${enc(id)}`, body),
   deleteTunnel: (id) => request('DELETE', `/tunnels/${enc(id)}`),
+  policies: () => request('GET', '/policies').then((r) => r?.policies ?? []),
+  createPolicy: (body) => request('POST', '/policies', body),
+  updatePolicy: (id, body) => request('PATCH', `/policies/${enc(id)}`, body),
+  deletePolicy: (id) => request('DELETE', `/policies/${enc(id)}`),
+  importIptables: (body) => request('POST', '/policies/import-iptables', body),
+  nodeFirewall: (node) => request('GET', `/nodes/${enc(node)}/firewall`),
 
   stats: (scope, id, from, to, step) => request('GET', statsPath(scope, id, from, to, step, false)),
   statsCsv: (scope, id, from, to, step) =>

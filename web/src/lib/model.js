@@ -75,6 +75,9 @@ const KNOWN = [
   [/cannot assign requested address|eaddrnotavail/i, 'applyerr.addrnotavail'],
   [/resolve|name or service not known|nxdomain|no such host/i, 'applyerr.resolve'],
   [/too many open files|emfile|enfile/i, 'applyerr.fds'],
+  [/rolled back: the server did not answer/i, 'applyerr.rolled_back'],
+  [/^not applied: policy .* was refused/i, 'applyerr.held_back'],
+  [/ruleset:\d+:\d+|^Error: /i, 'applyerr.nft'],
 ];
 
 export function applyErrorWords(e) {
