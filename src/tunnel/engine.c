@@ -21,7 +21,7 @@
 #include "net/addr.h"
 #include "tunnel/internal.h"
 
-#define REPLAY_CAPACITY 16384
+#define REPLAY_CAPACITY 131072
 
 uint64_t eng_rand(struct fg_tunnel_engine *e)
 {
@@ -345,7 +345,8 @@ struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts
 		e->rng = (uint64_t)fg_now_ns() | 1;
 	uint64_t seed = eng_rand(e);
 	struct fg_tls_client_opts co = {.tls13_only = true};
-	if (fg_hs_replay_init(&e->replay, REPLAY_CAPACITY, FG_HS_DEFAULT_CLOCK_WINDOW, seed) ||
+	unsigned cap = opts->replay_capacity ? opts->replay_capacity : REPLAY_CAPACITY;
+	if (fg_hs_replay_init(&e->replay, cap, FG_HS_DEFAULT_CLOCK_WINDOW, seed) ||
 	    fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 1024) ||
 	    !(e->tls_cli = fg_tls_client_new(&co, err, sizeof(err)))) {
 		fg_tunnel_engine_free(e);

@@ -23,9 +23,14 @@
 #define TQ_MAX	   (256 * 1024) /* a producer pauses when its queue holds this much */
 #define LINK_RBUF  65536
 #define LINK_PLAIN 65536 /* plaintext produced per refill of a link's output */
-/* wire bytes for LINK_PLAIN plaintext: AEAD frames + one ws header + slack */
-#define LINK_WBUF   (LINK_PLAIN + 8 * (FG_AEAD_HDR_LEN + FG_AEAD_TAG_LEN) + 2 * FG_WSF_HDR_MAX + 1024)
-#define WS_HEAD_MAX 8192
+/* wire bytes for `plain` plaintext bytes: AEAD frames, one ws header, and
+ * room for the handshake and upgrade messages */
+#define LINK_WBUF(plain)                                                                           \
+	((plain) + ((plain) / FG_AEAD_MAX_PAYLOAD + 1) * (FG_AEAD_HDR_LEN + FG_AEAD_TAG_LEN) +     \
+	 2 * FG_WSF_HDR_MAX + 1024)
+#define WS_HEAD_MAX	8192
+#define MUX_MAX_STREAMS 16384
+#define MUX_CHURN	1000000
 
 struct tun;
 struct link;
@@ -152,6 +157,7 @@ struct link {
 	bool rd_eof;
 	uint8_t *scratch;	/* plaintext staging for aead/ws (per link: flushes nest) */
 	size_t plain_cap;	/* plaintext per refill */
+	size_t wcap;		/* LINK_WBUF(plain_cap) */
 	struct fg_timer resume; /* deferred read resume */
 	struct link *dead_next;
 	struct fg_mux *mux;
@@ -213,6 +219,9 @@ void set_link_sockopts(int fd, int64_t keepalive_ns);
 void ts_check_later(struct tstream *ts);
 void ts_free(struct tstream *ts);
 void tq_clear(struct fg_tunnel_engine *e, struct tq *q);
+size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p);
+void tq_commit(struct tq *q, size_t n);
+void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n);
 struct tstream *ts_new(struct tun *t);
 void ts_close(struct tstream *ts, bool reset);
 void ts_input(struct tstream *ts, int side, const uint8_t *p, size_t n);

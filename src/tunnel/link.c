@@ -78,7 +78,8 @@ static struct link *link_new(struct lside *ls, struct peer_slot *p, bool dialer)
 	l->ws = cfg->transport == FG_TT_WS || cfg->transport == FG_TT_WSS;
 	l->aead = cfg->transport == FG_TT_AEAD;
 	l->rbuf = fg_malloc(cfg->mux ? LINK_RBUF : TQ_CHUNK + 64);
-	l->wbuf = fg_malloc(LINK_WBUF);
+	l->wcap = LINK_WBUF(l->plain_cap);
+	l->wbuf = fg_malloc(l->wcap);
 	if (l->ws || l->aead)
 		l->scratch = fg_malloc(l->plain_cap);
 	if (!l->rbuf || !l->wbuf || ((l->ws || l->aead) && !l->scratch)) {
@@ -124,7 +125,7 @@ void link_free_deferred(struct link *l)
 
 static size_t wbuf_room(const struct link *l)
 {
-	return LINK_WBUF - l->wlen;
+	return l->wcap - l->wlen;
 }
 
 /* Appends one message of the link's own protocol (handshake, pong,
@@ -219,6 +220,44 @@ static int send_shutdown(struct link *l)
 	return 0;
 }
 
+/* A tcp or tls link carrying one stream moves its bytes straight between
+ * the stream's queue and the socket (TLS encrypts from the queue), without
+ * the staging copy the framed transports need. */
+static bool zero_copy(const struct link *l)
+{
+	return l->state == LS_UP && !l->mux && !l->ws && !l->aead && l->single;
+}
+
+/* Writes the single stream's queue out. Returns 0, -EAGAIN, or -1 after
+ * the link failed. */
+static int zc_write(struct link *l)
+{
+	struct ep *ep = l->single;
+	struct tstream *ts = ep->ts;
+	int side = ep->side;
+	struct tq *q = &ts->q[side];
+	while (q->bytes && l->single && l->state == LS_UP) {
+		struct tq_chunk *c = q->head;
+		size_t n = c->len - c->off;
+		ssize_t w = l->st->ops->write(l->st, c->data + c->off, n, q->bytes > n);
+		if (w > 0) {
+			tq_drop(l->tun->e, q, (size_t)w);
+			ts_consumed(ts, side, (size_t)w);
+		} else if (w == -EAGAIN) {
+			return -EAGAIN;
+		} else {
+			l->busy = false;
+			link_fail(l, "write failed");
+			return -1;
+		}
+	}
+	if (l->state != LS_UP)
+		return -1;
+	if (l->single && !q->bytes && ts->ep[1 - side].eof_in && !l->shut_done)
+		l->shut_pending = true;
+	return 0;
+}
+
 void link_flush(struct link *l)
 {
 	if (!l || l->state == LS_DEAD || !l->st)
@@ -251,6 +290,17 @@ void link_flush(struct link *l)
 		}
 		if (l->state != LS_UP)
 			break;
+		if (!l->shut_pending && zero_copy(l)) {
+			int rc = zc_write(l);
+			if (rc == -1)
+				return;
+			if (rc == -EAGAIN)
+				goto out;
+			if (!l->shut_pending && !l->flush_pending)
+				break;
+			if (!l->shut_pending)
+				continue;
+		}
 		if (l->shut_pending) {
 			int rc = send_shutdown(l);
 			if (rc == -EAGAIN && l->wlen)
@@ -393,9 +443,15 @@ static void link_fail(struct link *l, const char *why)
 	if (l->peer && l->state != LS_UP)
 		l->peer->down_until_ns = fg_loop_now(l->tun->e->loop) + PEER_DOWN;
 	if (!is_persistent(l)) {
+		/* a per-stream link: a failure to come up matters to an operator;
+		 * an error on a running stream is the stream's business */
 		char pt[FG_ADDRSTR_MAX + 8];
-		fg_log_rl(FG_LOG_WARN, "tunnel %s: link %s %s: %s", l->tun->cfg.name,
-			  l->dialer ? "to" : "from", peer_text(l, pt, sizeof(pt)), why);
+		if (l->state != LS_UP)
+			fg_log_rl(FG_LOG_WARN, "tunnel %s: link %s %s: %s", l->tun->cfg.name,
+				  l->dialer ? "to" : "from", peer_text(l, pt, sizeof(pt)), why);
+		else
+			fg_dbg("tunnel %s: link %s %s: %s", l->tun->cfg.name,
+			       l->dialer ? "to" : "from", peer_text(l, pt, sizeof(pt)), why);
 	}
 	link_close(l, why);
 }
@@ -449,7 +505,11 @@ static void link_up(struct link *l)
 			cfg->mux ? ", mux" : "");
 	}
 	if (cfg->mux) {
-		struct fg_mux_config mc = {.ping_interval_ns = cfg->keepalive_ns};
+		/* the peer proved the tunnel's key: the stream and churn limits
+		 * guard against a busy tunnel, not a stranger */
+		struct fg_mux_config mc = {.ping_interval_ns = cfg->keepalive_ns,
+					   .max_streams = MUX_MAX_STREAMS,
+					   .churn_per_sec = MUX_CHURN};
 		l->mux = fg_mux_new(&mc, l->dialer, &link_mux_ops, l);
 		if (!l->mux) {
 			link_fail(l, "out of memory");
@@ -828,6 +888,36 @@ static void link_read(struct link *l)
 {
 	size_t cap = l->ls->cfg->mux ? LINK_RBUF : TQ_CHUNK + 64;
 	while (l->state != LS_DEAD && !l->rd_paused && !l->rd_eof && l->st) {
+		if (zero_copy(l) && l->single->ts->started) {
+			/* straight into the stream's queue */
+			struct tstream *ts = l->single->ts;
+			int o = 1 - l->single->side;
+			struct tq *q = &ts->q[o];
+			uint8_t *p;
+			size_t room;
+			if (q->bytes >= TQ_MAX) {
+				l->rd_paused = true;
+				return;
+			}
+			if (!(room = tq_room(l->tun->e, q, &p))) {
+				link_fail(l, "out of memory");
+				return;
+			}
+			ssize_t n = l->st->ops->read(l->st, p, room);
+			if (n > 0) {
+				tq_commit(q, (size_t)n);
+				ep_kick_out(&ts->ep[o]);
+				continue;
+			}
+			if (n == 0) {
+				link_eof(l);
+			} else if (n != -EAGAIN) {
+				const char *why =
+				    l->st->ops->error ? l->st->ops->error(l->st) : NULL;
+				link_fail(l, why && *why ? why : strerror((int)-n));
+			}
+			return;
+		}
 		ssize_t n = l->st->ops->read(l->st, l->rbuf, cap);
 		if (n > 0) {
 			link_input(l, l->rbuf, (size_t)n);
@@ -887,8 +977,8 @@ static void transport_ready(struct link *l)
 		snprintf(host, sizeof(host), "%s", cfg->ws_host);
 	else
 		peer_text(l, host, sizeof(host));
-	int k = fg_ws_build_upgrade_request((char *)l->wbuf, LINK_WBUF, host, cfg->ws_path,
-					    l->ws_key, NULL);
+	int k = fg_ws_build_upgrade_request((char *)l->wbuf, l->wcap, host, cfg->ws_path, l->ws_key,
+					    NULL);
 	if (k < 0) {
 		link_fail(l, "cannot build the upgrade request");
 		return;

@@ -21,7 +21,7 @@
 
 /* Room at the tail of q (a new chunk when the tail is full): returns the
  * bytes free at *p, 0 when out of memory. */
-static size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p)
+size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p)
 {
 	if (!q->tail || q->tail->len == TQ_CHUNK) {
 		struct tq_chunk *c = fg_buf_get(&e->chunks);
@@ -39,7 +39,7 @@ static size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p)
 	return TQ_CHUNK - q->tail->len;
 }
 
-static void tq_commit(struct tq *q, size_t n)
+void tq_commit(struct tq *q, size_t n)
 {
 	q->tail->len += (uint32_t)n;
 	q->bytes += n;
@@ -61,7 +61,7 @@ static int tq_append(struct fg_tunnel_engine *e, struct tq *q, const uint8_t *p,
 	return 0;
 }
 
-static void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n)
+void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n)
 {
 	q->bytes -= n;
 	while (n) {
