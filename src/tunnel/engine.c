@@ -250,6 +250,13 @@ static struct tun *tun_new(struct fg_tunnel_engine *e, const struct fg_tunnel_cf
 	if (!t->stats)
 		goto oom;
 	if (cfg->role == FG_TUNNEL_ENTRY) {
+		int64_t now = fg_loop_now(e->loop);
+		fg_bucket_init(&t->agg_up, cfg->rate_up,
+			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_up),
+			       now);
+		fg_bucket_init(&t->agg_down, cfg->rate_down,
+			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_down),
+			       now);
 		t->ncfds = (size_t)cfg->listen.port_hi - cfg->listen.port_lo + 1;
 		t->cfds = fg_malloc(t->ncfds * sizeof(int));
 		t->cio = fg_calloc(t->ncfds, sizeof(*t->cio));

@@ -9,6 +9,7 @@
 
 #include "core/loop.h"
 #include "core/pool.h"
+#include "net/bucket.h"
 #include "net/stream.h"
 #include "net/ws_handshake.h"
 #include "net/tls.h"
@@ -86,6 +87,10 @@ struct tstream {
 	unsigned attempts; /* dial attempts (next side) or targets tried (exit) */
 	size_t target_idx, target_base;
 	struct fg_timer timer;		   /* waiting for a link, connecting a target */
+	struct fg_timer throttle;	   /* entry: a rate limit said wait */
+	struct fg_timer idle;		   /* idle_timeout, re-armed lazily */
+	int64_t last_ns;		   /* last byte moved either way */
+	struct fg_bucket own_up, own_down; /* entry: per-connection rates */
 	struct tstream *prev_s, *next_s;   /* tun->streams */
 	struct tstream *wprev_s, *wnext_s; /* tun->waitq */
 };
@@ -182,7 +187,8 @@ struct tun {
 	struct fg_io *cio;
 	size_t ncfds;
 	struct lside prev, next;
-	struct sockaddr_storage *taddr; /* exit: resolved targets */
+	struct sockaddr_storage *taddr;	   /* exit: resolved targets */
+	struct fg_bucket agg_up, agg_down; /* entry: aggregate rates */
 	unsigned target_rr;
 	struct tstream *streams;
 	struct tstream *waitq, *waitq_tail;

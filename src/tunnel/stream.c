@@ -104,6 +104,8 @@ void tq_clear(struct fg_tunnel_engine *e, struct tq *q)
 /* ---- streams ----------------------------------------------------------- */
 
 static void ts_timer_cb(struct fg_loop *loop, struct fg_timer *tm);
+static void ts_throttle_cb(struct fg_loop *loop, struct fg_timer *tm);
+static void ts_idle_cb(struct fg_loop *loop, struct fg_timer *tm);
 
 struct tstream *ts_new(struct tun *t)
 {
@@ -118,6 +120,19 @@ struct tstream *ts_new(struct tun *t)
 		fg_io_init(&ts->ep[i].io);
 	}
 	fg_timer_init(&ts->timer, ts_timer_cb, ts);
+	fg_timer_init(&ts->throttle, ts_throttle_cb, ts);
+	fg_timer_init(&ts->idle, ts_idle_cb, ts);
+	ts->last_ns = fg_loop_now(t->e->loop);
+	fg_timer_start(t->e->loop, &ts->idle, t->cfg.idle_timeout_ns);
+	if (t->cfg.role == FG_TUNNEL_ENTRY) {
+		const struct fg_tunnel_cfg *c = &t->cfg;
+		fg_bucket_init(&ts->own_up, c->rate_up_conn,
+			       c->burst ? c->burst : fg_bucket_default_burst(c->rate_up_conn),
+			       ts->last_ns);
+		fg_bucket_init(&ts->own_down, c->rate_down_conn,
+			       c->burst ? c->burst : fg_bucket_default_burst(c->rate_down_conn),
+			       ts->last_ns);
+	}
 	ts->next_s = t->streams;
 	if (t->streams)
 		t->streams->prev_s = ts;
@@ -215,6 +230,8 @@ void ts_close(struct tstream *ts, bool reset)
 	ts->closed = true;
 	waitq_remove(ts);
 	fg_timer_stop(e->loop, &ts->timer);
+	fg_timer_stop(e->loop, &ts->throttle);
+	fg_timer_stop(e->loop, &ts->idle);
 	ep_close(&ts->ep[0], reset);
 	ep_close(&ts->ep[1], reset);
 	tq_clear(e, &ts->q[0]);
@@ -255,7 +272,83 @@ void ts_check_done(struct tstream *ts)
 
 /* ---- sockets (client at an entry, target at an exit) ------------------- */
 
+#define THROTTLE_MIN_CHUNK 4096
+
 static void ts_pump(struct tstream *ts);
+
+/* The entry's client socket is where limits apply: reads are client ->
+ * target (up), writes target -> client (down). */
+static bool limited(const struct ep *ep, struct fg_bucket **agg, struct fg_bucket **own, bool up)
+{
+	struct tstream *ts = ep->ts;
+	struct tun *t = ts->tun;
+	if (t->cfg.role != FG_TUNNEL_ENTRY || ep->side != 0)
+		return false;
+	*agg = up ? &t->agg_up : &t->agg_down;
+	*own = up ? &ts->own_up : &ts->own_down;
+	return fg_bucket_limited(*agg) || fg_bucket_limited(*own);
+}
+
+/* Up to want bytes from both buckets; 0 means wait (throttle armed). */
+static size_t grant(struct ep *ep, size_t want, bool up)
+{
+	struct fg_bucket *agg, *own;
+	if (!limited(ep, &agg, &own, up))
+		return want;
+	struct fg_loop *loop = ep->ts->tun->e->loop;
+	int64_t now = fg_loop_now(loop);
+	size_t g = want;
+	if (fg_bucket_limited(agg))
+		g = fg_bucket_take(agg, g, now);
+	if (g && fg_bucket_limited(own)) {
+		size_t g2 = fg_bucket_take(own, g, now);
+		if (fg_bucket_limited(agg))
+			fg_bucket_refund(agg, g - g2);
+		g = g2;
+	}
+	if (!g) {
+		int64_t a =
+		    fg_bucket_limited(agg) ? fg_bucket_wait_ns(agg, THROTTLE_MIN_CHUNK, now) : 0;
+		int64_t b =
+		    fg_bucket_limited(own) ? fg_bucket_wait_ns(own, THROTTLE_MIN_CHUNK, now) : 0;
+		int64_t wt = FG_MAX(a, b);
+		if (!fg_timer_armed(&ep->ts->throttle))
+			fg_timer_start(loop, &ep->ts->throttle, wt > 0 ? wt : FG_NS_PER_MS);
+	}
+	return g;
+}
+
+static void refund(struct ep *ep, size_t n, bool up)
+{
+	struct fg_bucket *agg, *own;
+	if (!n || !limited(ep, &agg, &own, up))
+		return;
+	if (fg_bucket_limited(agg))
+		fg_bucket_refund(agg, n);
+	if (fg_bucket_limited(own))
+		fg_bucket_refund(own, n);
+}
+
+static void ts_throttle_cb(struct fg_loop *loop, struct fg_timer *tm)
+{
+	FG_UNUSED(loop);
+	struct tstream *ts = tm->data;
+	if (!ts->closed)
+		ts_pump(ts);
+}
+
+static void ts_idle_cb(struct fg_loop *loop, struct fg_timer *tm)
+{
+	struct tstream *ts = tm->data;
+	int64_t left = ts->last_ns + ts->tun->cfg.idle_timeout_ns - fg_loop_now(loop);
+	if (left > 0) {
+		fg_timer_start(loop, tm, left);
+		return;
+	}
+	fg_dbg("tunnel %s: stream idle for %llds: closed", ts->tun->cfg.name,
+	       (long long)(ts->tun->cfg.idle_timeout_ns / FG_NS_PER_SEC));
+	ts_close(ts, true);
+}
 
 static void sock_write(struct ep *ep)
 {
@@ -264,11 +357,16 @@ static void sock_write(struct ep *ep)
 	while (q->bytes && ep->can_write && !ts->closed) {
 		struct iovec iov[16];
 		int n = 0;
-		for (struct tq_chunk *c = q->head; c && n < 16; c = c->next, n++) {
+		size_t g = grant(ep, q->bytes, false), tot = 0;
+		if (!g)
+			break;
+		for (struct tq_chunk *c = q->head; c && n < 16 && tot < g; c = c->next, n++) {
 			iov[n].iov_base = c->data + c->off;
-			iov[n].iov_len = c->len - c->off;
+			iov[n].iov_len = FG_MIN((size_t)(c->len - c->off), g - tot);
+			tot += iov[n].iov_len;
 		}
 		ssize_t w = writev(ep->fd, iov, n);
+		refund(ep, w > 0 ? tot - (size_t)w : tot, false);
 		if (w > 0) {
 			tq_drop(ts->tun->e, q, (size_t)w);
 			ts_consumed(ts, ep->side, (size_t)w);
@@ -301,7 +399,11 @@ static void sock_read(struct ep *ep)
 			ts_close(ts, true);
 			return;
 		}
-		ssize_t n = read(ep->fd, p, room);
+		size_t g = grant(ep, room, true);
+		if (!g)
+			break;
+		ssize_t n = read(ep->fd, p, g);
+		refund(ep, n > 0 ? g - (size_t)n : g, true);
 		if (n > 0) {
 			tq_commit(q, (size_t)n);
 			got = true;
@@ -421,6 +523,7 @@ void ep_kick_out(struct ep *ep)
 void ts_consumed(struct tstream *ts, int d, size_t n)
 {
 	struct fg_tunnel_counters *c = &ts->tun->stats->c;
+	ts->last_ns = fg_loop_now(ts->tun->e->loop);
 	if (d == 1) {
 		/* the open header is the tunnel's, not the client's */
 		size_t skip = FG_MIN(n, (size_t)ts->up_skip);

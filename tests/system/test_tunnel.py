@@ -399,3 +399,33 @@ def test_bad_tunnel_file_exits_2_naming_the_field(fg_bin, net, logdir):
     assert r.returncode == 2, r.stderr
     assert "tunnels[0].next.peers[0].fingerprint: required" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_entry_limits_rate_down_and_closes_idle_streams(nodes, targets, port, net):
+    """rate_down at the entry paces what the client receives (burst + rate x T);
+    idle_timeout closes a stream with no bytes either way."""
+    sport, eport, lport, cport = port(), port(), port(), port(2)
+    targets("source", f"{tn.TGT}:{sport}", bytes=3 << 20, seed=5)
+    targets("echo", f"{tn.TGT}:{eport}")
+    ex = start_exit(nodes, "tcp", True, lport, [f"{tn.TGT}:{sport}", f"{tn.TGT}:{eport}"],
+                    target_balance="round-robin", idle_timeout="1s")
+    start_entry(nodes, "tcp", True, f"{tn.ENT_C}:{cport[0]}", [{"address": f"{tn.EXT}:{lport}"}],
+                rate_down="16mbit", burst="64KiB", idle_timeout="1s")
+    addr = f"{tn.ENT_C}:{cport[0]}"
+    s = net.cli.connect(addr)
+    t0 = time.monotonic()
+    got = fgnet.recv_all(s, timeout=20)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert hashlib.sha256(got).hexdigest() == fgnet.stream_sha256(5, 3 << 20)
+    expect = ((3 << 20) - 65536) / 2_000_000
+    assert expect * 0.85 <= elapsed <= expect * 1.3, \
+        f"3 MiB at 16 mbit took {elapsed:.2f}s, expected about {expect:.2f}s"
+    # the next stream goes to the echo target; leave it idle
+    s = net.cli.connect(addr)
+    assert fgnet.echo_roundtrip(s, b"ping\n")
+    t0 = time.monotonic()
+    how, _ = fgnet.wait_closed(s, 5)
+    assert 0.8 <= time.monotonic() - t0 <= 3.0, how
+    s.close()
+    ex.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
