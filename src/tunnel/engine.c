@@ -112,17 +112,22 @@ static void reap(struct fg_tunnel_engine *e)
 	}
 }
 
-static void reap_cb(void *data)
+static void reap_cb(struct fg_loop *loop, struct fg_timer *tm)
 {
-	reap(data);
+	FG_UNUSED(loop);
+	reap(tm->data);
 }
 
+/* Frees closed objects from a zero-delay timer rather than fg_loop_defer:
+ * it runs after the events already fetched for them, and unlike a
+ * deferred call it can be cancelled when the engine is freed (the agent's
+ * loop may run on). */
 void eng_schedule_reap(struct fg_tunnel_engine *e)
 {
 	if (e->reap_scheduled)
 		return;
-	if (fg_loop_defer(e->loop, reap_cb, e) == 0)
-		e->reap_scheduled = true;
+	e->reap_scheduled = true;
+	fg_timer_start(e->loop, &e->reap_timer, 0);
 }
 
 /* ---- tunnels ------------------------------------------------------------ */
@@ -348,6 +353,7 @@ struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts
 	if (opts->tls_key)
 		snprintf(e->key, sizeof(e->key), "%s", opts->tls_key);
 	e->make_cert = opts->make_cert;
+	fg_timer_init(&e->reap_timer, reap_cb, e);
 	if (RAND_bytes((uint8_t *)&e->rng, sizeof(e->rng)) != 1 || !e->rng)
 		e->rng = (uint64_t)fg_now_ns() | 1;
 	uint64_t seed = eng_rand(e);
@@ -373,6 +379,8 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
 		e->tuns = t->next_t;
 		tun_stop(t);
 	}
+	if (fg_timer_armed(&e->reap_timer))
+		fg_timer_stop(e->loop, &e->reap_timer);
 	reap(e);
 	fg_tls_server_free(e->tls_srv);
 	fg_tls_client_free(e->tls_cli);

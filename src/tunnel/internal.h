@@ -211,6 +211,7 @@ struct fg_tunnel_engine {
 	struct tstats *stats;
 	uint64_t rng;
 	bool reap_scheduled;
+	struct fg_timer reap_timer;
 	struct tstream *check_list, *dead_streams;
 	struct link *dead_links;
 	struct tun *dead_tuns;
