@@ -429,3 +429,39 @@ def test_entry_limits_rate_down_and_closes_idle_streams(nodes, targets, port, ne
     assert 0.8 <= time.monotonic() - t0 <= 3.0, how
     s.close()
     ex.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
+
+
+def test_sighup_keeps_unchanged_tunnels_and_rejects_a_bad_file(nodes, targets, port, net):
+    tport, lport, cport, fport = port(), port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    start_exit(nodes, "tls", True, lport, [f"{tn.TGT}:{tport}"])
+    ex = nodes.started[-1]
+    entry_t = {"name": "t", "id": "17", "role": "entry", "listen": f"{tn.ENT_C}:{cport}",
+               "next": tn.link("tls", True, peers=[peer_of(ex, "tls", f"{tn.EXT}:{lport}")])}
+    en = nodes("ent", {"tunnels": [entry_t]}, "entry")
+    addr = f"{tn.ENT_C}:{cport}"
+    c1 = net.cli.connect(addr)
+    assert fgnet.echo_roundtrip(c1, b"one\n")
+
+    def reload(doc, expect):
+        n = en.stderr().count(expect)
+        en.write(doc)
+        en.proc.signal(signal.SIGHUP)
+        wait_for(lambda: en.stderr().count(expect) > n, 5, what=expect)
+
+    # unchanged tunnel + a new tunnel-less forward: c1 lives on
+    reload({"forwards": [{"name": "f", "listen": f"{tn.ENT_C}:{fport}",
+                          "targets": [f"{tn.EXT}:{lport}"]}], "tunnels": [entry_t]},
+           "reloaded")
+    assert fgnet.echo_roundtrip(c1, b"two\n")
+    # a bad tunnel: rejected as a whole, c1 lives on
+    bad = dict(entry_t, next=dict(entry_t["next"], transport="quic"))
+    reload({"tunnels": [bad]}, "reload rejected")
+    assert "tunnels[0].next.transport" in en.stderr()
+    assert fgnet.echo_roundtrip(c1, b"three\n")
+    # a changed tunnel restarts: c1 ends, new connections flow
+    reload({"tunnels": [dict(entry_t, connect_timeout="3s")]}, "reloaded")
+    how, _ = fgnet.wait_closed(c1, 5)
+    c1.close()
+    data = os.urandom(100000)
+    assert tn.transfer(net.cli, addr, data) == data
