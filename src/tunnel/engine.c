@@ -189,6 +189,13 @@ static void tun_free_mem(struct tun *t)
 	fg_free(t->prev.peers);
 	fg_free(t->next.peers);
 	fg_free(t->taddr);
+	for (size_t i = 0; t->iptab && i < IPTAB_SIZE; i++)
+		while (t->iptab[i]) {
+			struct iprec *r = t->iptab[i];
+			t->iptab[i] = r->next;
+			fg_free(r);
+		}
+	fg_free(t->iptab);
 	stats_unref(t->e, t->stats);
 	fg_tunnel_cfg_deinit(&t->cfg);
 	fg_free(t);
@@ -262,6 +269,8 @@ static struct tun *tun_new(struct fg_tunnel_engine *e, const struct fg_tunnel_cf
 		fg_bucket_init(&t->agg_down, cfg->rate_down,
 			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_down),
 			       now);
+		if (cfg->max_conns_per_ip && !(t->iptab = fg_calloc(IPTAB_SIZE, sizeof(*t->iptab))))
+			goto oom;
 		t->ncfds = (size_t)cfg->listen.port_hi - cfg->listen.port_lo + 1;
 		t->cfds = fg_malloc(t->ncfds * sizeof(int));
 		t->cio = fg_calloc(t->ncfds, sizeof(*t->cio));

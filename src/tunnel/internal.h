@@ -33,6 +33,14 @@
 #define MUX_MAX_STREAMS 16384
 #define MUX_CHURN	1000000
 
+/* Open streams of one client IP (entry, when max_conns_per_ip is set). */
+struct iprec {
+	struct sockaddr_storage ip;
+	uint32_t n;
+	struct iprec *next;
+};
+#define IPTAB_SIZE 256
+
 struct tun;
 struct link;
 struct tstream;
@@ -91,6 +99,7 @@ struct tstream {
 	struct fg_timer idle;		   /* idle_timeout, re-armed lazily */
 	int64_t last_ns;		   /* last byte moved either way */
 	struct fg_bucket own_up, own_down; /* entry: per-connection rates */
+	struct iprec *iprec;		   /* entry: counted against max_conns_per_ip */
 	struct tstream *prev_s, *next_s;   /* tun->streams */
 	struct tstream *wprev_s, *wnext_s; /* tun->waitq */
 };
@@ -189,6 +198,7 @@ struct tun {
 	struct lside prev, next;
 	struct sockaddr_storage *taddr;	   /* exit: resolved targets */
 	struct fg_bucket agg_up, agg_down; /* entry: aggregate rates */
+	struct iprec **iptab;		   /* IPTAB_SIZE chains; NULL without max_conns_per_ip */
 	unsigned target_rr;
 	struct tstream *streams;
 	struct tstream *waitq, *waitq_tail;

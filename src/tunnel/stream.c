@@ -244,6 +244,18 @@ void ts_close(struct tstream *ts, bool reset)
 		ts->next_s->prev_s = ts->prev_s;
 	ts->prev_s = ts->next_s = NULL;
 	t->stats->c.conns_active--;
+	if (ts->iprec) {
+		struct iprec *r = ts->iprec;
+		ts->iprec = NULL;
+		if (--r->n == 0) {
+			struct iprec **pp =
+			    &t->iptab[fg_addr_ip_hash((struct sockaddr *)&r->ip) % IPTAB_SIZE];
+			while (*pp != r)
+				pp = &(*pp)->next;
+			*pp = r->next;
+			fg_free(r);
+		}
+	}
 	ts->dead_next = e->dead_streams;
 	e->dead_streams = ts;
 	eng_schedule_reap(e);
@@ -801,6 +813,29 @@ void tun_drain_waitq(struct tun *t)
 
 /* ---- entry: clients ----------------------------------------------------- */
 
+/* Counts a new client of ip; NULL when it is at max_conns_per_ip (or out
+ * of memory). */
+static struct iprec *ip_acquire(struct tun *t, const struct sockaddr_storage *ip)
+{
+	struct iprec **head = &t->iptab[fg_addr_ip_hash((const struct sockaddr *)ip) % IPTAB_SIZE];
+	struct iprec *r;
+	for (r = *head; r; r = r->next)
+		if (fg_addr_ip_equal((const struct sockaddr *)&r->ip, (const struct sockaddr *)ip))
+			break;
+	if (!r) {
+		r = fg_calloc(1, sizeof(*r));
+		if (!r)
+			return NULL;
+		r->ip = *ip;
+		r->next = *head;
+		*head = r;
+	}
+	if (r->n >= t->cfg.max_conns_per_ip)
+		return NULL; /* r->n > 0 here: it stays in the table */
+	r->n++;
+	return r;
+}
+
 void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 {
 	FG_UNUSED(loop);
@@ -808,7 +843,10 @@ void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 	struct tun *t = io->data;
 	size_t idx = (size_t)(io - t->cio);
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd =
+		    accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
 		if (t->dying ||
@@ -817,11 +855,23 @@ void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 			close(fd);
 			continue;
 		}
+		struct iprec *ipr = NULL;
+		if (t->iptab) {
+			fg_addr_unmap(&peer);
+			if (!(ipr = ip_acquire(t, &peer))) {
+				t->stats->c.refused++;
+				close(fd);
+				continue;
+			}
+		}
 		struct tstream *ts = ts_new(t);
 		if (!ts) {
+			if (ipr)
+				ipr->n--; /* an empty record stays until the tunnel goes */
 			close(fd);
 			continue;
 		}
+		ts->iprec = ipr;
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		uint8_t hdr[FG_TUNNEL_OPEN_LEN];

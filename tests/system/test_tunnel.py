@@ -465,3 +465,29 @@ def test_sighup_keeps_unchanged_tunnels_and_rejects_a_bad_file(nodes, targets, p
     c1.close()
     data = os.urandom(100000)
     assert tn.transfer(net.cli, addr, data) == data
+
+
+def test_entry_max_conns_and_max_conns_per_ip(nodes, targets, port, net):
+    tport, lport, cport = port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    start_exit(nodes, "tcp", True, lport, [f"{tn.TGT}:{tport}"])
+    en = start_entry(nodes, "tcp", True, f"{tn.ENT_C}:{cport}",
+                     [{"address": f"{tn.EXT}:{lport}"}], max_conns=3, max_conns_per_ip=2)
+    addr = f"{tn.ENT_C}:{cport}"
+    held = [net.cli.connect(addr, src="10.79.1.2") for _ in range(2)]
+    for s in held:
+        assert fgnet.echo_roundtrip(s, b"x\n")
+    # a third from the same IP is refused, one from another IP is fine
+    fgnet.assert_refused(net.cli.connect_refusable(addr, src="10.79.1.2"))
+    other = net.cli.connect(addr, src="10.79.1.3")
+    assert fgnet.echo_roundtrip(other, b"y\n")
+    # max_conns (3) is reached: anyone is refused
+    fgnet.assert_refused(net.cli.connect_refusable(addr, src="10.79.1.3"))
+    en.wait_metric("flowgate_tunnel_refused_total", lambda v: v == 2)
+    # a freed slot is usable again
+    held.pop().close()
+    en.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 2)
+    s = net.cli.connect(addr, src="10.79.1.2")
+    assert fgnet.echo_roundtrip(s, b"z\n")
+    for x in held + [other, s]:
+        x.close()
