@@ -369,7 +369,10 @@ struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts
 	struct fg_tls_client_opts co = {.tls13_only = true};
 	unsigned cap = opts->replay_capacity ? opts->replay_capacity : REPLAY_CAPACITY;
 	if (fg_hs_replay_init(&e->replay, cap, FG_HS_DEFAULT_CLOCK_WINDOW, seed) ||
-	    fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 1024) ||
+	    fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 256) ||
+	    fg_buf_pool_init(&e->wpool[0], LINK_WBUF(TQ_CHUNK), 64) ||
+	    fg_buf_pool_init(&e->wpool[1], LINK_WBUF(LINK_PLAIN), 16) ||
+	    fg_buf_pool_init(&e->spool, LINK_PLAIN, 8) || !(e->rbuf = fg_malloc(LINK_RBUF)) ||
 	    !(e->tls_cli = fg_tls_client_new(&co, err, sizeof(err)))) {
 		fg_tunnel_engine_free(e);
 		errno = ENOMEM;
@@ -395,6 +398,10 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
 	fg_tls_client_free(e->tls_cli);
 	fg_hs_replay_deinit(&e->replay);
 	fg_buf_pool_deinit(&e->chunks);
+	fg_buf_pool_deinit(&e->wpool[0]);
+	fg_buf_pool_deinit(&e->wpool[1]);
+	fg_buf_pool_deinit(&e->spool);
+	fg_free(e->rbuf);
 	fg_slab_deinit(&e->streams);
 	while (e->stats) {
 		struct tstats *s = e->stats;

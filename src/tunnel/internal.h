@@ -158,8 +158,8 @@ struct link {
 	bool aead;
 	struct fg_aead_sealer sealer;
 	struct fg_aead_opener *opener;
-	uint8_t *rbuf;
-	uint8_t *wbuf;
+	uint8_t *wbuf; /* from *wpool while bytes wait, else NULL */
+	struct fg_buf_pool *wpool;
 	size_t woff, wlen;
 	bool rd_paused;
 	bool busy;	    /* inside link_flush or fg_mux_input: no re-entry */
@@ -169,7 +169,6 @@ struct link {
 	bool idle;   /* reverse pool link registered, no stream yet */
 	bool goaway; /* the peer refuses new mux streams */
 	bool rd_eof;
-	uint8_t *scratch;	/* plaintext staging for aead/ws (per link: flushes nest) */
 	size_t plain_cap;	/* plaintext per refill */
 	size_t wcap;		/* LINK_WBUF(plain_cap) */
 	struct fg_timer resume; /* deferred read resume */
@@ -226,6 +225,9 @@ struct fg_tunnel_engine {
 	struct link *dead_links;
 	struct tun *dead_tuns;
 	uint8_t plain[FG_AEAD_MAX_PAYLOAD]; /* aead open output (reads never nest) */
+	uint8_t *rbuf;			    /* LINK_RBUF: every link reads here */
+	struct fg_buf_pool wpool[2];	    /* link output: [0] one stream, [1] mux */
+	struct fg_buf_pool spool;	    /* plaintext staging for aead/ws */
 };
 
 /* engine.c */

@@ -77,18 +77,10 @@ static struct link *link_new(struct lside *ls, struct peer_slot *p, bool dialer)
 	l->plain_cap = cfg->mux ? LINK_PLAIN : TQ_CHUNK;
 	l->ws = cfg->transport == FG_TT_WS || cfg->transport == FG_TT_WSS;
 	l->aead = cfg->transport == FG_TT_AEAD;
-	l->rbuf = fg_malloc(cfg->mux ? LINK_RBUF : TQ_CHUNK + 64);
+	/* buffers come from the engine's pools only while bytes wait in
+	 * them: an idle link holds none */
+	l->wpool = &ls->tun->e->wpool[cfg->mux ? 1 : 0];
 	l->wcap = LINK_WBUF(l->plain_cap);
-	l->wbuf = fg_malloc(l->wcap);
-	if (l->ws || l->aead)
-		l->scratch = fg_malloc(l->plain_cap);
-	if (!l->rbuf || !l->wbuf || ((l->ws || l->aead) && !l->scratch)) {
-		fg_free(l->rbuf);
-		fg_free(l->wbuf);
-		fg_free(l->scratch);
-		fg_free(l);
-		return NULL;
-	}
 	fg_io_init(&l->io);
 	fg_timer_init(&l->timer, link_timer_cb, l);
 	fg_timer_init(&l->resume, link_resume_cb, l);
@@ -101,9 +93,8 @@ static struct link *link_new(struct lside *ls, struct peer_slot *p, bool dialer)
 
 void link_free_deferred(struct link *l)
 {
-	fg_free(l->rbuf);
-	fg_free(l->wbuf);
-	fg_free(l->scratch);
+	if (l->wbuf)
+		fg_buf_put(l->wpool, l->wbuf);
 	fg_free(l->head);
 	if (l->hd) {
 		fg_hs_dialer_wipe(l->hd);
@@ -123,9 +114,21 @@ void link_free_deferred(struct link *l)
 
 /* ---- output ------------------------------------------------------------ */
 
-static size_t wbuf_room(const struct link *l)
+static size_t wbuf_room(struct link *l)
 {
+	if (!l->wbuf && !(l->wbuf = fg_buf_get(l->wpool)))
+		return 0;
 	return l->wcap - l->wlen;
+}
+
+/* Gives an empty output buffer back to the pool. */
+static void wbuf_release(struct link *l)
+{
+	if (l->wbuf && l->woff >= l->wlen) {
+		fg_buf_put(l->wpool, l->wbuf);
+		l->wbuf = NULL;
+		l->woff = l->wlen = 0;
+	}
 }
 
 /* Appends one message of the link's own protocol (handshake, pong,
@@ -152,17 +155,20 @@ static void wire_put(struct link *l, uint8_t op, const uint8_t *p, size_t n)
 	l->wlen += n;
 }
 
-/* Encodes n plaintext bytes of l->scratch into wire bytes. */
-static int encode_plain(struct link *l, size_t n)
+/* Encodes n plaintext bytes of scratch into wire bytes. */
+static int encode_plain(struct link *l, const uint8_t *scratch, size_t n)
 {
 	if (l->aead) {
-		int w = fg_aead_seal(&l->sealer, l->scratch, n, l->wbuf + l->wlen, wbuf_room(l));
+		size_t room = wbuf_room(l);
+		if (!room)
+			return -ENOMEM;
+		int w = fg_aead_seal(&l->sealer, scratch, n, l->wbuf + l->wlen, room);
 		if (w < 0)
 			return w;
 		l->wlen += (size_t)w;
 		return 0;
 	}
-	wire_put(l, FG_WSF_OP_BINARY, l->scratch, n);
+	wire_put(l, FG_WSF_OP_BINARY, scratch, n);
 	return 0;
 }
 
@@ -172,8 +178,14 @@ static size_t refill(struct link *l)
 {
 	struct fg_tunnel_engine *e = l->tun->e;
 	bool raw = !l->aead && !l->ws;
-	uint8_t *dst = raw ? l->wbuf : l->scratch;
 	size_t n = 0;
+	if (raw && !wbuf_room(l))
+		return 0;
+	/* framed transports stage plaintext in a pooled buffer, held only for
+	 * this call (refills of different links may nest: each has its own) */
+	uint8_t *dst = raw ? l->wbuf : fg_buf_get(&e->spool);
+	if (!dst)
+		return 0;
 	if (l->mux) {
 		n = fg_mux_output(l->mux, dst, l->plain_cap, fg_loop_now(e->loop));
 	} else if (l->single) {
@@ -182,22 +194,25 @@ static size_t refill(struct link *l)
 		n = tq_take(e, &ts->q[ep->side], dst, l->plain_cap);
 		if (n)
 			ts_consumed(ts, ep->side, n);
-		if (l->state == LS_DEAD)
+		if (l->state == LS_DEAD) {
+			if (!raw)
+				fg_buf_put(&e->spool, dst);
 			return 0;
+		}
 		if (!n && l->single && ts->ep[1 - ep->side].eof_in && !l->shut_done)
 			l->shut_pending = true;
 	}
-	if (!n)
-		return 0;
 	if (raw) {
 		l->wlen = n;
 		return n;
 	}
-	if (encode_plain(l, n) < 0) {
+	int rc = n && l->state == LS_UP ? encode_plain(l, dst, n) : 0;
+	fg_buf_put(&e->spool, dst);
+	if (rc < 0) {
 		link_fail(l, "sealing failed");
 		return 0;
 	}
-	return l->wlen;
+	return n ? l->wlen : 0;
 }
 
 /* Sends our end of the stream (mux off): close_notify, a ws close frame,
@@ -327,6 +342,7 @@ void link_flush(struct link *l)
 	}
 out:
 	l->busy = false;
+	wbuf_release(l);
 }
 
 /* ---- state changes ----------------------------------------------------- */
@@ -918,9 +934,13 @@ static void link_read(struct link *l)
 			}
 			return;
 		}
-		ssize_t n = l->st->ops->read(l->st, l->rbuf, cap);
+		/* one read buffer for every link: reads never nest (a paused
+		 * link resumes from a timer) and every layer consumes or copies
+		 * what it is given before returning */
+		uint8_t *rbuf = l->tun->e->rbuf;
+		ssize_t n = l->st->ops->read(l->st, rbuf, cap);
 		if (n > 0) {
-			link_input(l, l->rbuf, (size_t)n);
+			link_input(l, rbuf, (size_t)n);
 		} else if (n == 0) {
 			link_eof(l);
 			return;
@@ -977,6 +997,10 @@ static void transport_ready(struct link *l)
 		snprintf(host, sizeof(host), "%s", cfg->ws_host);
 	else
 		peer_text(l, host, sizeof(host));
+	if (!wbuf_room(l)) {
+		link_fail(l, "out of memory");
+		return;
+	}
 	int k = fg_ws_build_upgrade_request((char *)l->wbuf, l->wcap, host, cfg->ws_path, l->ws_key,
 					    NULL);
 	if (k < 0) {
