@@ -491,3 +491,37 @@ def test_entry_max_conns_and_max_conns_per_ip(nodes, targets, port, net):
     assert fgnet.echo_roundtrip(s, b"z\n")
     for x in held + [other, s]:
         x.close()
+
+
+def test_keepalive_notices_a_silently_dead_link_and_the_entry_redials(nodes, targets, port, net):
+    """The exit's namespace starts dropping every packet of the link (no FIN, no RST):
+    mux PINGs go unanswered, the entry ends the link within 3 keepalives, and once the
+    path is back it dials again and new connections flow."""
+    tport, lport, cport = port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    start_exit(nodes, "aead", True, lport, [f"{tn.TGT}:{tport}"])
+    en = start_entry(nodes, "aead", True, f"{tn.ENT_C}:{cport}",
+                     next_link=tn.link("aead", True, keepalive="1s",
+                                       peers=[{"address": f"{tn.EXT}:{lport}"}]))
+    addr = f"{tn.ENT_C}:{cport}"
+    assert tn.transfer(net.cli, addr, b"hello") == b"hello"
+    en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 1)
+    ns = net.name["ext"]
+    tn.sh("ip", "netns", "exec", ns, "nft", "-f", "-", input=f"""
+table ip blackhole {{
+  chain inp {{
+    type filter hook input priority -10; policy accept;
+    tcp dport {lport} drop
+  }}
+}}
+""")
+    try:
+        t0 = time.monotonic()
+        en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 0, timeout=10)
+        assert time.monotonic() - t0 <= 6.0
+        assert "keepalive" in en.stderr()
+    finally:
+        tn.sh("ip", "netns", "exec", ns, "nft", "delete", "table", "ip", "blackhole")
+    en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 1, timeout=15)
+    data = os.urandom(200000)
+    assert tn.transfer(net.cli, addr, data) == data
