@@ -84,6 +84,7 @@ struct tstream {
 	bool started;	/* relay/exit: first bytes seen (open header) */
 	bool waiting;	/* in the tunnel's queue for a next-side link */
 	bool closed;
+	bool counted;	     /* in conns_total / conns_active */
 	bool pumping, again; /* ts_pump re-entry guard */
 	bool check_pending;  /* on the engine's check list */
 	struct tstream *check_next;

@@ -137,9 +137,18 @@ struct tstream *ts_new(struct tun *t)
 	if (t->streams)
 		t->streams->prev_s = ts;
 	t->streams = ts;
-	t->stats->c.conns_total++;
-	t->stats->c.conns_active++;
 	return ts;
+}
+
+/* A stream counts once its first bytes (the open header) arrived: an idle
+ * pooled link or a probe that sends nothing is not a connection. */
+static void ts_count(struct tstream *ts)
+{
+	if (ts->counted)
+		return;
+	ts->counted = true;
+	ts->tun->stats->c.conns_total++;
+	ts->tun->stats->c.conns_active++;
 }
 
 void ts_free(struct tstream *ts)
@@ -243,7 +252,8 @@ void ts_close(struct tstream *ts, bool reset)
 	if (ts->next_s)
 		ts->next_s->prev_s = ts->prev_s;
 	ts->prev_s = ts->next_s = NULL;
-	t->stats->c.conns_active--;
+	if (ts->counted)
+		t->stats->c.conns_active--;
 	if (ts->iprec) {
 		struct iprec *r = ts->iprec;
 		ts->iprec = NULL;
@@ -658,6 +668,7 @@ void ts_input(struct tstream *ts, int side, const uint8_t *p, size_t n)
 	if (ts->closed)
 		return;
 	if (side == 0 && !ts->started) {
+		ts_count(ts);
 		if (t->cfg.role == FG_TUNNEL_EXIT) {
 			size_t take = FG_MIN((size_t)(FG_TUNNEL_OPEN_LEN - ts->open_have), n);
 			memcpy(ts->open_buf + ts->open_have, p, take);
@@ -872,6 +883,7 @@ void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 			continue;
 		}
 		ts->iprec = ipr;
+		ts_count(ts);
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		uint8_t hdr[FG_TUNNEL_OPEN_LEN];

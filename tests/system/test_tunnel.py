@@ -165,6 +165,8 @@ def test_reverse_tunnel_exit_behind_nat_dials_the_entry(nodes, targets, port, ne
     assert ok == 200, f"{200 - ok} of 200 streams failed: {bad[:5]}"
     ex.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == len(big) + 200 * (16 << 10),
                    direction="up")
+    # idle pooled links (mux off) are not connections
+    ex.wait_metric("flowgate_tunnel_connections_total", lambda v: v == 201)
 
 
 def test_two_hops_through_a_relay_with_different_transports(nodes, targets, port, net):
