@@ -21,7 +21,7 @@
 #include "net/addr.h"
 #include "tunnel/internal.h"
 
-#define REPLAY_CAPACITY 16384
+#define REPLAY_CAPACITY 131072
 
 uint64_t eng_rand(struct fg_tunnel_engine *e)
 {
@@ -112,26 +112,22 @@ static void reap(struct fg_tunnel_engine *e)
 	}
 }
 
-static void reap_cb(void *data)
+static void reap_cb(struct fg_loop *loop, struct fg_timer *tm)
 {
-	struct fg_tunnel_engine *e = data;
-	e->reaps_queued--;
-	if (e->freed) { /* the engine's memory waited for this callback */
-		if (!e->reaps_queued)
-			fg_free(e);
-		return;
-	}
-	reap(e);
+	FG_UNUSED(loop);
+	reap(tm->data);
 }
 
+/* Frees closed objects from a zero-delay timer rather than fg_loop_defer:
+ * it runs after the events already fetched for them, and unlike a
+ * deferred call it can be cancelled when the engine is freed (the agent's
+ * loop may run on). */
 void eng_schedule_reap(struct fg_tunnel_engine *e)
 {
 	if (e->reap_scheduled)
 		return;
-	if (fg_loop_defer(e->loop, reap_cb, e) == 0) {
-		e->reap_scheduled = true;
-		e->reaps_queued++;
-	}
+	e->reap_scheduled = true;
+	fg_timer_start(e->loop, &e->reap_timer, 0);
 }
 
 /* ---- tunnels ------------------------------------------------------------ */
@@ -193,6 +189,13 @@ static void tun_free_mem(struct tun *t)
 	fg_free(t->prev.peers);
 	fg_free(t->next.peers);
 	fg_free(t->taddr);
+	for (size_t i = 0; t->iptab && i < IPTAB_SIZE; i++)
+		while (t->iptab[i]) {
+			struct iprec *r = t->iptab[i];
+			t->iptab[i] = r->next;
+			fg_free(r);
+		}
+	fg_free(t->iptab);
 	stats_unref(t->e, t->stats);
 	fg_tunnel_cfg_deinit(&t->cfg);
 	fg_free(t);
@@ -259,6 +262,15 @@ static struct tun *tun_new(struct fg_tunnel_engine *e, const struct fg_tunnel_cf
 	if (!t->stats)
 		goto oom;
 	if (cfg->role == FG_TUNNEL_ENTRY) {
+		int64_t now = fg_loop_now(e->loop);
+		fg_bucket_init(&t->agg_up, cfg->rate_up,
+			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_up),
+			       now);
+		fg_bucket_init(&t->agg_down, cfg->rate_down,
+			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_down),
+			       now);
+		if (cfg->max_conns_per_ip && !(t->iptab = fg_calloc(IPTAB_SIZE, sizeof(*t->iptab))))
+			goto oom;
 		t->ncfds = (size_t)cfg->listen.port_hi - cfg->listen.port_lo + 1;
 		t->cfds = fg_malloc(t->ncfds * sizeof(int));
 		t->cio = fg_calloc(t->ncfds, sizeof(*t->cio));
@@ -350,12 +362,17 @@ struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts
 	if (opts->tls_key)
 		snprintf(e->key, sizeof(e->key), "%s", opts->tls_key);
 	e->make_cert = opts->make_cert;
+	fg_timer_init(&e->reap_timer, reap_cb, e);
 	if (RAND_bytes((uint8_t *)&e->rng, sizeof(e->rng)) != 1 || !e->rng)
 		e->rng = (uint64_t)fg_now_ns() | 1;
 	uint64_t seed = eng_rand(e);
 	struct fg_tls_client_opts co = {.tls13_only = true};
-	if (fg_hs_replay_init(&e->replay, REPLAY_CAPACITY, FG_HS_DEFAULT_CLOCK_WINDOW, seed) ||
-	    fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 1024) ||
+	unsigned cap = opts->replay_capacity ? opts->replay_capacity : REPLAY_CAPACITY;
+	if (fg_hs_replay_init(&e->replay, cap, FG_HS_DEFAULT_CLOCK_WINDOW, seed) ||
+	    fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 256) ||
+	    fg_buf_pool_init(&e->wpool[0], LINK_WBUF(TQ_CHUNK), 64) ||
+	    fg_buf_pool_init(&e->wpool[1], LINK_WBUF(LINK_PLAIN), 16) ||
+	    fg_buf_pool_init(&e->spool, LINK_PLAIN, 8) || !(e->rbuf = fg_malloc(LINK_RBUF)) ||
 	    !(e->tls_cli = fg_tls_client_new(&co, err, sizeof(err)))) {
 		fg_tunnel_engine_free(e);
 		errno = ENOMEM;
@@ -374,23 +391,24 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
 		e->tuns = t->next_t;
 		tun_stop(t);
 	}
+	if (fg_timer_armed(&e->reap_timer))
+		fg_timer_stop(e->loop, &e->reap_timer);
 	reap(e);
 	fg_tls_server_free(e->tls_srv);
 	fg_tls_client_free(e->tls_cli);
 	fg_hs_replay_deinit(&e->replay);
 	fg_buf_pool_deinit(&e->chunks);
+	fg_buf_pool_deinit(&e->wpool[0]);
+	fg_buf_pool_deinit(&e->wpool[1]);
+	fg_buf_pool_deinit(&e->spool);
+	fg_free(e->rbuf);
 	fg_slab_deinit(&e->streams);
 	while (e->stats) {
 		struct tstats *s = e->stats;
 		e->stats = s->next;
 		fg_free(s);
 	}
-	/* a deferred reap still points at e (the loop has no cancel): it frees
-	 * e when it runs, when the loop runs or is freed */
-	if (e->reaps_queued)
-		e->freed = true;
-	else
-		fg_free(e);
+	fg_free(e);
 }
 
 static bool file_exists(const char *p)

@@ -28,6 +28,10 @@ struct fg_tunnel_engine_opts {
 	/* Generate a self-signed pair at these paths when both files are
 	 * missing (forward -c). */
 	int make_cert;
+	/* Handshakes remembered for replay detection; 0 = 131072 (5 MiB).
+	 * Size it for 2 x 60 s of link handshakes at the peak rate: without
+	 * mux every stream is a handshake (doc/tunnel.md). */
+	unsigned replay_capacity;
 };
 
 /* NULL on ENOMEM (errno set). */

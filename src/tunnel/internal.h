@@ -9,6 +9,7 @@
 
 #include "core/loop.h"
 #include "core/pool.h"
+#include "net/bucket.h"
 #include "net/stream.h"
 #include "net/ws_handshake.h"
 #include "net/tls.h"
@@ -23,9 +24,22 @@
 #define TQ_MAX	   (256 * 1024) /* a producer pauses when its queue holds this much */
 #define LINK_RBUF  65536
 #define LINK_PLAIN 65536 /* plaintext produced per refill of a link's output */
-/* wire bytes for LINK_PLAIN plaintext: AEAD frames + one ws header + slack */
-#define LINK_WBUF   (LINK_PLAIN + 8 * (FG_AEAD_HDR_LEN + FG_AEAD_TAG_LEN) + 2 * FG_WSF_HDR_MAX + 1024)
-#define WS_HEAD_MAX 8192
+/* wire bytes for `plain` plaintext bytes: AEAD frames, one ws header, and
+ * room for the handshake and upgrade messages */
+#define LINK_WBUF(plain)                                                                           \
+	((plain) + ((plain) / FG_AEAD_MAX_PAYLOAD + 1) * (FG_AEAD_HDR_LEN + FG_AEAD_TAG_LEN) +     \
+	 2 * FG_WSF_HDR_MAX + 1024)
+#define WS_HEAD_MAX	8192
+#define MUX_MAX_STREAMS 16384
+#define MUX_CHURN	1000000
+
+/* Open streams of one client IP (entry, when max_conns_per_ip is set). */
+struct iprec {
+	struct sockaddr_storage ip;
+	uint32_t n;
+	struct iprec *next;
+};
+#define IPTAB_SIZE 256
 
 struct tun;
 struct link;
@@ -70,6 +84,7 @@ struct tstream {
 	bool started;	/* relay/exit: first bytes seen (open header) */
 	bool waiting;	/* in the tunnel's queue for a next-side link */
 	bool closed;
+	bool counted;	     /* in conns_total / conns_active */
 	bool pumping, again; /* ts_pump re-entry guard */
 	bool check_pending;  /* on the engine's check list */
 	struct tstream *check_next;
@@ -81,6 +96,11 @@ struct tstream {
 	unsigned attempts; /* dial attempts (next side) or targets tried (exit) */
 	size_t target_idx, target_base;
 	struct fg_timer timer;		   /* waiting for a link, connecting a target */
+	struct fg_timer throttle;	   /* entry: a rate limit said wait */
+	struct fg_timer idle;		   /* idle_timeout, re-armed lazily */
+	int64_t last_ns;		   /* last byte moved either way */
+	struct fg_bucket own_up, own_down; /* entry: per-connection rates */
+	struct iprec *iprec;		   /* entry: counted against max_conns_per_ip */
 	struct tstream *prev_s, *next_s;   /* tun->streams */
 	struct tstream *wprev_s, *wnext_s; /* tun->waitq */
 };
@@ -139,8 +159,8 @@ struct link {
 	bool aead;
 	struct fg_aead_sealer sealer;
 	struct fg_aead_opener *opener;
-	uint8_t *rbuf;
-	uint8_t *wbuf;
+	uint8_t *wbuf; /* from *wpool while bytes wait, else NULL */
+	struct fg_buf_pool *wpool;
 	size_t woff, wlen;
 	bool rd_paused;
 	bool busy;	    /* inside link_flush or fg_mux_input: no re-entry */
@@ -150,8 +170,8 @@ struct link {
 	bool idle;   /* reverse pool link registered, no stream yet */
 	bool goaway; /* the peer refuses new mux streams */
 	bool rd_eof;
-	uint8_t *scratch;	/* plaintext staging for aead/ws (per link: flushes nest) */
 	size_t plain_cap;	/* plaintext per refill */
+	size_t wcap;		/* LINK_WBUF(plain_cap) */
 	struct fg_timer resume; /* deferred read resume */
 	struct link *dead_next;
 	struct fg_mux *mux;
@@ -176,7 +196,9 @@ struct tun {
 	struct fg_io *cio;
 	size_t ncfds;
 	struct lside prev, next;
-	struct sockaddr_storage *taddr; /* exit: resolved targets */
+	struct sockaddr_storage *taddr;	   /* exit: resolved targets */
+	struct fg_bucket agg_up, agg_down; /* entry: aggregate rates */
+	struct iprec **iptab;		   /* IPTAB_SIZE chains; NULL without max_conns_per_ip */
 	unsigned target_rr;
 	struct tstream *streams;
 	struct tstream *waitq, *waitq_tail;
@@ -199,12 +221,14 @@ struct fg_tunnel_engine {
 	struct tstats *stats;
 	uint64_t rng;
 	bool reap_scheduled;
-	bool freed;	       /* fg_tunnel_engine_free ran while reaps were queued */
-	unsigned reaps_queued; /* reap_cb calls the loop still holds */
+	struct fg_timer reap_timer;
 	struct tstream *check_list, *dead_streams;
 	struct link *dead_links;
 	struct tun *dead_tuns;
 	uint8_t plain[FG_AEAD_MAX_PAYLOAD]; /* aead open output (reads never nest) */
+	uint8_t *rbuf;			    /* LINK_RBUF: every link reads here */
+	struct fg_buf_pool wpool[2];	    /* link output: [0] one stream, [1] mux */
+	struct fg_buf_pool spool;	    /* plaintext staging for aead/ws */
 };
 
 /* engine.c */
@@ -215,6 +239,9 @@ void set_link_sockopts(int fd, int64_t keepalive_ns);
 void ts_check_later(struct tstream *ts);
 void ts_free(struct tstream *ts);
 void tq_clear(struct fg_tunnel_engine *e, struct tq *q);
+size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p);
+void tq_commit(struct tq *q, size_t n);
+void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n);
 struct tstream *ts_new(struct tun *t);
 void ts_close(struct tstream *ts, bool reset);
 void ts_input(struct tstream *ts, int side, const uint8_t *p, size_t n);

@@ -77,17 +77,10 @@ static struct link *link_new(struct lside *ls, struct peer_slot *p, bool dialer)
 	l->plain_cap = cfg->mux ? LINK_PLAIN : TQ_CHUNK;
 	l->ws = cfg->transport == FG_TT_WS || cfg->transport == FG_TT_WSS;
 	l->aead = cfg->transport == FG_TT_AEAD;
-	l->rbuf = fg_malloc(cfg->mux ? LINK_RBUF : TQ_CHUNK + 64);
-	l->wbuf = fg_malloc(LINK_WBUF);
-	if (l->ws || l->aead)
-		l->scratch = fg_malloc(l->plain_cap);
-	if (!l->rbuf || !l->wbuf || ((l->ws || l->aead) && !l->scratch)) {
-		fg_free(l->rbuf);
-		fg_free(l->wbuf);
-		fg_free(l->scratch);
-		fg_free(l);
-		return NULL;
-	}
+	/* buffers come from the engine's pools only while bytes wait in
+	 * them: an idle link holds none */
+	l->wpool = &ls->tun->e->wpool[cfg->mux ? 1 : 0];
+	l->wcap = LINK_WBUF(l->plain_cap);
 	fg_io_init(&l->io);
 	fg_timer_init(&l->timer, link_timer_cb, l);
 	fg_timer_init(&l->resume, link_resume_cb, l);
@@ -100,9 +93,8 @@ static struct link *link_new(struct lside *ls, struct peer_slot *p, bool dialer)
 
 void link_free_deferred(struct link *l)
 {
-	fg_free(l->rbuf);
-	fg_free(l->wbuf);
-	fg_free(l->scratch);
+	if (l->wbuf)
+		fg_buf_put(l->wpool, l->wbuf);
 	fg_free(l->head);
 	if (l->hd) {
 		fg_hs_dialer_wipe(l->hd);
@@ -122,9 +114,21 @@ void link_free_deferred(struct link *l)
 
 /* ---- output ------------------------------------------------------------ */
 
-static size_t wbuf_room(const struct link *l)
+static size_t wbuf_room(struct link *l)
 {
-	return LINK_WBUF - l->wlen;
+	if (!l->wbuf && !(l->wbuf = fg_buf_get(l->wpool)))
+		return 0;
+	return l->wcap - l->wlen;
+}
+
+/* Gives an empty output buffer back to the pool. */
+static void wbuf_release(struct link *l)
+{
+	if (l->wbuf && l->woff >= l->wlen) {
+		fg_buf_put(l->wpool, l->wbuf);
+		l->wbuf = NULL;
+		l->woff = l->wlen = 0;
+	}
 }
 
 /* Appends one message of the link's own protocol (handshake, pong,
@@ -151,17 +155,20 @@ static void wire_put(struct link *l, uint8_t op, const uint8_t *p, size_t n)
 	l->wlen += n;
 }
 
-/* Encodes n plaintext bytes of l->scratch into wire bytes. */
-static int encode_plain(struct link *l, size_t n)
+/* Encodes n plaintext bytes of scratch into wire bytes. */
+static int encode_plain(struct link *l, const uint8_t *scratch, size_t n)
 {
 	if (l->aead) {
-		int w = fg_aead_seal(&l->sealer, l->scratch, n, l->wbuf + l->wlen, wbuf_room(l));
+		size_t room = wbuf_room(l);
+		if (!room)
+			return -ENOMEM;
+		int w = fg_aead_seal(&l->sealer, scratch, n, l->wbuf + l->wlen, room);
 		if (w < 0)
 			return w;
 		l->wlen += (size_t)w;
 		return 0;
 	}
-	wire_put(l, FG_WSF_OP_BINARY, l->scratch, n);
+	wire_put(l, FG_WSF_OP_BINARY, scratch, n);
 	return 0;
 }
 
@@ -171,8 +178,14 @@ static size_t refill(struct link *l)
 {
 	struct fg_tunnel_engine *e = l->tun->e;
 	bool raw = !l->aead && !l->ws;
-	uint8_t *dst = raw ? l->wbuf : l->scratch;
 	size_t n = 0;
+	if (raw && !wbuf_room(l))
+		return 0;
+	/* framed transports stage plaintext in a pooled buffer, held only for
+	 * this call (refills of different links may nest: each has its own) */
+	uint8_t *dst = raw ? l->wbuf : fg_buf_get(&e->spool);
+	if (!dst)
+		return 0;
 	if (l->mux) {
 		n = fg_mux_output(l->mux, dst, l->plain_cap, fg_loop_now(e->loop));
 	} else if (l->single) {
@@ -181,22 +194,25 @@ static size_t refill(struct link *l)
 		n = tq_take(e, &ts->q[ep->side], dst, l->plain_cap);
 		if (n)
 			ts_consumed(ts, ep->side, n);
-		if (l->state == LS_DEAD)
+		if (l->state == LS_DEAD) {
+			if (!raw)
+				fg_buf_put(&e->spool, dst);
 			return 0;
+		}
 		if (!n && l->single && ts->ep[1 - ep->side].eof_in && !l->shut_done)
 			l->shut_pending = true;
 	}
-	if (!n)
-		return 0;
 	if (raw) {
 		l->wlen = n;
 		return n;
 	}
-	if (encode_plain(l, n) < 0) {
+	int rc = n && l->state == LS_UP ? encode_plain(l, dst, n) : 0;
+	fg_buf_put(&e->spool, dst);
+	if (rc < 0) {
 		link_fail(l, "sealing failed");
 		return 0;
 	}
-	return l->wlen;
+	return n ? l->wlen : 0;
 }
 
 /* Sends our end of the stream (mux off): close_notify, a ws close frame,
@@ -216,6 +232,44 @@ static int send_shutdown(struct link *l)
 		shutdown(l->st->fd, SHUT_WR);
 	}
 	l->shut_done = true;
+	return 0;
+}
+
+/* A tcp or tls link carrying one stream moves its bytes straight between
+ * the stream's queue and the socket (TLS encrypts from the queue), without
+ * the staging copy the framed transports need. */
+static bool zero_copy(const struct link *l)
+{
+	return l->state == LS_UP && !l->mux && !l->ws && !l->aead && l->single;
+}
+
+/* Writes the single stream's queue out. Returns 0, -EAGAIN, or -1 after
+ * the link failed. */
+static int zc_write(struct link *l)
+{
+	struct ep *ep = l->single;
+	struct tstream *ts = ep->ts;
+	int side = ep->side;
+	struct tq *q = &ts->q[side];
+	while (q->bytes && l->single && l->state == LS_UP) {
+		struct tq_chunk *c = q->head;
+		size_t n = c->len - c->off;
+		ssize_t w = l->st->ops->write(l->st, c->data + c->off, n, q->bytes > n);
+		if (w > 0) {
+			tq_drop(l->tun->e, q, (size_t)w);
+			ts_consumed(ts, side, (size_t)w);
+		} else if (w == -EAGAIN) {
+			return -EAGAIN;
+		} else {
+			l->busy = false;
+			link_fail(l, "write failed");
+			return -1;
+		}
+	}
+	if (l->state != LS_UP)
+		return -1;
+	if (l->single && !q->bytes && ts->ep[1 - side].eof_in && !l->shut_done)
+		l->shut_pending = true;
 	return 0;
 }
 
@@ -251,6 +305,17 @@ void link_flush(struct link *l)
 		}
 		if (l->state != LS_UP)
 			break;
+		if (!l->shut_pending && zero_copy(l)) {
+			int rc = zc_write(l);
+			if (rc == -1)
+				return;
+			if (rc == -EAGAIN)
+				goto out;
+			if (!l->shut_pending && !l->flush_pending)
+				break;
+			if (!l->shut_pending)
+				continue;
+		}
 		if (l->shut_pending) {
 			int rc = send_shutdown(l);
 			if (rc == -EAGAIN && l->wlen)
@@ -277,6 +342,7 @@ void link_flush(struct link *l)
 	}
 out:
 	l->busy = false;
+	wbuf_release(l);
 }
 
 /* ---- state changes ----------------------------------------------------- */
@@ -393,9 +459,15 @@ static void link_fail(struct link *l, const char *why)
 	if (l->peer && l->state != LS_UP)
 		l->peer->down_until_ns = fg_loop_now(l->tun->e->loop) + PEER_DOWN;
 	if (!is_persistent(l)) {
+		/* a per-stream link: a failure to come up matters to an operator;
+		 * an error on a running stream is the stream's business */
 		char pt[FG_ADDRSTR_MAX + 8];
-		fg_log_rl(FG_LOG_WARN, "tunnel %s: link %s %s: %s", l->tun->cfg.name,
-			  l->dialer ? "to" : "from", peer_text(l, pt, sizeof(pt)), why);
+		if (l->state != LS_UP)
+			fg_log_rl(FG_LOG_WARN, "tunnel %s: link %s %s: %s", l->tun->cfg.name,
+				  l->dialer ? "to" : "from", peer_text(l, pt, sizeof(pt)), why);
+		else
+			fg_dbg("tunnel %s: link %s %s: %s", l->tun->cfg.name,
+			       l->dialer ? "to" : "from", peer_text(l, pt, sizeof(pt)), why);
 	}
 	link_close(l, why);
 }
@@ -449,7 +521,11 @@ static void link_up(struct link *l)
 			cfg->mux ? ", mux" : "");
 	}
 	if (cfg->mux) {
-		struct fg_mux_config mc = {.ping_interval_ns = cfg->keepalive_ns};
+		/* the peer proved the tunnel's key: the stream and churn limits
+		 * guard against a busy tunnel, not a stranger */
+		struct fg_mux_config mc = {.ping_interval_ns = cfg->keepalive_ns,
+					   .max_streams = MUX_MAX_STREAMS,
+					   .churn_per_sec = MUX_CHURN};
 		l->mux = fg_mux_new(&mc, l->dialer, &link_mux_ops, l);
 		if (!l->mux) {
 			link_fail(l, "out of memory");
@@ -828,9 +904,43 @@ static void link_read(struct link *l)
 {
 	size_t cap = l->ls->cfg->mux ? LINK_RBUF : TQ_CHUNK + 64;
 	while (l->state != LS_DEAD && !l->rd_paused && !l->rd_eof && l->st) {
-		ssize_t n = l->st->ops->read(l->st, l->rbuf, cap);
+		if (zero_copy(l) && l->single->ts->started) {
+			/* straight into the stream's queue */
+			struct tstream *ts = l->single->ts;
+			int o = 1 - l->single->side;
+			struct tq *q = &ts->q[o];
+			uint8_t *p;
+			size_t room;
+			if (q->bytes >= TQ_MAX) {
+				l->rd_paused = true;
+				return;
+			}
+			if (!(room = tq_room(l->tun->e, q, &p))) {
+				link_fail(l, "out of memory");
+				return;
+			}
+			ssize_t n = l->st->ops->read(l->st, p, room);
+			if (n > 0) {
+				tq_commit(q, (size_t)n);
+				ep_kick_out(&ts->ep[o]);
+				continue;
+			}
+			if (n == 0) {
+				link_eof(l);
+			} else if (n != -EAGAIN) {
+				const char *why =
+				    l->st->ops->error ? l->st->ops->error(l->st) : NULL;
+				link_fail(l, why && *why ? why : strerror((int)-n));
+			}
+			return;
+		}
+		/* one read buffer for every link: reads never nest (a paused
+		 * link resumes from a timer) and every layer consumes or copies
+		 * what it is given before returning */
+		uint8_t *rbuf = l->tun->e->rbuf;
+		ssize_t n = l->st->ops->read(l->st, rbuf, cap);
 		if (n > 0) {
-			link_input(l, l->rbuf, (size_t)n);
+			link_input(l, rbuf, (size_t)n);
 		} else if (n == 0) {
 			link_eof(l);
 			return;
@@ -887,8 +997,12 @@ static void transport_ready(struct link *l)
 		snprintf(host, sizeof(host), "%s", cfg->ws_host);
 	else
 		peer_text(l, host, sizeof(host));
-	int k = fg_ws_build_upgrade_request((char *)l->wbuf, LINK_WBUF, host, cfg->ws_path,
-					    l->ws_key, NULL);
+	if (!wbuf_room(l)) {
+		link_fail(l, "out of memory");
+		return;
+	}
+	int k = fg_ws_build_upgrade_request((char *)l->wbuf, l->wcap, host, cfg->ws_path, l->ws_key,
+					    NULL);
 	if (k < 0) {
 		link_fail(l, "cannot build the upgrade request");
 		return;

@@ -21,7 +21,7 @@
 
 /* Room at the tail of q (a new chunk when the tail is full): returns the
  * bytes free at *p, 0 when out of memory. */
-static size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p)
+size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p)
 {
 	if (!q->tail || q->tail->len == TQ_CHUNK) {
 		struct tq_chunk *c = fg_buf_get(&e->chunks);
@@ -39,7 +39,7 @@ static size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p)
 	return TQ_CHUNK - q->tail->len;
 }
 
-static void tq_commit(struct tq *q, size_t n)
+void tq_commit(struct tq *q, size_t n)
 {
 	q->tail->len += (uint32_t)n;
 	q->bytes += n;
@@ -61,7 +61,7 @@ static int tq_append(struct fg_tunnel_engine *e, struct tq *q, const uint8_t *p,
 	return 0;
 }
 
-static void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n)
+void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n)
 {
 	q->bytes -= n;
 	while (n) {
@@ -104,6 +104,8 @@ void tq_clear(struct fg_tunnel_engine *e, struct tq *q)
 /* ---- streams ----------------------------------------------------------- */
 
 static void ts_timer_cb(struct fg_loop *loop, struct fg_timer *tm);
+static void ts_throttle_cb(struct fg_loop *loop, struct fg_timer *tm);
+static void ts_idle_cb(struct fg_loop *loop, struct fg_timer *tm);
 
 struct tstream *ts_new(struct tun *t)
 {
@@ -118,13 +120,35 @@ struct tstream *ts_new(struct tun *t)
 		fg_io_init(&ts->ep[i].io);
 	}
 	fg_timer_init(&ts->timer, ts_timer_cb, ts);
+	fg_timer_init(&ts->throttle, ts_throttle_cb, ts);
+	fg_timer_init(&ts->idle, ts_idle_cb, ts);
+	ts->last_ns = fg_loop_now(t->e->loop);
+	fg_timer_start(t->e->loop, &ts->idle, t->cfg.idle_timeout_ns);
+	if (t->cfg.role == FG_TUNNEL_ENTRY) {
+		const struct fg_tunnel_cfg *c = &t->cfg;
+		fg_bucket_init(&ts->own_up, c->rate_up_conn,
+			       c->burst ? c->burst : fg_bucket_default_burst(c->rate_up_conn),
+			       ts->last_ns);
+		fg_bucket_init(&ts->own_down, c->rate_down_conn,
+			       c->burst ? c->burst : fg_bucket_default_burst(c->rate_down_conn),
+			       ts->last_ns);
+	}
 	ts->next_s = t->streams;
 	if (t->streams)
 		t->streams->prev_s = ts;
 	t->streams = ts;
-	t->stats->c.conns_total++;
-	t->stats->c.conns_active++;
 	return ts;
+}
+
+/* A stream counts once its first bytes (the open header) arrived: an idle
+ * pooled link or a probe that sends nothing is not a connection. */
+static void ts_count(struct tstream *ts)
+{
+	if (ts->counted)
+		return;
+	ts->counted = true;
+	ts->tun->stats->c.conns_total++;
+	ts->tun->stats->c.conns_active++;
 }
 
 void ts_free(struct tstream *ts)
@@ -215,6 +239,8 @@ void ts_close(struct tstream *ts, bool reset)
 	ts->closed = true;
 	waitq_remove(ts);
 	fg_timer_stop(e->loop, &ts->timer);
+	fg_timer_stop(e->loop, &ts->throttle);
+	fg_timer_stop(e->loop, &ts->idle);
 	ep_close(&ts->ep[0], reset);
 	ep_close(&ts->ep[1], reset);
 	tq_clear(e, &ts->q[0]);
@@ -226,7 +252,20 @@ void ts_close(struct tstream *ts, bool reset)
 	if (ts->next_s)
 		ts->next_s->prev_s = ts->prev_s;
 	ts->prev_s = ts->next_s = NULL;
-	t->stats->c.conns_active--;
+	if (ts->counted)
+		t->stats->c.conns_active--;
+	if (ts->iprec) {
+		struct iprec *r = ts->iprec;
+		ts->iprec = NULL;
+		if (--r->n == 0) {
+			struct iprec **pp =
+			    &t->iptab[fg_addr_ip_hash((struct sockaddr *)&r->ip) % IPTAB_SIZE];
+			while (*pp != r)
+				pp = &(*pp)->next;
+			*pp = r->next;
+			fg_free(r);
+		}
+	}
 	ts->dead_next = e->dead_streams;
 	e->dead_streams = ts;
 	eng_schedule_reap(e);
@@ -255,7 +294,83 @@ void ts_check_done(struct tstream *ts)
 
 /* ---- sockets (client at an entry, target at an exit) ------------------- */
 
+#define THROTTLE_MIN_CHUNK 4096
+
 static void ts_pump(struct tstream *ts);
+
+/* The entry's client socket is where limits apply: reads are client ->
+ * target (up), writes target -> client (down). */
+static bool limited(const struct ep *ep, struct fg_bucket **agg, struct fg_bucket **own, bool up)
+{
+	struct tstream *ts = ep->ts;
+	struct tun *t = ts->tun;
+	if (t->cfg.role != FG_TUNNEL_ENTRY || ep->side != 0)
+		return false;
+	*agg = up ? &t->agg_up : &t->agg_down;
+	*own = up ? &ts->own_up : &ts->own_down;
+	return fg_bucket_limited(*agg) || fg_bucket_limited(*own);
+}
+
+/* Up to want bytes from both buckets; 0 means wait (throttle armed). */
+static size_t grant(struct ep *ep, size_t want, bool up)
+{
+	struct fg_bucket *agg, *own;
+	if (!limited(ep, &agg, &own, up))
+		return want;
+	struct fg_loop *loop = ep->ts->tun->e->loop;
+	int64_t now = fg_loop_now(loop);
+	size_t g = want;
+	if (fg_bucket_limited(agg))
+		g = fg_bucket_take(agg, g, now);
+	if (g && fg_bucket_limited(own)) {
+		size_t g2 = fg_bucket_take(own, g, now);
+		if (fg_bucket_limited(agg))
+			fg_bucket_refund(agg, g - g2);
+		g = g2;
+	}
+	if (!g) {
+		int64_t a =
+		    fg_bucket_limited(agg) ? fg_bucket_wait_ns(agg, THROTTLE_MIN_CHUNK, now) : 0;
+		int64_t b =
+		    fg_bucket_limited(own) ? fg_bucket_wait_ns(own, THROTTLE_MIN_CHUNK, now) : 0;
+		int64_t wt = FG_MAX(a, b);
+		if (!fg_timer_armed(&ep->ts->throttle))
+			fg_timer_start(loop, &ep->ts->throttle, wt > 0 ? wt : FG_NS_PER_MS);
+	}
+	return g;
+}
+
+static void refund(struct ep *ep, size_t n, bool up)
+{
+	struct fg_bucket *agg, *own;
+	if (!n || !limited(ep, &agg, &own, up))
+		return;
+	if (fg_bucket_limited(agg))
+		fg_bucket_refund(agg, n);
+	if (fg_bucket_limited(own))
+		fg_bucket_refund(own, n);
+}
+
+static void ts_throttle_cb(struct fg_loop *loop, struct fg_timer *tm)
+{
+	FG_UNUSED(loop);
+	struct tstream *ts = tm->data;
+	if (!ts->closed)
+		ts_pump(ts);
+}
+
+static void ts_idle_cb(struct fg_loop *loop, struct fg_timer *tm)
+{
+	struct tstream *ts = tm->data;
+	int64_t left = ts->last_ns + ts->tun->cfg.idle_timeout_ns - fg_loop_now(loop);
+	if (left > 0) {
+		fg_timer_start(loop, tm, left);
+		return;
+	}
+	fg_dbg("tunnel %s: stream idle for %llds: closed", ts->tun->cfg.name,
+	       (long long)(ts->tun->cfg.idle_timeout_ns / FG_NS_PER_SEC));
+	ts_close(ts, true);
+}
 
 static void sock_write(struct ep *ep)
 {
@@ -264,11 +379,16 @@ static void sock_write(struct ep *ep)
 	while (q->bytes && ep->can_write && !ts->closed) {
 		struct iovec iov[16];
 		int n = 0;
-		for (struct tq_chunk *c = q->head; c && n < 16; c = c->next, n++) {
+		size_t g = grant(ep, q->bytes, false), tot = 0;
+		if (!g)
+			break;
+		for (struct tq_chunk *c = q->head; c && n < 16 && tot < g; c = c->next, n++) {
 			iov[n].iov_base = c->data + c->off;
-			iov[n].iov_len = c->len - c->off;
+			iov[n].iov_len = FG_MIN((size_t)(c->len - c->off), g - tot);
+			tot += iov[n].iov_len;
 		}
 		ssize_t w = writev(ep->fd, iov, n);
+		refund(ep, w > 0 ? tot - (size_t)w : tot, false);
 		if (w > 0) {
 			tq_drop(ts->tun->e, q, (size_t)w);
 			ts_consumed(ts, ep->side, (size_t)w);
@@ -301,7 +421,11 @@ static void sock_read(struct ep *ep)
 			ts_close(ts, true);
 			return;
 		}
-		ssize_t n = read(ep->fd, p, room);
+		size_t g = grant(ep, room, true);
+		if (!g)
+			break;
+		ssize_t n = read(ep->fd, p, g);
+		refund(ep, n > 0 ? g - (size_t)n : g, true);
 		if (n > 0) {
 			tq_commit(q, (size_t)n);
 			got = true;
@@ -421,6 +545,7 @@ void ep_kick_out(struct ep *ep)
 void ts_consumed(struct tstream *ts, int d, size_t n)
 {
 	struct fg_tunnel_counters *c = &ts->tun->stats->c;
+	ts->last_ns = fg_loop_now(ts->tun->e->loop);
 	if (d == 1) {
 		/* the open header is the tunnel's, not the client's */
 		size_t skip = FG_MIN(n, (size_t)ts->up_skip);
@@ -543,6 +668,7 @@ void ts_input(struct tstream *ts, int side, const uint8_t *p, size_t n)
 	if (ts->closed)
 		return;
 	if (side == 0 && !ts->started) {
+		ts_count(ts);
 		if (t->cfg.role == FG_TUNNEL_EXIT) {
 			size_t take = FG_MIN((size_t)(FG_TUNNEL_OPEN_LEN - ts->open_have), n);
 			memcpy(ts->open_buf + ts->open_have, p, take);
@@ -698,6 +824,29 @@ void tun_drain_waitq(struct tun *t)
 
 /* ---- entry: clients ----------------------------------------------------- */
 
+/* Counts a new client of ip; NULL when it is at max_conns_per_ip (or out
+ * of memory). */
+static struct iprec *ip_acquire(struct tun *t, const struct sockaddr_storage *ip)
+{
+	struct iprec **head = &t->iptab[fg_addr_ip_hash((const struct sockaddr *)ip) % IPTAB_SIZE];
+	struct iprec *r;
+	for (r = *head; r; r = r->next)
+		if (fg_addr_ip_equal((const struct sockaddr *)&r->ip, (const struct sockaddr *)ip))
+			break;
+	if (!r) {
+		r = fg_calloc(1, sizeof(*r));
+		if (!r)
+			return NULL;
+		r->ip = *ip;
+		r->next = *head;
+		*head = r;
+	}
+	if (r->n >= t->cfg.max_conns_per_ip)
+		return NULL; /* r->n > 0 here: it stays in the table */
+	r->n++;
+	return r;
+}
+
 void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 {
 	FG_UNUSED(loop);
@@ -705,7 +854,10 @@ void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 	struct tun *t = io->data;
 	size_t idx = (size_t)(io - t->cio);
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd =
+		    accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
 		if (t->dying ||
@@ -714,11 +866,24 @@ void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 			close(fd);
 			continue;
 		}
+		struct iprec *ipr = NULL;
+		if (t->iptab) {
+			fg_addr_unmap(&peer);
+			if (!(ipr = ip_acquire(t, &peer))) {
+				t->stats->c.refused++;
+				close(fd);
+				continue;
+			}
+		}
 		struct tstream *ts = ts_new(t);
 		if (!ts) {
+			if (ipr)
+				ipr->n--; /* an empty record stays until the tunnel goes */
 			close(fd);
 			continue;
 		}
+		ts->iprec = ipr;
+		ts_count(ts);
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		uint8_t hdr[FG_TUNNEL_OPEN_LEN];

@@ -165,6 +165,8 @@ def test_reverse_tunnel_exit_behind_nat_dials_the_entry(nodes, targets, port, ne
     assert ok == 200, f"{200 - ok} of 200 streams failed: {bad[:5]}"
     ex.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == len(big) + 200 * (16 << 10),
                    direction="up")
+    # idle pooled links (mux off) are not connections
+    ex.wait_metric("flowgate_tunnel_connections_total", lambda v: v == 201)
 
 
 def test_two_hops_through_a_relay_with_different_transports(nodes, targets, port, net):
@@ -399,3 +401,129 @@ def test_bad_tunnel_file_exits_2_naming_the_field(fg_bin, net, logdir):
     assert r.returncode == 2, r.stderr
     assert "tunnels[0].next.peers[0].fingerprint: required" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_entry_limits_rate_down_and_closes_idle_streams(nodes, targets, port, net):
+    """rate_down at the entry paces what the client receives (burst + rate x T);
+    idle_timeout closes a stream with no bytes either way."""
+    sport, eport, lport, cport = port(), port(), port(), port(2)
+    targets("source", f"{tn.TGT}:{sport}", bytes=3 << 20, seed=5)
+    targets("echo", f"{tn.TGT}:{eport}")
+    ex = start_exit(nodes, "tcp", True, lport, [f"{tn.TGT}:{sport}", f"{tn.TGT}:{eport}"],
+                    target_balance="round-robin", idle_timeout="1s")
+    start_entry(nodes, "tcp", True, f"{tn.ENT_C}:{cport[0]}", [{"address": f"{tn.EXT}:{lport}"}],
+                rate_down="16mbit", burst="64KiB", idle_timeout="1s")
+    addr = f"{tn.ENT_C}:{cport[0]}"
+    s = net.cli.connect(addr)
+    t0 = time.monotonic()
+    got = fgnet.recv_all(s, timeout=20)
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert hashlib.sha256(got).hexdigest() == fgnet.stream_sha256(5, 3 << 20)
+    expect = ((3 << 20) - 65536) / 2_000_000
+    assert expect * 0.85 <= elapsed <= expect * 1.3, \
+        f"3 MiB at 16 mbit took {elapsed:.2f}s, expected about {expect:.2f}s"
+    # the next stream goes to the echo target; leave it idle
+    s = net.cli.connect(addr)
+    assert fgnet.echo_roundtrip(s, b"ping\n")
+    t0 = time.monotonic()
+    how, _ = fgnet.wait_closed(s, 5)
+    assert 0.8 <= time.monotonic() - t0 <= 3.0, how
+    s.close()
+    ex.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
+
+
+def test_sighup_keeps_unchanged_tunnels_and_rejects_a_bad_file(nodes, targets, port, net):
+    tport, lport, cport, fport = port(), port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    start_exit(nodes, "tls", True, lport, [f"{tn.TGT}:{tport}"])
+    ex = nodes.started[-1]
+    entry_t = {"name": "t", "id": "17", "role": "entry", "listen": f"{tn.ENT_C}:{cport}",
+               "next": tn.link("tls", True, peers=[peer_of(ex, "tls", f"{tn.EXT}:{lport}")])}
+    en = nodes("ent", {"tunnels": [entry_t]}, "entry")
+    addr = f"{tn.ENT_C}:{cport}"
+    c1 = net.cli.connect(addr)
+    assert fgnet.echo_roundtrip(c1, b"one\n")
+
+    def reload(doc, expect):
+        n = en.stderr().count(expect)
+        en.write(doc)
+        en.proc.signal(signal.SIGHUP)
+        wait_for(lambda: en.stderr().count(expect) > n, 5, what=expect)
+
+    # unchanged tunnel + a new tunnel-less forward: c1 lives on
+    reload({"forwards": [{"name": "f", "listen": f"{tn.ENT_C}:{fport}",
+                          "targets": [f"{tn.EXT}:{lport}"]}], "tunnels": [entry_t]},
+           "reloaded")
+    assert fgnet.echo_roundtrip(c1, b"two\n")
+    # a bad tunnel: rejected as a whole, c1 lives on
+    bad = dict(entry_t, next=dict(entry_t["next"], transport="quic"))
+    reload({"tunnels": [bad]}, "reload rejected")
+    assert "tunnels[0].next.transport" in en.stderr()
+    assert fgnet.echo_roundtrip(c1, b"three\n")
+    # a changed tunnel restarts: c1 ends, new connections flow
+    reload({"tunnels": [dict(entry_t, connect_timeout="3s")]}, "reloaded")
+    how, _ = fgnet.wait_closed(c1, 5)
+    c1.close()
+    data = os.urandom(100000)
+    assert tn.transfer(net.cli, addr, data) == data
+
+
+def test_entry_max_conns_and_max_conns_per_ip(nodes, targets, port, net):
+    tport, lport, cport = port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    start_exit(nodes, "tcp", True, lport, [f"{tn.TGT}:{tport}"])
+    en = start_entry(nodes, "tcp", True, f"{tn.ENT_C}:{cport}",
+                     [{"address": f"{tn.EXT}:{lport}"}], max_conns=3, max_conns_per_ip=2)
+    addr = f"{tn.ENT_C}:{cport}"
+    held = [net.cli.connect(addr, src="10.79.1.2") for _ in range(2)]
+    for s in held:
+        assert fgnet.echo_roundtrip(s, b"x\n")
+    # a third from the same IP is refused, one from another IP is fine
+    fgnet.assert_refused(net.cli.connect_refusable(addr, src="10.79.1.2"))
+    other = net.cli.connect(addr, src="10.79.1.3")
+    assert fgnet.echo_roundtrip(other, b"y\n")
+    # max_conns (3) is reached: anyone is refused
+    fgnet.assert_refused(net.cli.connect_refusable(addr, src="10.79.1.3"))
+    en.wait_metric("flowgate_tunnel_refused_total", lambda v: v == 2)
+    # a freed slot is usable again
+    held.pop().close()
+    en.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 2)
+    s = net.cli.connect(addr, src="10.79.1.2")
+    assert fgnet.echo_roundtrip(s, b"z\n")
+    for x in held + [other, s]:
+        x.close()
+
+
+def test_keepalive_notices_a_silently_dead_link_and_the_entry_redials(nodes, targets, port, net):
+    """The exit's namespace starts dropping every packet of the link (no FIN, no RST):
+    mux PINGs go unanswered, the entry ends the link within 3 keepalives, and once the
+    path is back it dials again and new connections flow."""
+    tport, lport, cport = port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    start_exit(nodes, "aead", True, lport, [f"{tn.TGT}:{tport}"])
+    en = start_entry(nodes, "aead", True, f"{tn.ENT_C}:{cport}",
+                     next_link=tn.link("aead", True, keepalive="1s",
+                                       peers=[{"address": f"{tn.EXT}:{lport}"}]))
+    addr = f"{tn.ENT_C}:{cport}"
+    assert tn.transfer(net.cli, addr, b"hello") == b"hello"
+    en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 1)
+    ns = net.name["ext"]
+    tn.sh("ip", "netns", "exec", ns, "nft", "-f", "-", input=f"""
+table ip blackhole {{
+  chain inp {{
+    type filter hook input priority -10; policy accept;
+    tcp dport {lport} drop
+  }}
+}}
+""")
+    try:
+        t0 = time.monotonic()
+        en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 0, timeout=10)
+        assert time.monotonic() - t0 <= 6.0
+        assert "keepalive" in en.stderr()
+    finally:
+        tn.sh("ip", "netns", "exec", ns, "nft", "delete", "table", "ip", "blackhole")
+    en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 1, timeout=15)
+    data = os.urandom(200000)
+    assert tn.transfer(net.cli, addr, data) == data

@@ -128,6 +128,7 @@ class TunnelNet:
                             ("prv", "p0", PRV)):
             sh("ip", "-n", n[ns], "addr", "add", f"{ip}/24", "dev", dev)
             sh("ip", "-n", n[ns], "link", "set", dev, "up")
+        sh("ip", "-n", n["cli"], "addr", "add", "10.79.1.3/24", "dev", "c0")  # a second client
         sh("ip", "-n", n["cli"], "route", "add", "default", "via", ENT_C)
         sh("ip", "-n", n["tgt"], "route", "add", "default", "via", EXT_T)
         sh("ip", "-n", n["prv"], "route", "add", "default", "via", "10.79.5.1")
