@@ -580,7 +580,10 @@ static void test_hub_tunnel_counters_and_hello_fingerprint(void **state)
 			    "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:"
 			    "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA");
 	fg_node_deinit(&n);
-	fa_next(f, &m); /* the first apply */
+	/* that hello listed no "tunnel" capability: an agent older than tunnels */
+	assert_false(fg_hub_runs_tunnels(f->fr.hub, f->node));
+	assert_true(fg_hub_runs_tunnels(f->fr.hub, exit_node)); /* never connected */
+	fa_next(f, &m);						/* the first apply */
 	assert_string_equal(m.method, "apply");
 	fg_rpc_msg_deinit(&m);
 
