@@ -6,8 +6,10 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 # python3 runs the harness itself (stdlib only); the rest are the load
-# generators and the relays flowgate is compared with.
-PKGS=(iperf3 wrk haproxy nginx libnginx-mod-stream socat rinetd procps python3)
+# generators and the relays flowgate is compared with (stunnel4, v2ray and
+# openssh-server for the tunnel suite; openssl makes its certificates).
+PKGS=(iperf3 wrk haproxy nginx libnginx-mod-stream socat rinetd procps python3
+      stunnel4 v2ray openssh-server openssh-client openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -20,6 +20,8 @@
 #include "fwd/engine.h"
 #include "kernel/kfwd.h"
 #include "net/httpd.h"
+#include "tunnel/config.h"
+#include "tunnel/engine.h"
 
 /* The table `flowgate forward` owns for its kernel forwards (the agent owns
  * inet flowgate, `flowgate firewall` inet flowgate_local). */
@@ -28,6 +30,7 @@
 struct fwd_app {
 	struct fg_loop *loop;
 	struct fg_engine *engine;
+	struct fg_tunnel_engine *tunnels;
 	struct fg_httpd *metrics;
 	const char *file;
 	struct fg_io sig_io;
@@ -121,6 +124,8 @@ static int metrics_cb(void *data, const char *method, const char *path, struct f
 		return 405;
 	*ctype = "text/plain; version=0.0.4; charset=utf-8";
 	fg_engine_metrics(app->engine, body);
+	if (app->tunnels)
+		fg_tunnel_engine_metrics(app->tunnels, body);
 	return 200;
 }
 
@@ -132,23 +137,35 @@ static void reload(struct fwd_app *app)
 		fg_info("SIGHUP: no configuration file (-c), nothing to re-read");
 		return;
 	}
+	struct fg_tunnel_set tset;
 	if (fg_config_load_file(app->file, &set, err, sizeof(err)) < 0) {
 		fg_err("reload rejected, running forwards unchanged: %s: %s", app->file, err);
 		return;
 	}
+	if (fg_tunnel_load_file(app->file, &tset, err, sizeof(err)) < 0 ||
+	    fg_tunnel_set_check_forwards(&tset, &set, err, sizeof(err)) < 0) {
+		fg_err("reload rejected, running forwards and tunnels unchanged: %s: %s", app->file,
+		       err);
+		fg_forward_set_free(&set);
+		fg_tunnel_set_free(&tset);
+		return;
+	}
 	char *script = NULL;
 	if (fg_kfwd_prepare(app->kfwd, &set, &script, err, sizeof(err)) < 0) {
-		fg_err("reload rejected, running forwards unchanged: %s", err);
+		fg_err("reload rejected, running forwards and tunnels unchanged: %s", err);
 	} else if (fg_engine_apply(app->engine, &set, err, sizeof(err)) < 0) {
-		fg_err("reload rejected, running forwards unchanged: %s", err);
+		fg_err("reload rejected, running forwards and tunnels unchanged: %s", err);
 		fg_free(script);
 	} else if (fg_kfwd_commit(app->kfwd, &set, script, err, sizeof(err)) < 0) {
 		/* checked a moment ago: only a kernel-side race gets here */
 		fg_err("reload: kernel forwards NOT updated (proxy forwards were): %s", err);
+	} else if (fg_tunnel_engine_apply(app->tunnels, &tset, err, sizeof(err)) < 0) {
+		fg_err("reload: forwards applied, tunnels unchanged: %s", err);
 	} else {
-		fg_info("reloaded %s: %zu forward(s)", app->file, set.n);
+		fg_info("reloaded %s: %zu forward(s), %zu tunnel(s)", app->file, set.n, tset.n);
 	}
 	fg_forward_set_free(&set);
+	fg_tunnel_set_free(&tset);
 }
 
 static void signal_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
@@ -229,6 +246,7 @@ int fg_cli_forward(int argc, char **argv)
 	bool any_flag = false;
 	json_t *fw = json_object(), *targets = json_array();
 	struct fg_forward_set set = {0};
+	struct fg_tunnel_set tset = {0};
 	json_object_set_new(fw, "name", json_string("cli"));
 
 	opterr = 0;
@@ -369,7 +387,9 @@ int fg_cli_forward(int argc, char **argv)
 		goto out;
 	}
 	if (app.file) {
-		if (fg_config_load_file(app.file, &set, err, sizeof(err)) < 0) {
+		if (fg_config_load_file(app.file, &set, err, sizeof(err)) < 0 ||
+		    fg_tunnel_load_file(app.file, &tset, err, sizeof(err)) < 0 ||
+		    fg_tunnel_set_check_forwards(&tset, &set, err, sizeof(err)) < 0) {
 			fprintf(stderr, "flowgate: %s: %s\n", app.file, err);
 			goto out;
 		}
@@ -440,6 +460,17 @@ int fg_cli_forward(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
+	struct fg_tunnel_engine_opts to = {.loop = app.loop, .make_cert = 1};
+	app.tunnels = fg_tunnel_engine_new(&to);
+	if (!app.tunnels) {
+		fprintf(stderr, "flowgate: cannot start the tunnel engine: %s\n", strerror(errno));
+		goto out;
+	}
+	if (fg_tunnel_engine_apply(app.tunnels, &tset, err, sizeof(err)) < 0) {
+		fprintf(stderr, "flowgate: %s\n", err);
+		rc = 2;
+		goto out;
+	}
 	fg_engine_set_metrics_hook(app.engine, fg_kfwd_metrics_cb, app.kfwd);
 	app.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	fg_io_init(&app.sig_io);
@@ -448,11 +479,12 @@ int fg_cli_forward(int argc, char **argv)
 		fprintf(stderr, "flowgate: signalfd: %s\n", strerror(errno));
 		goto out;
 	}
-	fg_info("flowgate forward: %zu forward(s) running%s%s", set.n,
+	fg_info("flowgate forward: %zu forward(s), %zu tunnel(s) running%s%s", set.n, tset.n,
 		metrics_addr ? ", metrics on " : "", metrics_addr ? metrics_addr : "");
 	rc = fg_loop_run(app.loop) < 0 ? 1 : 0;
 out:
 	fg_forward_set_free(&set);
+	fg_tunnel_set_free(&tset);
 	json_decref(fw);
 	json_decref(targets);
 	if (app.sfd >= 0) {
@@ -460,6 +492,7 @@ out:
 			fg_io_stop(app.loop, &app.sig_io);
 		close(app.sfd);
 	}
+	fg_tunnel_engine_free(app.tunnels);
 	fg_engine_free(app.engine);
 	fg_httpd_free(app.metrics);
 	fg_loop_free(app.loop);

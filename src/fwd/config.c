@@ -568,7 +568,7 @@ int fg_config_parse(const char *text, size_t len, struct fg_forward_set *out, ch
 		return fg_errf(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
 	int rc;
 	const char *key;
-	json_t *v, *fwds = NULL;
+	json_t *v, *fwds = NULL, *tunnels = NULL;
 	if (!json_is_object(root)) {
 		rc = fg_errf(err, errlen, "the document must be an object {\"forwards\": [...]}");
 		goto out;
@@ -577,13 +577,21 @@ int fg_config_parse(const char *text, size_t len, struct fg_forward_set *out, ch
 	{
 		if (strcmp(key, "forwards") == 0) {
 			fwds = v;
+		} else if (strcmp(key, "tunnels") == 0 || strcmp(key, "tls") == 0) {
+			/* parsed by tunnel/config.c (fg_tunnel_parse_doc) */
+			if (key[1] == 'u')
+				tunnels = v;
 		} else {
 			rc = fg_errf(err, errlen, "%.64s: unknown field", key);
 			goto out;
 		}
 	}
-	if (!fwds) {
+	if (!fwds && !tunnels) {
 		rc = fg_errf(err, errlen, "forwards: missing");
+		goto out;
+	}
+	if (!fwds) { /* a file of tunnels only */
+		rc = 0;
 		goto out;
 	}
 	rc = fg_config_parse_forwards(fwds, out, err, errlen);

@@ -1,0 +1,627 @@
+/* The tunnel engine: tunnels by name, apply by diff, sockets, counters. */
+#include "tunnel/engine.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "net/addr.h"
+#include "tunnel/internal.h"
+
+#define REPLAY_CAPACITY 131072
+
+uint64_t eng_rand(struct fg_tunnel_engine *e)
+{
+	/* xorshift64*: jitter and ws masks need spread, not secrecy (the
+	 * handshake nonces come from RAND_bytes) */
+	uint64_t x = e->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	e->rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+void set_link_sockopts(int fd, int64_t keepalive_ns)
+{
+	int one = 1;
+	int ka = (int)FG_MAX(keepalive_ns / FG_NS_PER_SEC, 1);
+	int cnt = 3;
+	unsigned uto = (unsigned)(3 * keepalive_ns / FG_NS_PER_MS);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ka, sizeof(ka));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ka, sizeof(ka));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	/* unacknowledged data for this long ends the connection: a dead peer
+	 * is noticed even while we are sending */
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+static struct tstats *stats_get(struct fg_tunnel_engine *e, const char *name)
+{
+	for (struct tstats *s = e->stats; s; s = s->next)
+		if (strcmp(s->name, name) == 0) {
+			s->refs++;
+			return s;
+		}
+	struct tstats *s = fg_calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->refs = 1;
+	s->next = e->stats;
+	e->stats = s;
+	return s;
+}
+
+static void stats_unref(struct fg_tunnel_engine *e, struct tstats *s)
+{
+	if (!s || --s->refs > 0)
+		return;
+	for (struct tstats **pp = &e->stats; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	fg_free(s);
+}
+
+/* ---- deferred frees ---------------------------------------------------- */
+
+static void tun_free_mem(struct tun *t);
+
+static void reap(struct fg_tunnel_engine *e)
+{
+	e->reap_scheduled = false;
+	while (e->check_list) {
+		struct tstream *ts = e->check_list;
+		e->check_list = ts->check_next;
+		ts->check_pending = false;
+		ts_check_done(ts);
+	}
+	while (e->dead_streams) {
+		struct tstream *ts = e->dead_streams;
+		e->dead_streams = ts->dead_next;
+		ts_free(ts);
+	}
+	while (e->dead_links) {
+		struct link *l = e->dead_links;
+		e->dead_links = l->dead_next;
+		link_free_deferred(l);
+	}
+	while (e->dead_tuns) {
+		struct tun *t = e->dead_tuns;
+		e->dead_tuns = t->dead_next;
+		tun_free_mem(t);
+	}
+}
+
+static void reap_cb(struct fg_loop *loop, struct fg_timer *tm)
+{
+	FG_UNUSED(loop);
+	reap(tm->data);
+}
+
+/* Frees closed objects from a zero-delay timer rather than fg_loop_defer:
+ * it runs after the events already fetched for them, and unlike a
+ * deferred call it can be cancelled when the engine is freed (the agent's
+ * loop may run on). */
+void eng_schedule_reap(struct fg_tunnel_engine *e)
+{
+	if (e->reap_scheduled)
+		return;
+	e->reap_scheduled = true;
+	fg_timer_start(e->loop, &e->reap_timer, 0);
+}
+
+/* ---- tunnels ------------------------------------------------------------ */
+
+static int bind_listen(const struct sockaddr_storage *base, uint16_t port, int *out)
+{
+	struct sockaddr_storage sa = *base;
+	fg_addr_set_port((struct sockaddr *)&sa, port);
+	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1, zero = 0;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* a changed tunnel binds its new sockets before the old ones close */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, fg_addr_len((struct sockaddr *)&sa)) < 0 ||
+	    listen(fd, 1024) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	*out = fd;
+	return 0;
+}
+
+/* Resolves host:port (blocking for names: apply runs off the data path's
+ * hot moments, on the control loop, like config parsing). */
+static int resolve(const struct fg_endpoint *ep, uint16_t port, struct sockaddr_storage *out)
+{
+	if (ep->is_ip) {
+		*out = ep->ip;
+		fg_addr_set_port((struct sockaddr *)out, port);
+		return 0;
+	}
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+	int rc = getaddrinfo(ep->host, NULL, &hints, &res);
+	if (rc || !res)
+		return -EHOSTUNREACH;
+	memcpy(out, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	fg_addr_set_port((struct sockaddr *)out, port);
+	return 0;
+}
+
+static void tun_free_mem(struct tun *t)
+{
+	for (size_t i = 0; i < t->ncfds; i++)
+		if (t->cfds[i] >= 0)
+			close(t->cfds[i]);
+	if (t->prev.lfd >= 0)
+		close(t->prev.lfd);
+	if (t->next.lfd >= 0)
+		close(t->next.lfd);
+	fg_free(t->cfds);
+	fg_free(t->cio);
+	fg_free(t->prev.peers);
+	fg_free(t->next.peers);
+	fg_free(t->taddr);
+	for (size_t i = 0; t->iptab && i < IPTAB_SIZE; i++)
+		while (t->iptab[i]) {
+			struct iprec *r = t->iptab[i];
+			t->iptab[i] = r->next;
+			fg_free(r);
+		}
+	fg_free(t->iptab);
+	stats_unref(t->e, t->stats);
+	fg_tunnel_cfg_deinit(&t->cfg);
+	fg_free(t);
+}
+
+static int lside_init(struct tun *t, struct lside *ls, int which, char *err, size_t errlen)
+{
+	const struct fg_tunnel_link_cfg *cfg = which ? &t->cfg.next : &t->cfg.prev;
+	ls->tun = t;
+	ls->which = which;
+	ls->lfd = -1;
+	fg_io_init(&ls->lio);
+	if (!cfg->present)
+		return 0;
+	ls->cfg = cfg;
+	ls->hcfg.lookup_cb = key_lookup_cb;
+	ls->hcfg.lookup_arg = ls;
+	ls->hcfg.replay = &t->e->replay;
+	const char *lname = which ? "next" : "prev";
+	if (cfg->is_listen) {
+		int rc = bind_listen(&cfg->listen.ip, cfg->listen.port_lo, &ls->lfd);
+		if (rc < 0) {
+			snprintf(err, errlen, "tunnel \"%s\": %s.listen %s:%u: %s", t->cfg.name,
+				 lname, cfg->listen.host, cfg->listen.port_lo, strerror(-rc));
+			return rc;
+		}
+		return 0;
+	}
+	ls->npeers = cfg->npeers;
+	ls->peers = fg_calloc(cfg->npeers, sizeof(*ls->peers));
+	if (!ls->peers) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->npeers; i++) {
+		struct peer_slot *p = &ls->peers[i];
+		p->ls = ls;
+		p->idx = i;
+		const struct fg_endpoint *a = &cfg->peers[i].address;
+		int rc = resolve(a, a->port_lo, &p->addr);
+		if (rc < 0) {
+			snprintf(err, errlen, "tunnel \"%s\": %s.peers[%zu]: cannot resolve \"%s\"",
+				 t->cfg.name, lname, i, a->host);
+			return rc;
+		}
+		p->resolved = true;
+	}
+	return 0;
+}
+
+/* Builds a tunnel and binds all its sockets; nothing runs yet. */
+static struct tun *tun_new(struct fg_tunnel_engine *e, const struct fg_tunnel_cfg *cfg, char *err,
+			   size_t errlen)
+{
+	struct tun *t = fg_calloc(1, sizeof(*t));
+	if (!t || fg_tunnel_cfg_copy(&t->cfg, cfg)) {
+		fg_free(t);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->e = e;
+	t->prev.lfd = t->next.lfd = -1;
+	t->stats = stats_get(e, cfg->name);
+	if (!t->stats)
+		goto oom;
+	if (cfg->role == FG_TUNNEL_ENTRY) {
+		int64_t now = fg_loop_now(e->loop);
+		fg_bucket_init(&t->agg_up, cfg->rate_up,
+			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_up),
+			       now);
+		fg_bucket_init(&t->agg_down, cfg->rate_down,
+			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_down),
+			       now);
+		if (cfg->max_conns_per_ip && !(t->iptab = fg_calloc(IPTAB_SIZE, sizeof(*t->iptab))))
+			goto oom;
+		t->ncfds = (size_t)cfg->listen.port_hi - cfg->listen.port_lo + 1;
+		t->cfds = fg_malloc(t->ncfds * sizeof(int));
+		t->cio = fg_calloc(t->ncfds, sizeof(*t->cio));
+		if (!t->cfds || !t->cio)
+			goto oom;
+		for (size_t i = 0; i < t->ncfds; i++)
+			t->cfds[i] = -1;
+		for (size_t i = 0; i < t->ncfds; i++) {
+			fg_io_init(&t->cio[i]);
+			uint16_t port = (uint16_t)(cfg->listen.port_lo + i);
+			int rc = bind_listen(&cfg->listen.ip, port, &t->cfds[i]);
+			if (rc < 0) {
+				snprintf(err, errlen, "tunnel \"%s\": listen %s:%u: %s", cfg->name,
+					 cfg->listen.host, port, strerror(-rc));
+				goto fail;
+			}
+		}
+	}
+	if (lside_init(t, &t->prev, 0, err, errlen) || lside_init(t, &t->next, 1, err, errlen))
+		goto fail;
+	if (cfg->role == FG_TUNNEL_EXIT) {
+		t->taddr = fg_calloc(cfg->ntargets, sizeof(*t->taddr));
+		if (!t->taddr)
+			goto oom;
+		for (size_t i = 0; i < cfg->ntargets; i++)
+			if (resolve(&cfg->targets[i], cfg->targets[i].port_lo, &t->taddr[i]) < 0) {
+				snprintf(err, errlen,
+					 "tunnel \"%s\": targets[%zu]: cannot resolve \"%s\"",
+					 cfg->name, i, cfg->targets[i].host);
+				goto fail;
+			}
+	}
+	return t;
+oom:
+	snprintf(err, errlen, "out of memory");
+fail:
+	tun_free_mem(t);
+	return NULL;
+}
+
+static int tun_start(struct tun *t)
+{
+	struct fg_loop *loop = t->e->loop;
+	for (size_t i = 0; i < t->ncfds; i++)
+		if (fg_io_start(loop, &t->cio[i], t->cfds[i], FG_IO_READ, entry_accept_cb, t) < 0)
+			return -errno;
+	struct lside *sides[2] = {&t->prev, &t->next};
+	for (int i = 0; i < 2; i++)
+		if (sides[i]->lfd >= 0 && fg_io_start(loop, &sides[i]->lio, sides[i]->lfd,
+						      FG_IO_READ, link_accept_cb, sides[i]) < 0)
+			return -errno;
+	lside_ensure(&t->prev);
+	lside_ensure(&t->next);
+	return 0;
+}
+
+/* Stops a tunnel: listeners, links and streams close now, memory later. */
+static void tun_stop(struct tun *t)
+{
+	struct fg_tunnel_engine *e = t->e;
+	t->dying = true;
+	for (size_t i = 0; i < t->ncfds; i++) {
+		if (fg_io_active(&t->cio[i]))
+			fg_io_stop(e->loop, &t->cio[i]);
+		if (t->cfds[i] >= 0)
+			close(t->cfds[i]);
+		t->cfds[i] = -1;
+	}
+	while (t->streams)
+		ts_close(t->streams, true);
+	lside_stop(&t->prev);
+	lside_stop(&t->next);
+	t->dead_next = e->dead_tuns;
+	e->dead_tuns = t;
+	eng_schedule_reap(e);
+}
+
+/* ---- engine ------------------------------------------------------------- */
+
+struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts *opts)
+{
+	struct fg_tunnel_engine *e = fg_calloc(1, sizeof(*e));
+	char err[FG_TLS_ERR_LEN];
+	if (!e)
+		return NULL;
+	e->loop = opts->loop;
+	if (opts->tls_cert)
+		snprintf(e->cert, sizeof(e->cert), "%s", opts->tls_cert);
+	if (opts->tls_key)
+		snprintf(e->key, sizeof(e->key), "%s", opts->tls_key);
+	e->make_cert = opts->make_cert;
+	fg_timer_init(&e->reap_timer, reap_cb, e);
+	if (RAND_bytes((uint8_t *)&e->rng, sizeof(e->rng)) != 1 || !e->rng)
+		e->rng = (uint64_t)fg_now_ns() | 1;
+	uint64_t seed = eng_rand(e);
+	struct fg_tls_client_opts co = {.tls13_only = true};
+	unsigned cap = opts->replay_capacity ? opts->replay_capacity : REPLAY_CAPACITY;
+	if (fg_hs_replay_init(&e->replay, cap, FG_HS_DEFAULT_CLOCK_WINDOW, seed) ||
+	    fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 256) ||
+	    fg_buf_pool_init(&e->wpool[0], LINK_WBUF(TQ_CHUNK), 64) ||
+	    fg_buf_pool_init(&e->wpool[1], LINK_WBUF(LINK_PLAIN), 16) ||
+	    fg_buf_pool_init(&e->spool, LINK_PLAIN, 8) || !(e->rbuf = fg_malloc(LINK_RBUF)) ||
+	    !(e->tls_cli = fg_tls_client_new(&co, err, sizeof(err)))) {
+		fg_tunnel_engine_free(e);
+		errno = ENOMEM;
+		return NULL;
+	}
+	fg_slab_init(&e->streams, sizeof(struct tstream));
+	return e;
+}
+
+void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
+{
+	if (!e)
+		return;
+	while (e->tuns) {
+		struct tun *t = e->tuns;
+		e->tuns = t->next_t;
+		tun_stop(t);
+	}
+	if (fg_timer_armed(&e->reap_timer))
+		fg_timer_stop(e->loop, &e->reap_timer);
+	reap(e);
+	fg_tls_server_free(e->tls_srv);
+	fg_tls_client_free(e->tls_cli);
+	fg_hs_replay_deinit(&e->replay);
+	fg_buf_pool_deinit(&e->chunks);
+	fg_buf_pool_deinit(&e->wpool[0]);
+	fg_buf_pool_deinit(&e->wpool[1]);
+	fg_buf_pool_deinit(&e->spool);
+	fg_free(e->rbuf);
+	fg_slab_deinit(&e->streams);
+	while (e->stats) {
+		struct tstats *s = e->stats;
+		e->stats = s->next;
+		fg_free(s);
+	}
+	fg_free(e);
+}
+
+static bool file_exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0;
+}
+
+/* Loads (or, for forward -c, first creates) the node certificate when a
+ * tls/wss link listens here. */
+static int load_cert(struct fg_tunnel_engine *e, const struct fg_tunnel_set *set,
+		     struct fg_tls_server **out, char *err, size_t errlen)
+{
+	bool need = false;
+	*out = NULL;
+	for (size_t i = 0; i < set->n; i++)
+		if (set->v[i].enabled && (fg_tunnel_link_needs_cert(&set->v[i].prev) ||
+					  fg_tunnel_link_needs_cert(&set->v[i].next)))
+			need = true;
+	if (!need)
+		return 0;
+	const char *cert = set->tls_cert[0] ? set->tls_cert : e->cert;
+	const char *key = set->tls_key[0] ? set->tls_key : e->key;
+	if (!cert[0] || !key[0]) {
+		snprintf(err, errlen,
+			 "a tls/wss link listens here but the node has no certificate "
+			 "(\"tls\": {\"cert\", \"key\"})");
+		return -EINVAL;
+	}
+	if (e->tls_srv && strcmp(cert, e->srv_cert) == 0 && strcmp(key, e->srv_key) == 0)
+		return 0; /* the loaded one */
+	if (e->make_cert && !file_exists(cert) && !file_exists(key)) {
+		char fp[FG_TLS_FP_STRLEN];
+		if (fg_tls_make_self_signed(cert, key, "flowgate-node", NULL, 0, err, errlen) < 0)
+			return -EINVAL;
+		if (fg_tls_cert_fingerprint(cert, fp, NULL, 0) == 0)
+			fg_info("wrote a self-signed node certificate %s (fingerprint %s)", cert,
+				fp);
+	}
+	char terr[FG_TLS_ERR_LEN];
+	*out = fg_tls_server_new(cert, key, terr, sizeof(terr));
+	if (!*out) {
+		snprintf(err, errlen, "tls: %s", terr);
+		return -EINVAL;
+	}
+	snprintf(e->srv_cert, sizeof(e->srv_cert), "%s", cert);
+	snprintf(e->srv_key, sizeof(e->srv_key), "%s", key);
+	return 0;
+}
+
+static struct tun *find_running(struct fg_tunnel_engine *e, const char *name)
+{
+	for (struct tun *t = e->tuns; t; t = t->next_t)
+		if (strcmp(t->cfg.name, name) == 0)
+			return t;
+	return NULL;
+}
+
+int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_set *set, char *err,
+			   size_t errlen)
+{
+	struct fg_tls_server *srv = NULL;
+	struct tun **fresh = fg_calloc(set->n + 1, sizeof(*fresh));
+	bool *keep = fg_calloc(set->n + 1, sizeof(*keep));
+	int rc = 0;
+	if (!fresh || !keep) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = load_cert(e, set, &srv, err, errlen)) < 0)
+		goto out;
+	for (size_t i = 0; i < set->n; i++) {
+		const struct fg_tunnel_cfg *c = &set->v[i];
+		if (!c->enabled)
+			continue;
+		struct tun *old = find_running(e, c->name);
+		if (old && fg_tunnel_cfg_equal(&old->cfg, c)) {
+			keep[i] = true;
+			continue;
+		}
+		fresh[i] = tun_new(e, c, err, errlen);
+		if (!fresh[i]) {
+			rc = -EINVAL;
+			goto out;
+		}
+	}
+	/* everything is bound: switch */
+	if (srv) {
+		fg_tls_server_free(e->tls_srv);
+		e->tls_srv = srv;
+		srv = NULL;
+	}
+	struct tun *keepers = NULL, **tail = &keepers;
+	for (struct tun *t = e->tuns, *nx; t; t = nx) {
+		nx = t->next_t;
+		bool kept = false;
+		for (size_t i = 0; i < set->n; i++)
+			if (keep[i] && strcmp(set->v[i].name, t->cfg.name) == 0)
+				kept = true;
+		if (kept) {
+			t->next_t = NULL;
+			*tail = t;
+			tail = &t->next_t;
+		} else {
+			fg_info("tunnel %s: stopped", t->cfg.name);
+			tun_stop(t);
+		}
+	}
+	e->tuns = keepers;
+	for (size_t i = 0; i < set->n; i++) {
+		if (!fresh[i])
+			continue;
+		struct tun *t = fresh[i];
+		fresh[i] = NULL;
+		t->next_t = e->tuns;
+		e->tuns = t;
+		if (tun_start(t) < 0)
+			fg_err("tunnel %s: cannot watch its sockets: %s", t->cfg.name,
+			       strerror(errno));
+		else
+			fg_info("tunnel %s: %s running", t->cfg.name,
+				fg_tunnel_role_name(t->cfg.role));
+	}
+out:
+	for (size_t i = 0; fresh && i < set->n; i++)
+		if (fresh[i])
+			tun_free_mem(fresh[i]);
+	fg_tls_server_free(srv);
+	fg_free(fresh);
+	fg_free(keep);
+	return rc;
+}
+
+int fg_tunnel_engine_apply_json(struct fg_tunnel_engine *e, const void *tunnels_json, char *err,
+				size_t errlen)
+{
+	struct fg_tunnel_set set;
+	json_t *empty = NULL;
+	if (!tunnels_json)
+		tunnels_json = empty = json_array();
+	int rc = fg_tunnel_parse_json(tunnels_json, &set, err, errlen);
+	json_decref(empty);
+	if (rc < 0)
+		return rc;
+	rc = fg_tunnel_engine_apply(e, &set, err, errlen);
+	fg_tunnel_set_free(&set);
+	return rc;
+}
+
+/* ---- counters and metrics ---------------------------------------------- */
+
+int fg_tunnel_engine_counters(struct fg_tunnel_engine *e, const char *name,
+			      struct fg_tunnel_counters *out)
+{
+	for (struct tstats *s = e->stats; s; s = s->next)
+		if (strcmp(s->name, name) == 0) {
+			*out = s->c;
+			return 0;
+		}
+	memset(out, 0, sizeof(*out));
+	return -ENOENT;
+}
+
+void fg_tunnel_engine_foreach(struct fg_tunnel_engine *e,
+			      void (*cb)(const char *name, const char *id,
+					 const struct fg_tunnel_counters *c, void *arg),
+			      void *arg)
+{
+	for (struct tun *t = e->tuns; t; t = t->next_t)
+		cb(t->cfg.name, t->cfg.id, &t->stats->c, arg);
+}
+
+void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
+{
+	if (!e->stats)
+		return;
+	fg_prom_family(
+	    b, "flowgate_tunnel_bytes_total", "counter",
+	    "Bytes this node passed on, up = towards the exit, down = towards the entry.");
+	for (struct tstats *s = e->stats; s; s = s->next) {
+		const char *up[] = {"tunnel", s->name, "direction", "up", NULL};
+		const char *down[] = {"tunnel", s->name, "direction", "down", NULL};
+		fg_prom_sample(b, "flowgate_tunnel_bytes_total", up, s->c.bytes_up);
+		fg_prom_sample(b, "flowgate_tunnel_bytes_total", down, s->c.bytes_down);
+	}
+	struct {
+		const char *name, *type, *help;
+		size_t off;
+	} fam[] = {
+	    {"flowgate_tunnel_connections_active", "gauge", "Streams open through this node.",
+	     offsetof(struct fg_tunnel_counters, conns_active)},
+	    {"flowgate_tunnel_connections_total", "counter", "Streams through this node.",
+	     offsetof(struct fg_tunnel_counters, conns_total)},
+	    {"flowgate_tunnel_refused_total", "counter",
+	     "Streams refused (max_conns, no link, no target).",
+	     offsetof(struct fg_tunnel_counters, refused)},
+	    {"flowgate_tunnel_links_up", "gauge", "Link connections up.",
+	     offsetof(struct fg_tunnel_counters, links_up)},
+	    {"flowgate_tunnel_link_failures_total", "counter",
+	     "Link dials or handshakes that failed, and links lost.",
+	     offsetof(struct fg_tunnel_counters, link_failures)},
+	    {"flowgate_tunnel_handshakes_refused_total", "counter",
+	     "Link handshakes this node refused (wrong key, replay, clock, mismatch).",
+	     offsetof(struct fg_tunnel_counters, handshakes_refused)},
+	};
+	for (size_t f = 0; f < FG_ARRAY_LEN(fam); f++) {
+		fg_prom_family(b, fam[f].name, fam[f].type, fam[f].help);
+		for (struct tstats *s = e->stats; s; s = s->next) {
+			const char *l[] = {"tunnel", s->name, NULL};
+			uint64_t v;
+			memcpy(&v, (const char *)&s->c + fam[f].off, sizeof(v));
+			fg_prom_sample(b, fam[f].name, l, v);
+		}
+	}
+}

@@ -1,0 +1,80 @@
+/* The tunnel engine: runs this node's part of each tunnel (doc/tunnel.md)
+ * on one event loop — client listeners at an entry, link listeners and
+ * dialers, the handshake, TLS / WebSocket / AEAD framing, mux sessions or
+ * one link connection per stream, and the exit's connections to its
+ * targets. Used by `flowgate forward -c` and by the agent.
+ *
+ * Threading: every function is called on the thread that runs `loop`
+ * (the control loop of the caller); all the engine's sockets live on that
+ * loop. */
+#ifndef FG_TUNNEL_ENGINE_H
+#define FG_TUNNEL_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/strbuf.h"
+#include "tunnel/config.h"
+
+struct fg_loop;
+struct fg_tunnel_engine;
+
+struct fg_tunnel_engine_opts {
+	struct fg_loop *loop; /* borrowed */
+	/* This node's certificate and key (PEM) for tls/wss link listeners,
+	 * used when a set gives none (the agent: files in its state dir).
+	 * NULL: only the set's "tls" paths. */
+	const char *tls_cert, *tls_key;
+	/* Generate a self-signed pair at these paths when both files are
+	 * missing (forward -c). */
+	int make_cert;
+	/* Handshakes remembered for replay detection; 0 = 131072 (5 MiB).
+	 * Size it for 2 x 60 s of link handshakes at the peak rate: without
+	 * mux every stream is a handshake (doc/tunnel.md). */
+	unsigned replay_capacity;
+};
+
+/* NULL on ENOMEM (errno set). */
+struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts *opts);
+/* Closes every listener, link and stream. NULL is fine. */
+void fg_tunnel_engine_free(struct fg_tunnel_engine *e);
+
+/* Makes `set` the running tunnels. Tunnels equal to running ones
+ * (fg_tunnel_cfg_equal) keep their listeners, links and streams; changed
+ * ones are restarted (their streams close), removed ones stop, new ones
+ * start. Every new socket is bound, the certificate loaded and every name
+ * resolved before anything changes: on failure returns -errno with err
+ * naming the tunnel and address, and what runs is left as it was. */
+int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_set *set, char *err,
+			   size_t errlen);
+
+/* For the agent: parses the desired state's "tunnels" array (a json_t *;
+ * NULL means none) and applies it. Same errors as parse + apply. */
+int fg_tunnel_engine_apply_json(struct fg_tunnel_engine *e, const void *tunnels_json, char *err,
+				size_t errlen);
+
+/* Appends the Prometheus text of every tunnel (flowgate_tunnel_*). */
+void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *out);
+
+/* Counters of one tunnel on this node (kind "tunnel" in agent reports).
+ * Bytes count what this node passed on: up = towards the exit (at an
+ * exit: written to the target), down = towards the entry (at an entry:
+ * written to the client). Monotonic while a tunnel of that name runs. */
+struct fg_tunnel_counters {
+	uint64_t bytes_up, bytes_down;
+	uint64_t conns_total, conns_active; /* streams through this node */
+	uint64_t refused;		    /* max_conns, no link, target refused */
+	uint64_t links_up;		    /* link connections up now */
+	uint64_t link_failures;		    /* dials/handshakes that failed, links lost */
+	uint64_t handshakes_refused;	    /* peers we refused (bad key, replay, ...) */
+};
+/* Returns 0 or -ENOENT (no tunnel of that name). */
+int fg_tunnel_engine_counters(struct fg_tunnel_engine *e, const char *name,
+			      struct fg_tunnel_counters *out);
+/* Calls cb for each running tunnel (name, server id or "", counters). */
+void fg_tunnel_engine_foreach(struct fg_tunnel_engine *e,
+			      void (*cb)(const char *name, const char *id,
+					 const struct fg_tunnel_counters *c, void *arg),
+			      void *arg);
+
+#endif
