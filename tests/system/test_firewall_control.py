@@ -441,6 +441,12 @@ def test_raw_rule_nft_rejects_keeps_old_table_and_reports_nft_error(plane, fleet
     assert "frobnicate" in errs["bad-raw"] or "syntax error" in errs["bad-raw"], errs
     assert "edge-base" in errs and "bad-raw" in errs["edge-base"]  # held back with it
     assert n["applied_rev"] == n["desired_rev"]
+    # each policy says where it stands on each node it lands on
+    st = {x["node"]: x for x in fleet.api.ok("GET", "/policies/bad-raw")["status"]}
+    assert list(st) == ["n1"] and st["n1"]["ok"] is False and st["n1"]["error"] == errs["bad-raw"]
+    fleet.wait_applied("n2")
+    st = {x["node"]: x for x in fleet.api.ok("GET", "/policies/edge-base")["status"]}
+    assert st["n1"]["ok"] is False and st["n2"]["ok"] is True and st["n2"]["applied"] is True
     # nothing changed: the old table runs and still blocks what it did
     after = fleet.firewall("n1")
     assert after["live"] == before["live"]
@@ -453,6 +459,8 @@ def test_raw_rule_nft_rejects_keeps_old_table_and_reports_nft_error(plane, fleet
                  {"rules": [{"chain": "input", "raw": "tcp dport 7103 counter drop"}]})
     fleet.wait_node("n1", lambda n: n["errors"] == [] and n["applied_rev"] == n["desired_rev"],
                     "clean after the fix")
+    assert all(x["ok"] for p in fleet.api.ok("GET", "/policies")["policies"]
+               for x in p["status"])
     assert probes(plane, "n1")["in-c"] == "dropped"
     assert othertool()
 

@@ -360,4 +360,5 @@ export default {
   'applyerr.held_back':
     'Not applied: another policy of this node was refused, and a node applies its firewall whole or not at all. Its previous firewall keeps running.',
   'applyerr.nft': 'nft refused this rule; the node keeps running its previous firewall. nft’s own message follows.',
+  'fw.nodes_ok': '{n} node(s) run it',
 };

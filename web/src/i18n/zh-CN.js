@@ -357,4 +357,5 @@ export default {
   'applyerr.held_back':
     '未应用：该节点的另一条策略被拒绝，而节点的防火墙只能整体生效或全部不生效。之前的防火墙继续运行。',
   'applyerr.nft': 'nft 拒绝了这条规则；节点继续运行之前的防火墙。以下是 nft 的原始信息。',
+  'fw.nodes_ok': '{n} 个节点已运行',
 };
