@@ -1110,7 +1110,11 @@ enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node 
 				 sizeof(err));
 	if (!rc)
 		rc = fg_config_parse_forwards(fwd ? fwd : empty, &j->set, err, sizeof(err));
-	if (!rc) {
+	/* with nothing to run the agent keeps no table at all (fg_kplane_clear) */
+	bool any = j->doc.npolicies || j->doc.nsets;
+	for (size_t i = 0; !rc && !any && i < j->set.n; i++)
+		any = j->set.v[i].engine == FG_ENGINE_KERNEL && j->set.v[i].enabled;
+	if (!rc && any) {
 		struct fg_nft_spec spec = {
 		    .table = "flowgate", .fw = &j->doc, .fwds = j->set.v, .nfwds = j->set.n};
 		rc = fg_nft_compile(&spec, &script, err, sizeof(err));

@@ -391,15 +391,18 @@ def test_group_policy_blocks_and_allows_exactly_on_every_member(plane, fleet, li
         own = nft(plane, node, "-s", "list", "table", "inet", "flowgate").stdout
         assert own == fw["live"]
     fw3 = fleet.firewall("n3")
-    assert fw3["policies"] == [] and fw3["live"] == ""
+    assert fw3["policies"] == [] and fw3["live"] == "" and fw3["preview"] == ""
 
     # disabling the policy takes it away on every member; the other table stays
     fleet.api.ok("PATCH", "/policies/edge-base", {"enabled": False})
     for node in ("n1", "n2"):
         fleet.wait_applied(node)
         assert probes(plane, node) == OPEN, node
-        assert "7101" not in nft(plane, node, "list", "table", "inet", "flowgate",
-                                 check=False).stdout
+        # nothing left to run: the table is gone, and that is what the node shows
+        assert nft(plane, node, "list", "table", "inet", "flowgate",
+                   check=False).returncode != 0
+        fw = fleet.firewall(node)
+        assert fw["preview"] == "" and fw["live"] == "" and fw["in_sync"] is True, fw
     assert othertool()
     # n3 joins the group: the (re-enabled) policy follows the membership
     fleet.api.ok("PATCH", "/policies/edge-base", {"enabled": True})
@@ -581,4 +584,7 @@ def test_policies_and_kernel_forwards_share_the_table(plane, fleet, listeners, o
     fleet.wait_applied("n1")
     assert probes(plane, "n1") == BLOCKED
     assert "dnat" not in nft(plane, "n1", "list", "table", "inet", "flowgate").stdout
+    fleet.api.ok("DELETE", "/policies/edge-base")
+    fleet.wait_applied("n1")
+    assert nft(plane, "n1", "list", "table", "inet", "flowgate", check=False).returncode != 0
     assert othertool()
