@@ -335,7 +335,7 @@ function NodeFirewall({ nodes }) {
           <section>
             <h3 className="mb-1 text-sm font-semibold">{t('fw.preview')}</h3>
             <pre className="max-h-96 overflow-auto rounded bg-slate-50 p-2 text-xs" data-testid="fw-preview">
-              {view.preview}
+              {view.preview || t('fw.preview_none')}
             </pre>
           </section>
           {view.counters?.length ? (
