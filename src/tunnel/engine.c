@@ -89,6 +89,7 @@ static void tun_free_mem(struct tun *t);
 static void reap(struct fg_tunnel_engine *e)
 {
 	e->reap_scheduled = false;
+	eng_run_pumps(e);
 	while (e->check_list) {
 		struct tstream *ts = e->check_list;
 		e->check_list = ts->check_next;

@@ -900,10 +900,17 @@ static void link_input(struct link *l, uint8_t *p, size_t n)
 		link_payload(l, p, n);
 }
 
-static void link_read(struct link *l)
+static void link_read_some(struct link *l)
 {
 	size_t cap = l->ls->cfg->mux ? LINK_RBUF : TQ_CHUNK + 64;
-	while (l->state != LS_DEAD && !l->rd_paused && !l->rd_eof && l->st) {
+	/* a bounded number of reads per wake-up, so one busy link cannot
+	 * starve the others; the rest after the loop's other events */
+	for (int rounds = 0; l->state != LS_DEAD && !l->rd_paused && !l->rd_eof && l->st;
+	     rounds++) {
+		if (rounds == 16) {
+			link_resume(l);
+			return;
+		}
 		if (zero_copy(l) && l->single->ts->started) {
 			/* straight into the stream's queue */
 			struct tstream *ts = l->single->ts;
@@ -952,6 +959,17 @@ static void link_read(struct link *l)
 			return;
 		}
 	}
+}
+
+/* Reads what the link has; writes to the sockets of the streams it feeds
+ * are batched until the reads are done. */
+static void link_read(struct link *l)
+{
+	struct fg_tunnel_engine *e = l->tun->e;
+	e->batching++;
+	link_read_some(l);
+	if (--e->batching == 0)
+		eng_run_pumps(e);
 }
 
 static void link_resume_cb(struct fg_loop *loop, struct fg_timer *tm)
@@ -1054,6 +1072,8 @@ static void tls_done_cb(struct fg_tls *t, int err, const char *why, void *data)
 		return;
 	}
 	l->tls = t;
+	/* link_read reads until -EAGAIN (or pauses and resumes by itself) */
+	fg_tls_set_read_ahead(t, true);
 	l->st = fg_tls_stream(t);
 	if (start_io(l, l->st->fd) < 0) {
 		link_fail(l, "cannot watch the socket");
