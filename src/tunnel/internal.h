@@ -148,6 +148,7 @@ struct link {
 	struct fg_tls *tls;
 	struct fg_tls_hs *tls_hs;
 	int pending_fd; /* socket before st exists */
+	int dial_errno; /* a dial that failed at once, reported by the timer */
 	bool ws;
 	struct fg_wsf_dec wsd;
 	char ws_key[FG_WS_KEY_LEN + 1];

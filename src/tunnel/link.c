@@ -1087,7 +1087,7 @@ static void link_timer_cb(struct fg_loop *loop, struct fg_timer *tm)
 	struct link *l = tm->data;
 	const struct fg_tunnel_link_cfg *cfg = l->ls->cfg;
 	if (l->state != LS_UP) {
-		link_fail(l, "handshake timed out");
+		link_fail(l, l->dial_errno ? strerror(l->dial_errno) : "handshake timed out");
 		return;
 	}
 	if (l->mux) {
@@ -1121,6 +1121,7 @@ struct link *link_dial(struct lside *ls, struct peer_slot *p, struct ep *single)
 	int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		/* reported from the timer, never from inside the caller */
+		l->dial_errno = errno;
 		fg_timer_start(e->loop, &l->timer, 0);
 		return l;
 	}
@@ -1128,6 +1129,7 @@ struct link *link_dial(struct lside *ls, struct peer_slot *p, struct ep *single)
 	if (connect(fd, (struct sockaddr *)&p->addr, fg_addr_len((struct sockaddr *)&p->addr)) <
 		0 &&
 	    errno != EINPROGRESS) {
+		l->dial_errno = errno;
 		close(fd);
 		fg_timer_start(e->loop, &l->timer, 0);
 		return l;
@@ -1141,13 +1143,16 @@ struct link *link_dial(struct lside *ls, struct peer_slot *p, struct ep *single)
 					 t->cfg.connect_timeout_ns, tls_done_cb, l);
 		if (!l->tls_hs) {
 			l->pending_fd = -1;
+			l->dial_errno = ENOMEM;
 			fg_timer_start(e->loop, &l->timer, 0);
 		}
 		return l;
 	}
 	l->pending_fd = fd;
-	if (start_io(l, fd) < 0)
+	if (start_io(l, fd) < 0) {
+		l->dial_errno = errno;
 		fg_timer_start(e->loop, &l->timer, 0);
+	}
 	return l;
 }
 
