@@ -239,6 +239,7 @@ def main():
         or METRICS
     specs = [s for s in SPECS if not only or s[0] in only]
     w = tempfile.mkdtemp(prefix="fg-bench-tunnel.")
+    B.atexit.register(B.stop_all)
     results = {}
     try:
         for rnd in range(B.CFG["repeat"]):
@@ -252,6 +253,10 @@ def main():
                     else:
                         B.log(f"  {res.get('failed') or res.get('na')}")
     finally:
+        # the HTTP backend lives for the whole run: make sure it goes too
+        g = B._http_backend.get("g")
+        if g is not None:
+            g.stop()
         B.stop_all()
     agg = {n: {m: B.aggregate(r) for m, r in ms.items()} for n, ms in results.items()}
     report(agg, specs, metrics)
