@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent/state.h"
+#include "agent/tunnels.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -28,6 +29,7 @@
 #include "net/tls.h"
 #include "net/url.h"
 #include "net/ws.h"
+#include "tunnel/config.h"
 
 #define DEFAULT_REPORT_NS  (5 * FG_NS_PER_SEC)
 #define DEFAULT_BACKOFF_LO (500 * FG_NS_PER_MS)
@@ -37,16 +39,22 @@
 #define REPORT_ANSWER_NS   (30 * FG_NS_PER_SEC)
 #define CONFIRM_DEFAULT_S  60
 
+#define CERT_FILE "node.crt" /* in the state dir: this node's TLS certificate */
+#define KEY_FILE  "node.key"
+
 /* do_apply flags */
 #define APPLY_SAVE  0x1 /* write state.json */
 #define APPLY_RETRY 0x2 /* the same state again, for forwards that failed: quiet */
 #define APPLY_BOOT  0x4 /* the state file at start: no commit-confirm */
 
-/* Absolute counters of one forward (by server id) for this boot. The
- * engine's counters belong to a forward name and restart from 0 when the
- * name stops running; base carries what earlier names/runs moved, so the
- * sum reported per id never goes down within a boot. */
+enum ctr_kind { K_FORWARD = 0, K_TUNNEL = 1 };
+
+/* Absolute counters of one forward or tunnel (by server id) for this
+ * boot. The engines' counters belong to a name and restart from 0 when
+ * the name stops running; base carries what earlier names/runs moved, so
+ * the sum reported per id never goes down within a boot. */
 struct ctr {
+	uint8_t kind; /* enum ctr_kind */
 	char id[FG_RPC_ID_MAX + 1];
 	char name[FG_NAME_MAX + 1]; /* what it runs as, "" when not running */
 	struct fg_forward_counters raw;
@@ -72,6 +80,9 @@ struct fg_agent {
 	struct fg_timer confirm_timer;
 	char *fw_rollback_err; /* the last change was rolled back: why (owned) */
 	json_t *fw_rejected;   /* the section that was rolled back */
+	struct fg_agent_tunnels *tunnels;
+	char cert[4096], key[4096];	    /* this node's certificate files */
+	char fingerprint[FG_TLS_FP_STRLEN]; /* of cert, sent in hello */
 	char *token, *dir;
 	char *pin;		   /* wss:// pin, or NULL */
 	struct fg_tls_client *tls; /* for wss:// URLs, or NULL */
@@ -148,10 +159,15 @@ static bool numeric_id(const char *s)
 	return nonzero;
 }
 
-static struct ctr *ctr_find(struct fg_agent *a, const char *id)
+static const char *kind_name(uint8_t kind)
+{
+	return kind == K_TUNNEL ? "tunnel" : "forward";
+}
+
+static struct ctr *ctr_find(struct fg_agent *a, uint8_t kind, const char *id)
 {
 	for (size_t i = 0; i < a->nctrs; i++)
-		if (strcmp(a->ctrs[i].id, id) == 0)
+		if (a->ctrs[i].kind == kind && strcmp(a->ctrs[i].id, id) == 0)
 			return &a->ctrs[i];
 	return NULL;
 }
@@ -238,22 +254,37 @@ static void kmetrics_cb(void *data, const char *family, struct fg_strbuf *b)
 	}
 }
 
-/* Reads the engine's counters of every running forward. */
+/* Reads the running counters of c's name from its engine. */
+static int ctr_read(struct fg_agent *a, const struct ctr *c, struct fg_forward_counters *raw)
+{
+	if (c->kind == K_FORWARD) {
+		if (fg_engine_counters(a->engine, c->name, raw) == 0)
+			return 0;
+		/* an engine kernel forward: nft's L3 bytes (doc/forward.md) */
+		memset(raw, 0, sizeof(*raw));
+		return kfwd_bytes(a, c->name, &raw->bytes_up, &raw->bytes_down, &raw->conns_total);
+	}
+	struct fg_agent_tunnel_counters tc;
+	int rc = fg_agent_tunnels_counters(a->tunnels, c->name, &tc);
+	if (rc)
+		return rc;
+	memset(raw, 0, sizeof(*raw));
+	raw->bytes_up = tc.bytes_up;
+	raw->bytes_down = tc.bytes_down;
+	raw->conns_total = tc.conns_total;
+	raw->conns_active = tc.conns_active;
+	return 0;
+}
+
+/* Reads the engines' counters of every running forward and tunnel. */
 static void sample(struct fg_agent *a)
 {
 	kctrs_refresh(a);
 	for (size_t i = 0; i < a->nctrs; i++) {
 		struct ctr *c = &a->ctrs[i];
 		struct fg_forward_counters raw;
-		if (!c->name[0])
+		if (!c->name[0] || ctr_read(a, c, &raw) < 0)
 			continue;
-		if (fg_engine_counters(a->engine, c->name, &raw) < 0) {
-			/* an engine kernel forward: nft's L3 bytes (doc/forward.md) */
-			memset(&raw, 0, sizeof(raw));
-			if (kfwd_bytes(a, c->name, &raw.bytes_up, &raw.bytes_down,
-				       &raw.conns_total) < 0)
-				continue;
-		}
 		if (raw.bytes_up < c->raw.bytes_up || raw.bytes_down < c->raw.bytes_down ||
 		    raw.conns_total < c->raw.conns_total)
 			ctr_retire(c); /* the engine restarted this name from 0 */
@@ -264,15 +295,23 @@ static void sample(struct fg_agent *a)
 	}
 }
 
-/* After an apply: follow each id to the name it runs as now. */
-static void ctrs_follow(struct fg_agent *a, const struct fg_forward_set *set)
+/* What runs of one kind after an apply: (id, name) of each running
+ * object. */
+struct running {
+	const char *id, *name;
+};
+
+/* After an apply: follow each id of this kind to the name it runs as now. */
+static void ctrs_follow(struct fg_agent *a, uint8_t kind, const struct running *run, size_t n)
 {
 	for (size_t i = 0; i < a->nctrs; i++) {
 		struct ctr *c = &a->ctrs[i];
-		const struct fg_forward_cfg *cfg = NULL;
-		for (size_t k = 0; k < set->n && !cfg; k++)
-			if (set->v[k].enabled && strcmp(set->v[k].id, c->id) == 0)
-				cfg = &set->v[k];
+		const struct running *cfg = NULL;
+		if (c->kind != kind)
+			continue;
+		for (size_t k = 0; k < n && !cfg; k++)
+			if (strcmp(run[k].id, c->id) == 0)
+				cfg = &run[k];
 		if (c->name[0] && (!cfg || strcmp(cfg->name, c->name) != 0)) {
 			ctr_retire(c);
 			c->name[0] = '\0';
@@ -280,16 +319,16 @@ static void ctrs_follow(struct fg_agent *a, const struct fg_forward_set *set)
 		if (cfg && !c->name[0])
 			snprintf(c->name, sizeof(c->name), "%s", cfg->name);
 	}
-	for (size_t k = 0; k < set->n; k++) {
-		const struct fg_forward_cfg *cfg = &set->v[k];
-		if (!cfg->enabled || !numeric_id(cfg->id) || ctr_find(a, cfg->id))
+	for (size_t k = 0; k < n; k++) {
+		const struct running *cfg = &run[k];
+		if (!numeric_id(cfg->id) || ctr_find(a, kind, cfg->id))
 			continue;
 		if (a->nctrs == a->capctrs) {
 			size_t ncap = a->capctrs ? a->capctrs * 2 : 16;
 			struct ctr *p = fg_realloc(a->ctrs, ncap * sizeof(*p));
 			if (!p) {
-				fg_err("agent: out of memory: forward %s will not be counted",
-				       cfg->name);
+				fg_err("agent: out of memory: %s %s will not be counted",
+				       kind_name(kind), cfg->name);
 				continue;
 			}
 			a->ctrs = p;
@@ -297,6 +336,7 @@ static void ctrs_follow(struct fg_agent *a, const struct fg_forward_set *set)
 		}
 		struct ctr *c = &a->ctrs[a->nctrs++];
 		memset(c, 0, sizeof(*c));
+		c->kind = kind;
 		snprintf(c->id, sizeof(c->id), "%s", cfg->id);
 		snprintf(c->name, sizeof(c->name), "%s", cfg->name);
 	}
@@ -325,7 +365,7 @@ static void persist(struct fg_agent *a, bool force)
 	for (size_t i = 0; i < a->nctrs; i++) {
 		const struct ctr *c = &a->ctrs[i];
 		struct fg_pending_ctr *pc = &cur[b->n++];
-		snprintf(pc->kind, sizeof(pc->kind), "forward");
+		snprintf(pc->kind, sizeof(pc->kind), "%s", kind_name(c->kind));
 		snprintf(pc->id, sizeof(pc->id), "%s", c->id);
 		pc->bytes_up = c->base_up + c->raw.bytes_up;
 		pc->bytes_down = c->base_down + c->raw.bytes_down;
@@ -384,11 +424,12 @@ static void send_reports(struct fg_agent *a)
 		json_t *ctrs = json_array();
 		for (size_t i = 0; i < a->nctrs; i++) {
 			const struct ctr *c = &a->ctrs[i];
-			json_array_append_new(
-			    ctrs, counter_json("forward", c->id, c->base_up + c->raw.bytes_up,
-					       c->base_down + c->raw.bytes_down,
-					       c->base_conns + c->raw.conns_total,
-					       c->name[0] ? c->raw.conns_active : 0));
+			json_array_append_new(ctrs,
+					      counter_json(kind_name(c->kind), c->id,
+							   c->base_up + c->raw.bytes_up,
+							   c->base_down + c->raw.bytes_down,
+							   c->base_conns + c->raw.conns_total,
+							   c->name[0] ? c->raw.conns_active : 0));
 		}
 		json_t *status = json_object_get(a->last_result, "status");
 		status = status ? json_incref(status) : json_array();
@@ -712,9 +753,11 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	struct fg_apply ap;
 	struct fg_forward_set set = {0};
 	struct fg_fw_doc fw = {0};
-	char **errs = NULL;
+	struct fg_tunnel_set tset = {0};
+	char **errs = NULL, **terrs = NULL;
 	json_t *result = NULL, *empty = NULL, *pstatus = NULL;
 	int64_t confirm_s = 0;
+	struct running *run = NULL;
 	if ((*code = fg_apply_decode(params, &ap, err, errlen)))
 		return NULL;
 	if (ap.rev == a->applied_rev && a->last_result && !(flags & APPLY_RETRY))
@@ -724,7 +767,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	json_object_foreach((json_t *)ap.state, key, v)
 	{
 		if (strcmp(key, "forwards") != 0 && strcmp(key, "firewall") != 0 &&
-		    !(flags & APPLY_RETRY))
+		    strcmp(key, "tunnels") != 0 && !(flags & APPLY_RETRY))
 			fg_warn("agent: rev %lld: section \"%s\" is not supported by this agent, "
 				"ignored",
 				(long long)ap.rev, key);
@@ -739,8 +782,23 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		*code = FG_RPC_APPLY_FAILED;
 		goto out;
 	}
+	/* tunnels: the engine's own parser, and no port shared with a forward;
+	 * a section that does not pass refuses the whole state */
+	json_t *tj = json_object_get(ap.state, "tunnels");
+	if (tj && fg_tunnel_parse_json(tj, &tset, err, errlen) < 0) {
+		*code = FG_RPC_APPLY_FAILED;
+		goto out;
+	}
+	snprintf(tset.tls_cert, sizeof(tset.tls_cert), "%s", a->cert);
+	snprintf(tset.tls_key, sizeof(tset.tls_key), "%s", a->key);
+	if (fg_tunnel_set_check_forwards(&tset, &set, err, errlen) < 0) {
+		*code = FG_RPC_APPLY_FAILED;
+		goto out;
+	}
 	errs = fg_calloc(set.n + 1, sizeof(*errs));
-	if (!errs) {
+	terrs = fg_calloc(tset.n + 1, sizeof(*terrs));
+	run = fg_calloc(set.n + tset.n + 1, sizeof(*run));
+	if (!errs || !terrs || !run) {
 		*code = FG_RPC_INTERNAL_ERROR;
 		snprintf(err, errlen, "out of memory");
 		goto out;
@@ -765,11 +823,29 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	}
 	/* firewall policies and kernel forwards: one table, one transaction */
 	pstatus = kplane_apply(a, ap.rev, fwsec, &fw, confirm_s, &set, errs, flags);
-	ctrs_follow(a, &set);
+	size_t nrun = 0;
+	for (size_t i = 0; i < set.n; i++)
+		if (set.v[i].enabled)
+			run[nrun++] = (struct running){set.v[i].id, set.v[i].name};
+	ctrs_follow(a, K_FORWARD, run, nrun);
+	/* tunnels after forwards: one that cannot run is reported, the rest run */
+	char te[FG_ERR_MAX];
+	if (fg_agent_tunnels_apply(a->tunnels, &tset, terrs, te, sizeof(te)) < 0) {
+		for (size_t i = 0; i < tset.n; i++)
+			if (tset.v[i].enabled && !terrs[i])
+				terrs[i] = fg_strdup(te);
+		if (!(flags & APPLY_RETRY))
+			fg_warn("agent: rev %lld: tunnels not applied: %s", (long long)ap.rev, te);
+	}
+	nrun = 0;
+	for (size_t i = 0; i < tset.n; i++)
+		if (tset.v[i].enabled && !terrs[i])
+			run[nrun++] = (struct running){tset.v[i].id, tset.v[i].name};
+	ctrs_follow(a, K_TUNNEL, run, nrun);
 	a->ctrs_dirty = true;
 
 	json_t *status = json_array();
-	size_t failed = 0, running = 0;
+	size_t failed = 0, running = 0, tfailed = 0, trunning = 0;
 	for (size_t i = 0; i < set.n; i++) {
 		const struct fg_forward_cfg *c = &set.v[i];
 		json_array_append_new(status,
@@ -784,6 +860,15 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	{
 		pfailed += !json_is_true(json_object_get(v, "ok"));
 		json_array_append(status, v);
+	}
+	for (size_t i = 0; i < tset.n; i++) {
+		const struct fg_tunnel_cfg *c = &tset.v[i];
+		json_array_append_new(status,
+				      json_pack("{s:s,s:s,s:s,s:b,s:s}", "kind", "tunnel", "id",
+						c->id, "name", c->name, "ok", terrs[i] == NULL,
+						"error", terrs[i] ? terrs[i] : ""));
+		tfailed += terrs[i] != NULL;
+		trunning += c->enabled && !terrs[i];
 	}
 	result = json_pack("{s:I,s:o}", "rev", (json_int_t)ap.rev, "status", status);
 	if (!result) {
@@ -803,23 +888,31 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	if (!(flags & APPLY_RETRY)) {
 		a->m_applies++;
 		fg_info("agent: applied rev %lld: %zu forward(s) running, %zu failed; %zu firewall "
-			"policies, %zu failed",
-			(long long)ap.rev, running, failed, fw.npolicies, pfailed);
+			"policies, %zu failed; %zu tunnel(s) running, %zu failed",
+			(long long)ap.rev, running, failed, fw.npolicies, pfailed, trunning,
+			tfailed);
 	} else if (failed != a->nfailed) {
 		fg_info("agent: rev %lld: retried the forwards that could not run: %zu running, "
 			"%zu still failing",
 			(long long)ap.rev, running, failed);
 	}
-	a->nfailed = failed;
+	/* tunnels that cannot run in this build are not worth retrying */
+	a->nfailed = failed + (fg_agent_tunnels_available() ? tfailed : 0);
 	a->retry_at = fg_loop_now(a->loop) + RETRY_FAILED_NS;
 out:
 	if (errs)
 		for (size_t i = 0; i < set.n; i++)
 			fg_free(errs[i]);
+	if (terrs)
+		for (size_t i = 0; i < tset.n; i++)
+			fg_free(terrs[i]);
 	fg_free(errs);
+	fg_free(terrs);
+	fg_free(run);
 	fg_forward_set_free(&set);
 	fg_fw_doc_free(&fw);
 	json_decref(pstatus);
+	fg_tunnel_set_free(&tset);
 	json_decref(empty);
 	if (!result)
 		a->m_apply_fail++;
@@ -928,10 +1021,13 @@ static void link_failed(struct fg_agent *a, const char *why)
 
 static void send_hello(struct fg_agent *a)
 {
-	json_t *p = json_pack("{s:s,s:s,s:s,s:I,s:[s]}", "version", FG_VERSION, "hostname",
-			      a->hostname, "boot_id", a->boot_id, "applied_rev",
-			      (json_int_t)a->applied_rev, "capabilities", "forward");
-	json_array_append_new(json_object_get(p, "capabilities"), json_string("firewall"));
+	json_t *p =
+	    json_pack("{s:s,s:s,s:s,s:I,s:[s,s,s]}", "version", FG_VERSION, "hostname", a->hostname,
+		      "boot_id", a->boot_id, "applied_rev", (json_int_t)a->applied_rev,
+		      "capabilities", "forward", "firewall", "tunnel");
+	/* the server gives it to the tunnel peers that pin this node */
+	if (p && a->fingerprint[0])
+		json_object_set_new(p, "fingerprint", json_string(a->fingerprint));
 	a->hello_id = a->next_id++;
 	a->link = L_HELLO;
 	send_msg(a, fg_rpc_request("hello", p, a->hello_id));
@@ -1220,6 +1316,34 @@ static void apply_state_file(struct fg_agent *a)
 	json_decref(params);
 }
 
+/* This node's TLS certificate for tunnel links: made in the state dir at
+ * first start (peers pin its fingerprint, which hello tells the server). */
+static int node_cert(struct fg_agent *a, char *err, size_t errlen)
+{
+	char e[FG_TLS_ERR_LEN];
+	snprintf(a->cert, sizeof(a->cert), "%s/" CERT_FILE, a->dir);
+	snprintf(a->key, sizeof(a->key), "%s/" KEY_FILE, a->dir);
+	bool have_cert = access(a->cert, R_OK) == 0, have_key = access(a->key, R_OK) == 0;
+	if (!have_cert || !have_key) {
+		if (have_cert != have_key)
+			fg_warn("agent: %s without %s: making a new pair",
+				have_cert ? a->cert : a->key, have_cert ? a->key : a->cert);
+		if (fg_tls_make_self_signed(a->cert, a->key, a->hostname, NULL, 0, e, sizeof(e)) <
+		    0) {
+			snprintf(err, errlen, "cannot make this node's certificate: %s", e);
+			return -EIO;
+		}
+		fg_info("agent: made this node's TLS certificate %s", a->cert);
+	}
+	if (fg_tls_cert_fingerprint(a->cert, a->fingerprint, e, sizeof(e)) < 0) {
+		snprintf(err, errlen, "%s (remove %s and %s to make a new pair)", e, a->cert,
+			 a->key);
+		return -EINVAL;
+	}
+	fg_info("agent: node certificate fingerprint %s", a->fingerprint);
+	return 0;
+}
+
 struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t errlen)
 {
 	struct fg_agent *a = fg_calloc(1, sizeof(*a));
@@ -1322,10 +1446,17 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 	if (a->old.n)
 		fg_info("agent: %zu earlier boot(s) have counters to deliver", a->old.n);
 
+	if (node_cert(a, err, errlen) < 0)
+		goto err;
 	struct fg_engine_opts eo = {.workers = o->workers, .ctl_loop = o->loop};
 	a->engine = fg_engine_new(&eo);
 	if (!a->engine) {
 		snprintf(err, errlen, "cannot start the engine: %s", strerror(errno));
+		goto err;
+	}
+	a->tunnels = fg_agent_tunnels_new(o->loop, a->cert, a->key);
+	if (!a->tunnels) {
+		snprintf(err, errlen, "out of memory");
 		goto err;
 	}
 	a->kp = fg_kplane_new("flowgate", NULL, NULL);
@@ -1379,6 +1510,7 @@ void fg_agent_free(struct fg_agent *a)
 		return;
 	if (a->engine)
 		fg_agent_shutdown(a);
+	fg_agent_tunnels_free(a->tunnels);
 	fg_engine_free(a->engine);
 	if (a->kp)
 		fg_timer_stop(a->loop, &a->confirm_timer);
@@ -1406,6 +1538,7 @@ void fg_agent_metrics(struct fg_agent *a, struct fg_strbuf *out)
 {
 	static const char *const none[] = {NULL};
 	fg_engine_metrics(a->engine, out);
+	fg_agent_tunnels_metrics(a->tunnels, out);
 	fg_prom_family(out, "flowgate_agent_connected", "gauge",
 		       "1 while a session with a server is up.");
 	fg_prom_sample(out, "flowgate_agent_connected", none, a->link == L_READY);

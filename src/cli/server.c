@@ -23,6 +23,7 @@
 #include "server/http.h"
 #include "server/hub.h"
 #include "server/live.h"
+#include "server/secret.h"
 #include "server/store.h"
 
 #define MAINT_INTERVAL_NS (60 * 1000000000LL)
@@ -40,6 +41,7 @@ struct server_app {
 	int sfd;
 	struct fg_io sig_io;
 	struct fg_timer maint;
+	struct fg_secret_key secret;
 };
 
 static void usage(FILE *f)
@@ -204,6 +206,16 @@ int fg_cli_server(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
+	/* the key that seals tunnel PSKs in the store: made at first start */
+	e = fg_secret_key_load(data, &app.secret, err, sizeof(err));
+	if (e < 0) {
+		fprintf(stderr, "flowgate server: %s\n", err);
+		goto out;
+	}
+	if (e == 1)
+		fg_info("created %s/" FG_SECRET_KEY_FILE " (it seals tunnel keys: back it up with "
+			"the database)",
+			data);
 	snprintf(path, sizeof(path), "%s/flowgate.db", data);
 	e = fg_store_sqlite_open(path, &app.st);
 	if (e < 0) {
@@ -228,9 +240,11 @@ int fg_cli_server(int argc, char **argv)
 
 	app.loop = fg_loop_new();
 	app.work = app.loop ? fg_work_new(app.loop, 32) : NULL;
-	app.hub = app.work ? fg_hub_new(app.loop, app.st, NULL) : NULL;
+	struct fg_hub_opts hopts = {.secret = &app.secret};
+	app.hub = app.work ? fg_hub_new(app.loop, app.st, &hopts) : NULL;
 	app.live = app.hub ? fg_live_new(app.loop, app.hub) : NULL;
-	struct fg_api_opts ao = {.web_dir = web, .public_url = public_url, .live = app.live};
+	struct fg_api_opts ao = {
+	    .web_dir = web, .public_url = public_url, .live = app.live, .secret = &app.secret};
 	app.api = app.live ? fg_api_new(app.loop, app.st, app.hub, app.work, &ao) : NULL;
 	if (!app.api) {
 		fprintf(stderr, "flowgate server: out of memory or threads\n");
@@ -281,5 +295,6 @@ out:
 	}
 	fg_loop_free(app.loop);
 	fg_store_close(app.st);
+	explicit_bzero(&app.secret, sizeof(app.secret));
 	return rc;
 }

@@ -8,6 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/tls.h"
+
+_Static_assert(sizeof(((struct fg_hello *)0)->fingerprint) == FG_TLS_FP_STRLEN,
+	       "hello fingerprint holds a formatted SHA-256");
+
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -274,6 +279,18 @@ int fg_hello_decode(const json_t *params, struct fg_hello *out, char *err, size_
 		}
 	}
 	out->capabilities = caps;
+	const char *fp;
+	if ((rc = get_str(params, "", "fingerprint", FG_RPC_FIELD_MAX, false, &fp, err, errlen)))
+		return rc;
+	if (*fp) {
+		uint8_t raw[FG_TLS_FP_LEN];
+		if (fg_tls_parse_pin(fp, raw) < 0)
+			return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+				    "fingerprint: \"%.100s\" is not a SHA-256 fingerprint (64 hex "
+				    "digits, colons allowed)",
+				    fp);
+		fg_tls_format_fp(raw, out->fingerprint);
+	}
 	return 0;
 }
 

@@ -68,6 +68,10 @@ struct fg_hello {
 	const char *version, *hostname, *boot_id;
 	int64_t applied_rev;	    /* 0 = nothing applied yet */
 	const json_t *capabilities; /* array of strings */
+	/* SHA-256 of the node's TLS certificate (tunnel peers pin it), in the
+	 * canonical "AB:CD:..." form; "" when the agent sent none (older
+	 * agents) */
+	char fingerprint[96];
 };
 int fg_hello_decode(const json_t *params, struct fg_hello *out, char *err, size_t errlen);
 

@@ -807,6 +807,8 @@ static enum fg_http_verdict route_api(struct fg_api *api, struct fg_http_req *r,
 		v = api_forwards(&c);
 	else if (strcmp(s0, "policies") == 0)
 		v = api_policies(&c);
+	else if (strcmp(s0, "tunnels") == 0)
+		v = api_tunnels(&c);
 	else if (strcmp(s0, "stats") == 0 && c.nseg == 1)
 		v = api_stats_all(&c);
 	else if (strcmp(s0, "live") == 0 && c.nseg <= 2)
@@ -858,6 +860,7 @@ struct fg_api *fg_api_new(struct fg_loop *loop, struct fg_store *st, struct fg_h
 	api->hub = hub;
 	api->work = work;
 	api->live = o ? o->live : NULL;
+	api->secret = o ? o->secret : NULL;
 	api->session_ttl_s = o && o->session_ttl_s ? o->session_ttl_s : 12 * 3600;
 	api->limiter = fg_calloc(LIMITER_SLOTS, sizeof(*api->limiter));
 	if (!api->limiter)

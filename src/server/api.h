@@ -13,13 +13,16 @@
 struct fg_work;
 struct fg_api;
 struct fg_live;
+struct fg_secret_key;
 
 struct fg_api_opts {
-	const char *web_dir;	/* the UI's built files; NULL = no UI */
-	const char *public_url; /* base URL agents dial, e.g. "wss://gw.example:8443";
-				   NULL = derived from each request's Host header */
-	int64_t session_ttl_s;	/* 0 = 12 h */
-	struct fg_live *live;	/* the UI's live channel (borrowed) */
+	const char *web_dir;		    /* the UI's built files; NULL = no UI */
+	const char *public_url;		    /* base URL agents dial, e.g. "wss://gw.example:8443";
+					       NULL = derived from each request's Host header */
+	int64_t session_ttl_s;		    /* 0 = 12 h */
+	struct fg_live *live;		    /* the UI's live channel (borrowed) */
+	const struct fg_secret_key *secret; /* seals tunnel PSKs (borrowed); NULL =
+					       tunnels cannot be created */
 };
 
 /* Everything is borrowed and must outlive the api. */

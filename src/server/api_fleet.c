@@ -15,6 +15,7 @@
 #include "server/api_int.h"
 #include "server/auth.h"
 #include "server/live.h"
+#include "net/addr.h"
 
 #define SERIES_MAX_POINTS 10000
 #define AUDIT_MAX_LIMIT	  500
@@ -248,12 +249,39 @@ static json_t *node_json(struct fg_api *api, const struct fg_node *n)
 	json_t *errors = n->errors ? json_loads(n->errors, 0, NULL) : NULL;
 	if (!errors)
 		errors = json_array();
-	return json_pack("{s:I, s:s, s:o, s:b, s:I, s:s, s:s, s:I, s:I, s:o, s:I}", "id",
-			 (json_int_t)n->id, "name", n->name, "groups", groups, "online",
-			 fg_hub_online(api->hub, n->id), "last_seen", (json_int_t)n->last_seen,
-			 "version", n->version, "hostname", n->hostname, "desired_rev",
-			 (json_int_t)n->desired_rev, "applied_rev", (json_int_t)n->applied_rev,
-			 "errors", errors, "created", (json_int_t)n->created);
+	json_t *j = json_pack("{s:I, s:s, s:o, s:b, s:I, s:s, s:s, s:I, s:I, s:o, s:I}", "id",
+			      (json_int_t)n->id, "name", n->name, "groups", groups, "online",
+			      fg_hub_online(api->hub, n->id), "last_seen", (json_int_t)n->last_seen,
+			      "version", n->version, "hostname", n->hostname, "desired_rev",
+			      (json_int_t)n->desired_rev, "applied_rev", (json_int_t)n->applied_rev,
+			      "errors", errors, "created", (json_int_t)n->created);
+	/* how peers reach it (tunnels): the operator's address, else the one
+	 * its session came from; its certificate's fingerprint from hello */
+	json_object_set_new(j, "address", n->address[0] ? json_string(n->address) : json_null());
+	json_object_set_new(j, "session_address",
+			    n->seen_address[0] ? json_string(n->seen_address) : json_null());
+	json_object_set_new(j, "fingerprint",
+			    n->fingerprint[0] ? json_string(n->fingerprint) : json_null());
+	return j;
+}
+
+/* An address peers can dial: an IP literal or a DNS name, no port. NULL
+ * if good, else why not. */
+static const char *address_invalid(const char *s)
+{
+	size_t n = strlen(s);
+	struct fg_endpoint ep;
+	const char *why = NULL;
+	if (n == 0 || n > FG_HOST_MAX)
+		return "must be 1-253 characters";
+	char buf[FG_HOST_MAX + 16];
+	snprintf(buf, sizeof(buf), strchr(s, ':') ? "[%s]:1" : "%s:1", s);
+	if (fg_endpoint_parse(buf, false, &ep, &why) < 0)
+		return "is not an IP address or a host name (no port: tunnels choose it)";
+	for (const char *p = s; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != ':')
+			return "is not an IP address or a host name (no port: tunnels choose it)";
+	return NULL;
 }
 
 enum ref_kind { REF_NODE, REF_GROUP };
@@ -423,12 +451,19 @@ static enum fg_http_verdict node_patch(struct api_call *c, struct fg_node *n)
 	size_t ng = 0;
 	const char *key, *why;
 	json_t *val, *nv = json_object_get(b, "name"), *gv = json_object_get(b, "groups");
+	json_t *av = json_object_get(b, "address");
 	json_object_foreach(b, key, val)
 	{
-		if (strcmp(key, "name") && strcmp(key, "groups")) {
+		if (strcmp(key, "name") && strcmp(key, "groups") && strcmp(key, "address")) {
 			v = api_fail(c->r, 400, "invalid", key, "%s: unknown field", key);
 			goto out;
 		}
+	}
+	if (av && !json_is_null(av) &&
+	    (!json_is_string(av) || (why = address_invalid(json_string_value(av))))) {
+		v = api_fail(c->r, 400, "invalid", "address", "address: %s",
+			     json_is_string(av) ? why : "a string, or null for the session's");
+		goto out;
 	}
 	if (nv && !json_is_string(nv)) {
 		v = api_fail(c->r, 400, "invalid", "name", "name: a string is required");
@@ -447,6 +482,9 @@ static enum fg_http_verdict node_patch(struct api_call *c, struct fg_node *n)
 			rc = st->ops->node_rename(st, n->id, json_string_value(nv));
 		if (rc == 0 && gv)
 			rc = st->ops->node_set_groups(st, n->id, gids, ng);
+		if (rc == 0 && av)
+			rc = st->ops->node_set_address(
+			    st, n->id, json_is_string(av) ? json_string_value(av) : "");
 		if (rc == 0)
 			rc = st->ops->tx_commit(st);
 		else
@@ -470,9 +508,12 @@ static enum fg_http_verdict node_patch(struct api_call *c, struct fg_node *n)
 	fg_node_deinit(&after);
 	api_audit(c, "update", "node", n->id, before, j);
 	json_decref(before);
-	if (gv) {
+	if (gv || av) {
 		struct idset s = {0};
 		idset_add(&s, n->id);
+		/* its tunnel peers dial the new address */
+		if (av)
+			api_tunnel_peers_of(st, n->id, &s);
 		idset_refresh(c->api, &s);
 	}
 	v = api_reply(c->r, 200, j);
@@ -521,14 +562,19 @@ enum fg_http_verdict api_nodes(struct api_call *c)
 		v = node_patch(c, &n);
 	} else if (method_is(c, "DELETE")) {
 		json_t *before = node_json(c->api, &n);
+		struct idset peers = {0};
+		/* its tunnels go with it: their other nodes stop running them */
+		api_tunnel_peers_of(st, n.id, &peers);
 		fg_hub_kick(c->api->hub, n.id);
 		rc = st->ops->node_delete(st, n.id);
 		if (rc < 0) {
 			json_decref(before);
+			fg_free(peers.v);
 			v = api_store_fail(c->r, rc, "deleting the node");
 		} else {
 			api_audit(c, "delete", "node", n.id, before, NULL);
 			json_decref(before);
+			idset_refresh(c->api, &peers);
 			v = api_reply(c->r, 200, json_pack("{s:b}", "ok", 1));
 		}
 	} else {
@@ -717,6 +763,14 @@ enum fg_http_verdict api_groups(struct api_call *c)
 		return bad_method(c);
 	struct idset s = {0};
 	idset_add_group(st, &s, g.id);
+	struct fg_tunnel *tv;
+	size_t tn;
+	if (st->ops->tunnel_list(st, &tv, &tn) == 0) { /* its entry tunnels go too */
+		for (size_t i = 0; i < tn; i++)
+			if (tv[i].entry_group_id == g.id)
+				api_tunnel_nodes(st, &tv[i], &s);
+		fg_tunnel_list_free(tv, tn);
+	}
 	json_t *before = group_json(st, &g);
 	rc = st->ops->group_delete(st, g.id);
 	if (rc < 0) {
@@ -900,6 +954,33 @@ static enum fg_http_verdict conflict(struct api_call *c, const struct fg_forward
 			what);
 }
 
+/* A forward may not take a tunnel's name or port on a node both land on.
+ * Answers and returns FG_HTTP_DONE on a clash, FG_HTTP_PENDING if none. */
+static enum fg_http_verdict tunnel_clash(struct api_call *c, const struct fg_forward *f,
+					 const struct fg_forward *old)
+{
+	struct fg_store *st = c->api->st;
+	if ((!old || strcmp(old->name, f->name) != 0) && api_tunnel_name_taken(st, f->name))
+		return api_fail(c->r, 409, "exists", "name",
+				"name: a tunnel named \"%s\" exists (forwards and tunnels share "
+				"names on the nodes)",
+				f->name);
+	struct fg_port_claim cl = {.node_id = f->node_id,
+				   .group_id = f->group_id,
+				   .port_lo = f->port_lo,
+				   .port_hi = f->port_hi,
+				   .proto = f->proto,
+				   .skip_forward = f->id};
+	const char *kind;
+	int64_t other;
+	int rc = st->ops->port_conflict(st, &cl, &kind, &other);
+	if (rc == -EEXIST)
+		return api_port_conflict(c, "listen", kind, other, &cl);
+	if (rc < 0)
+		return api_store_fail(c->r, rc, "checking ports");
+	return FG_HTTP_PENDING;
+}
+
 static enum fg_http_verdict forward_write(struct api_call *c, const struct fg_forward *old)
 {
 	struct fg_store *st = c->api->st;
@@ -921,6 +1002,9 @@ static enum fg_http_verdict forward_write(struct api_call *c, const struct fg_fo
 		v = conflict(c, &f, other);
 		goto out;
 	}
+	if (rc == 0 && (v = tunnel_clash(c, &f, old)) != FG_HTTP_PENDING)
+		goto out;
+	v = FG_HTTP_DONE;
 	if (rc == 0)
 		rc = old ? st->ops->forward_update(st, &f) : st->ops->forward_create(st, &f);
 	if (rc == -EEXIST) {
@@ -1160,10 +1244,18 @@ enum fg_http_verdict api_export(struct api_call *c)
 		json_decref(forwards);
 		return api_store_fail(c->r, -EIO, "exporting policies");
 	}
+	json_t *tunnels = api_tunnels_export(c);
+	if (!tunnels) {
+		json_decref(groups);
+		json_decref(nodes);
+		json_decref(forwards);
+		json_decref(policies);
+		return FG_HTTP_DONE;
+	}
 	return api_reply(c->r, 200,
-			 json_pack("{s:i, s:I, s:o, s:o, s:o, s:o}", "version", 1, "exported",
+			 json_pack("{s:i, s:I, s:o, s:o, s:o, s:o, s:o}", "version", 1, "exported",
 				   (json_int_t)api_now(), "groups", groups, "nodes", nodes,
-				   "forwards", forwards, "policies", policies));
+				   "forwards", forwards, "policies", policies, "tunnels", tunnels));
 }
 
 /* Import: groups, then nodes (created with a fresh enrollment token when
@@ -1188,7 +1280,8 @@ enum fg_http_verdict api_import(struct api_call *c)
 	json_object_foreach(b, key, val)
 	{
 		if (strcmp(key, "version") && strcmp(key, "exported") && strcmp(key, "groups") &&
-		    strcmp(key, "nodes") && strcmp(key, "forwards") && strcmp(key, "policies")) {
+		    strcmp(key, "nodes") && strcmp(key, "forwards") && strcmp(key, "policies") &&
+		    strcmp(key, "tunnels")) {
 			v = api_fail(c->r, 400, "invalid", key, "%s: unknown field", key);
 			goto out;
 		}
@@ -1298,6 +1391,12 @@ enum fg_http_verdict api_import(struct api_call *c)
 				fg_forward_deinit(&old);
 			goto out;
 		}
+		if (rc == 0 && tunnel_clash(c, &f, have_old ? &old : NULL) != FG_HTTP_PENDING) {
+			free(f.json);
+			if (have_old)
+				fg_forward_deinit(&old);
+			goto out;
+		}
 		if (rc == 0)
 			rc = have_old ? st->ops->forward_update(st, &f)
 				      : st->ops->forward_create(st, &f);
@@ -1326,6 +1425,17 @@ enum fg_http_verdict api_import(struct api_call *c)
 	{
 		if (!api_policy_import_one(c, val, i, &created, &updated, &touched))
 			goto out; /* answered */
+	}
+	/* tunnels last: they name nodes and groups imported above */
+	json_array_foreach(json_object_get(b, "tunnels"), i, val)
+	{
+		int r = api_tunnel_import_one(c, i, val, &touched);
+		if (r == 0)
+			goto out; /* answered */
+		if (r == 1)
+			created++;
+		else
+			updated++;
 	}
 	rc = st->ops->tx_commit(st);
 	in_tx = false;

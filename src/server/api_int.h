@@ -36,6 +36,7 @@ struct fg_api {
 	struct fg_hub *hub;
 	struct fg_work *work;
 	struct fg_live *live;
+	const struct fg_secret_key *secret; /* borrowed */
 	char *web_dir, *public_url;
 	bool tls;
 	int64_t session_ttl_s;
@@ -106,5 +107,25 @@ enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node 
 json_t *api_policies_export(struct api_call *c);
 bool api_policy_import_one(struct api_call *c, json_t *item, size_t i, size_t *created,
 			   size_t *updated, struct idset *touched);
+
+/* api_tunnel.c */
+enum fg_http_verdict api_tunnels(struct api_call *c);
+/* The nodes whose desired state holds tunnel t: the entry (node or the
+ * group's members), hops, exits. */
+void api_tunnel_nodes(struct fg_store *st, const struct fg_tunnel *t, struct idset *s);
+/* Adds to s every node sharing a tunnel with node_id (and node_id). */
+void api_tunnel_peers_of(struct fg_store *st, int64_t node_id, struct idset *s);
+/* Export: every tunnel as the API shows it, without id and the computed
+ * fields. NULL on a store error (answered). */
+json_t *api_tunnels_export(struct api_call *c);
+/* Import one tunnel (created, or updated by name) inside the caller's
+ * transaction. Returns 1 created, 2 updated, or 0 after answering an
+ * error (the field names the item). */
+int api_tunnel_import_one(struct api_call *c, size_t i, json_t *item, struct idset *touched);
+/* Whether a tunnel of that name exists (forward names must not collide). */
+bool api_tunnel_name_taken(struct fg_store *st, const char *name);
+/* Answers 409 for a port claimed by another forward or tunnel. */
+enum fg_http_verdict api_port_conflict(struct api_call *c, const char *field, const char *kind,
+				       int64_t other, const struct fg_port_claim *cl);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <openssl/sha.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,10 +169,175 @@ void fg_desired_hash(const char *text, unsigned char out[FG_DESIRED_HASH_LEN])
 	memcpy(out, md, FG_DESIRED_HASH_LEN);
 }
 
+static int add_node(struct fg_store *st, struct fg_desired_tunnel *d, size_t *cap, int64_t id)
+{
+	for (size_t i = 0; i < d->ctx.nnodes; i++)
+		if (d->rows[i].id == id)
+			return 0;
+	if (d->ctx.nnodes == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		struct fg_node *r = fg_realloc(d->rows, ncap * sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		d->rows = r;
+		*cap = ncap;
+	}
+	int rc = st->ops->node_get(st, id, &d->rows[d->ctx.nnodes]);
+	if (rc == -ENOENT)
+		return 0; /* deleted meanwhile: compile names it unknown */
+	if (rc)
+		return rc;
+	d->ctx.nnodes++;
+	return 0;
+}
+
+int fg_desired_tunnel_load(struct fg_store *st, const struct fg_secret_key *key,
+			   const struct fg_tunnel *t, struct fg_desired_tunnel *d, char *err,
+			   size_t errlen)
+{
+	char field[64];
+	size_t cap = 0;
+	memset(d, 0, sizeof(*d));
+	json_error_t je;
+	json_t *j = t->json ? json_loads(t->json, 0, &je) : NULL;
+	int rc = fg_tm_parse(j, &d->model, field, sizeof(field), err, errlen);
+	json_decref(j);
+	if (rc)
+		return rc;
+	d->ctx.tunnel_id = t->id;
+	d->ctx.name = t->name;
+	if (d->model.entry_group) {
+		rc = st->ops->group_members(st, d->model.entry_group, &d->entry, &d->ctx.nentry);
+		if (rc == -ENOENT)
+			rc = 0;
+	} else {
+		d->entry = fg_calloc(1, sizeof(*d->entry));
+		rc = d->entry ? 0 : -ENOMEM;
+		if (!rc) {
+			d->entry[0] = d->model.entry_node;
+			d->ctx.nentry = 1;
+		}
+	}
+	d->ctx.entry_members = d->entry;
+	for (size_t i = 0; !rc && i < d->ctx.nentry; i++)
+		rc = add_node(st, d, &cap, d->entry[i]);
+	for (size_t i = 0; !rc && i < d->model.nhops; i++)
+		rc = add_node(st, d, &cap, d->model.hops[i]);
+	for (size_t i = 0; !rc && i < d->model.nexits; i++)
+		rc = add_node(st, d, &cap, d->model.exits[i]);
+	if (!rc && d->ctx.nnodes && !(d->nodes = fg_calloc(d->ctx.nnodes, sizeof(*d->nodes))))
+		rc = -ENOMEM;
+	if (rc) {
+		snprintf(err, errlen, "%s", strerror(-rc));
+		goto err;
+	}
+	for (size_t i = 0; i < d->ctx.nnodes; i++) {
+		const struct fg_node *n = &d->rows[i];
+		d->nodes[i] = (struct fg_tm_node){
+		    .id = n->id,
+		    .name = n->name,
+		    .address = n->address[0] ? n->address : n->seen_address,
+		    .fingerprint = n->fingerprint,
+		};
+	}
+	d->ctx.nodes = d->nodes;
+	if (key) {
+		int len = fg_secret_open(key, t->psk, d->psk);
+		if (len < 0) {
+			rc = len;
+			snprintf(
+			    err, errlen,
+			    "its pre-shared key does not open with this server's key (%s): was "
+			    "secret.key replaced?",
+			    strerror(-rc));
+			goto err;
+		}
+		d->ctx.psk = d->psk;
+		d->ctx.psk_len = (size_t)len;
+	}
+	return 0;
+err:
+	fg_desired_tunnel_deinit(d);
+	return rc;
+}
+
+void fg_desired_tunnel_deinit(struct fg_desired_tunnel *d)
+{
+	sodium_memzero(d->psk, sizeof(d->psk));
+	fg_tm_deinit(&d->model);
+	fg_node_list_free(d->rows, d->ctx.nnodes);
+	fg_free(d->nodes);
+	fg_free(d->entry);
+	memset(d, 0, sizeof(*d));
+}
+
+/* The node's roles in its enabled tunnels, sorted by tunnel id (the store
+ * lists them so). Tunnels that cannot run on the node yet are left out
+ * and logged at debug level: the API shows why, per tunnel. */
+static int tunnels_section(struct fg_store *st, const struct fg_secret_key *key, int64_t node_id,
+			   json_t **out)
+{
+	struct fg_tunnel *v = NULL;
+	size_t n = 0;
+	*out = NULL;
+	int rc = st->ops->tunnels_for_node(st, node_id, &v, &n);
+	if (rc)
+		return rc;
+	json_t *arr = json_array();
+	if (!arr) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct fg_desired_tunnel d;
+		char why[512];
+		json_t *o = NULL;
+		if (!v[i].enabled)
+			continue;
+		rc = fg_desired_tunnel_load(st, key, &v[i], &d, why, sizeof(why));
+		if (rc == -ENOMEM || rc == -EIO || rc == -EBUSY)
+			goto out;
+		if (rc) {
+			fg_log_rl(FG_LOG_ERROR,
+				  "hub: tunnel %lld (%s): %s: left out of node %lld's "
+				  "state",
+				  (long long)v[i].id, v[i].name, why, (long long)node_id);
+			rc = 0;
+			continue;
+		}
+		rc = fg_tm_compile(&d.model, &d.ctx, node_id, &o, why, sizeof(why));
+		fg_desired_tunnel_deinit(&d);
+		if (rc == -ENOMEM)
+			goto out;
+		if (rc || why[0])
+			fg_dbg("hub: tunnel %lld (%s) on node %lld: %s", (long long)v[i].id,
+			       v[i].name, (long long)node_id, why);
+		rc = 0;
+		if (o && json_array_append_new(arr, o)) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+out:
+	fg_tunnel_list_free(v, n);
+	if (!rc && json_array_size(arr))
+		*out = arr;
+	else
+		json_decref(arr);
+	return rc;
+}
+
 int fg_desired_compile(struct fg_store *st, int64_t node_id, json_t **state, char **text)
+{
+	return fg_desired_compile_ex(st, NULL, node_id, state, text);
+}
+
+int fg_desired_compile_ex(struct fg_store *st, const struct fg_secret_key *key, int64_t node_id,
+			  json_t **state, char **text)
 {
 	struct fg_forward *v = NULL;
 	size_t n = 0;
+	json_t *tunnels = NULL;
 	int rc = st->ops->forwards_for_node(st, node_id, &v, &n);
 	if (rc)
 		return rc;
@@ -192,6 +358,16 @@ int fg_desired_compile(struct fg_store *st, int64_t node_id, json_t **state, cha
 		json_decref(*state);
 		*state = NULL;
 		return rc;
+	}
+	if (key) {
+		rc = tunnels_section(st, key, node_id, &tunnels);
+		if (!rc && tunnels && json_object_set_new(*state, "tunnels", tunnels))
+			rc = -ENOMEM;
+		if (rc) {
+			json_decref(*state);
+			*state = NULL;
+			return rc;
+		}
 	}
 	*text = fg_desired_text(*state);
 	if (!*text) {

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "server/secret.h"
 #include "server/store.h"
+#include "server/tunnel_model.h"
 
 #define FG_DESIRED_HASH_LEN 16 /* first 128 bits of SHA-256 */
 
@@ -40,9 +42,36 @@ char *fg_desired_text(const json_t *state);
 /* Hash of the canonical text. */
 void fg_desired_hash(const char *text, unsigned char out[FG_DESIRED_HASH_LEN]);
 
-/* Reads node_id's forwards and firewall policies from the store and
- * compiles them ("firewall" only when an enabled policy targets it). Returns 0
- * with *state (new reference) and *text (owned), or a negative errno. */
+/* Reads node_id's forwards, firewall policies and tunnels from the store
+ * and compiles them. Returns 0 with *state (new reference) and *text
+ * (owned), or a negative errno. The document is {"forwards":[...]} plus
+ * "firewall" when an enabled policy targets the node, and, when the node
+ * takes part in an enabled tunnel that can run, "tunnels":[...] (its role
+ * in each, sorted by tunnel id; doc/tunnel.md). key opens the tunnels'
+ * PSKs; NULL leaves tunnels out (fg_desired_compile passes NULL). */
+int fg_desired_compile_ex(struct fg_store *st, const struct fg_secret_key *key, int64_t node_id,
+			  json_t **state, char **text);
 int fg_desired_compile(struct fg_store *st, int64_t node_id, json_t **state, char **text);
+
+/* Everything fg_tm_compile needs for one stored tunnel: its parsed model,
+ * its nodes (effective addresses: the operator's, else the session's),
+ * the entry's members, the opened PSK. */
+struct fg_desired_tunnel {
+	struct fg_tm model;
+	struct fg_tm_ctx ctx;
+	struct fg_node *rows; /* owned */
+	struct fg_tm_node *nodes;
+	int64_t *entry; /* owned */
+	uint8_t psk[FG_SECRET_PLAIN_MAX];
+};
+
+/* Loads t's context. key NULL: no PSK (ctx.psk NULL; compile then fails
+ * with -EINVAL). Returns 0, or a negative errno with err (a stored tunnel
+ * that does not parse, a PSK that does not open). */
+int fg_desired_tunnel_load(struct fg_store *st, const struct fg_secret_key *key,
+			   const struct fg_tunnel *t, struct fg_desired_tunnel *out, char *err,
+			   size_t errlen);
+/* Wipes the PSK and frees. */
+void fg_desired_tunnel_deinit(struct fg_desired_tunnel *d);
 
 #endif

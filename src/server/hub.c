@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/metrics.h"
+#include "net/addr.h"
 #include "net/rpc.h"
 #include "net/ws.h"
 #include "server/auth.h"
@@ -31,8 +34,13 @@
 
 struct session;
 
-/* Latest counters of one forward on one node (current boot only). */
+/* Counter kinds the hub records. */
+enum ctr_kind { K_FORWARD = 0, K_TUNNEL = 1 };
+
+/* Latest counters of one forward or tunnel on one node (current boot
+ * only). */
 struct fwd_live {
+	uint8_t kind; /* enum ctr_kind */
 	int64_t fwd_id;
 	struct fg_counters abs, prev;
 	uint64_t active;
@@ -78,6 +86,7 @@ struct session {
 	void (*done)(void *);
 	void *done_arg;
 	struct session *prev, *next;
+	char peer[FG_ADDRSTR_MAX]; /* the address the session comes from, no port */
 };
 
 /* A task request in flight (fg_hub_task). */
@@ -93,6 +102,7 @@ struct task {
 };
 
 struct qctr {
+	uint8_t kind; /* enum ctr_kind */
 	int64_t node_id, fwd_id, ts;
 	struct fg_counters abs;
 	char boot_id[FG_RPC_ID_MAX + 1];
@@ -107,6 +117,7 @@ struct qack {
 struct fg_hub {
 	struct fg_loop *loop;
 	struct fg_store *st;
+	const struct fg_secret_key *secret;
 	struct fg_ws_opts wsopts;
 	int64_t flush_ns;
 	struct fg_timer flush_timer;
@@ -116,9 +127,12 @@ struct fg_hub {
 	struct session *sessions;
 	size_t nsessions;
 	uint64_t next_serial;
-	/* forward ids that exist (sorted), to drop counters of deleted ones */
+	/* forward and tunnel ids that exist (sorted), to drop counters of
+	 * deleted ones */
 	int64_t *fwd_ids;
 	size_t nfwd_ids;
+	int64_t *tun_ids;
+	size_t ntun_ids;
 	/* batched writes */
 	struct qctr *qc;
 	size_t nqc, capqc;
@@ -227,14 +241,14 @@ static void mark_dirty(struct fg_hub *hub, struct nstate *ns)
 	arm_flush(hub);
 }
 
-static bool fwd_exists(const struct fg_hub *hub, int64_t id)
+static bool id_in(const int64_t *v, size_t n, int64_t id)
 {
-	size_t lo = 0, hi = hub->nfwd_ids;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (hub->fwd_ids[mid] == id)
+		if (v[mid] == id)
 			return true;
-		if (hub->fwd_ids[mid] < id)
+		if (v[mid] < id)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -242,27 +256,36 @@ static bool fwd_exists(const struct fg_hub *hub, int64_t id)
 	return false;
 }
 
-/* Whether forward id exists: the cached set, else the store (a forward
- * created since the last refresh), which then joins the set. */
-static bool fwd_known(struct fg_hub *hub, int64_t id)
+/* Whether the forward or tunnel exists: the cached set, else the store
+ * (one created since the last refresh), which then joins the set. */
+static bool obj_known(struct fg_hub *hub, uint8_t kind, int64_t id)
 {
-	if (fwd_exists(hub, id))
+	int64_t **v = kind == K_TUNNEL ? &hub->tun_ids : &hub->fwd_ids;
+	size_t *n = kind == K_TUNNEL ? &hub->ntun_ids : &hub->nfwd_ids;
+	if (id_in(*v, *n, id))
 		return true;
-	struct fg_forward f;
-	if (hub->st->ops->forward_get(hub->st, id, &f) != 0)
-		return false;
-	fg_forward_deinit(&f);
-	int64_t *ids = fg_realloc(hub->fwd_ids, (hub->nfwd_ids + 1) * sizeof(*ids));
+	if (kind == K_TUNNEL) {
+		struct fg_tunnel t;
+		if (hub->st->ops->tunnel_get(hub->st, id, &t) != 0)
+			return false;
+		fg_tunnel_deinit(&t);
+	} else {
+		struct fg_forward f;
+		if (hub->st->ops->forward_get(hub->st, id, &f) != 0)
+			return false;
+		fg_forward_deinit(&f);
+	}
+	int64_t *ids = fg_realloc(*v, (*n + 1) * sizeof(*ids));
 	if (!ids)
 		return true;
-	size_t i = hub->nfwd_ids;
+	size_t i = *n;
 	while (i > 0 && ids[i - 1] > id) {
 		ids[i] = ids[i - 1];
 		i--;
 	}
 	ids[i] = id;
-	hub->fwd_ids = ids;
-	hub->nfwd_ids++;
+	*v = ids;
+	(*n)++;
 	return true;
 }
 
@@ -272,26 +295,43 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Re-reads which forwards exist (after a refresh: one may be gone). */
+/* Re-reads which forwards and tunnels exist (after a refresh: one may be
+ * gone). */
 static int load_fwd_ids(struct fg_hub *hub)
 {
 	struct fg_forward *v = NULL;
-	size_t n = 0;
+	struct fg_tunnel *tv = NULL;
+	size_t n = 0, tn = 0;
 	int rc = hub->st->ops->forward_list(hub->st, &v, &n);
 	if (rc)
 		return rc;
-	int64_t *ids = fg_calloc(n + 1, sizeof(*ids));
-	if (!ids) {
+	rc = hub->st->ops->tunnel_list(hub->st, &tv, &tn);
+	if (rc) {
 		fg_forward_list_free(v, n);
+		return rc;
+	}
+	int64_t *ids = fg_calloc(n + 1, sizeof(*ids)), *tids = fg_calloc(tn + 1, sizeof(*tids));
+	if (!ids || !tids) {
+		fg_free(ids);
+		fg_free(tids);
+		fg_forward_list_free(v, n);
+		fg_tunnel_list_free(tv, tn);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
 		ids[i] = v[i].id;
+	for (size_t i = 0; i < tn; i++)
+		tids[i] = tv[i].id;
 	fg_forward_list_free(v, n);
+	fg_tunnel_list_free(tv, tn);
 	qsort(ids, n, sizeof(*ids), cmp_i64);
+	qsort(tids, tn, sizeof(*tids), cmp_i64);
 	fg_free(hub->fwd_ids);
 	hub->fwd_ids = ids;
 	hub->nfwd_ids = n;
+	fg_free(hub->tun_ids);
+	hub->tun_ids = tids;
+	hub->ntun_ids = tn;
 	return 0;
 }
 
@@ -323,15 +363,16 @@ static void flush(struct fg_hub *hub)
 	bool ok = st->ops->tx_begin(st) == 0;
 	for (size_t i = 0; ok && i < hub->nqc; i++) {
 		struct qctr *q = &hub->qc[i];
-		if (!fwd_known(hub, q->fwd_id)) { /* deleted meanwhile */
+		const char *kind = q->kind == K_TUNNEL ? "tunnel" : "forward";
+		if (!obj_known(hub, q->kind, q->fwd_id)) { /* deleted meanwhile */
 			hub->m_counters_dropped++;
 			continue;
 		}
-		int rc = st->ops->record_counters(st, "forward", q->fwd_id, q->node_id, q->boot_id,
+		int rc = st->ops->record_counters(st, kind, q->fwd_id, q->node_id, q->boot_id,
 						  &q->abs, q->ts, NULL);
 		if (rc == -ERANGE || rc == -EINVAL) {
-			fg_log_rl(FG_LOG_WARN, "hub: node %lld forward %lld: counters refused: %s",
-				  (long long)q->node_id, (long long)q->fwd_id, strerror(-rc));
+			fg_log_rl(FG_LOG_WARN, "hub: node %lld %s %lld: counters refused: %s",
+				  (long long)q->node_id, kind, (long long)q->fwd_id, strerror(-rc));
 			hub->m_counters_dropped++;
 		} else if (rc) {
 			fg_err("hub: store: recording counters: %s", strerror(-rc));
@@ -434,7 +475,7 @@ static int compile(struct fg_hub *hub, struct nstate *ns, char **text)
 {
 	json_t *state;
 	unsigned char h[FG_DESIRED_HASH_LEN];
-	int rc = fg_desired_compile(hub->st, ns->id, &state, text);
+	int rc = fg_desired_compile_ex(hub->st, hub->secret, ns->id, &state, text);
 	if (rc)
 		return rc;
 	json_decref(state);
@@ -529,6 +570,42 @@ static void set_errors(struct fg_hub *hub, struct nstate *ns, char *errors)
 	mark_dirty(hub, ns);
 }
 
+/* The node's tunnel peers dial it by its address and pin its
+ * fingerprint: when either changed, their states are compiled again. */
+static void refresh_tunnel_peers(struct fg_hub *hub, int64_t node_id)
+{
+	struct fg_store *st = hub->st;
+	struct fg_tunnel *v;
+	size_t n, cnt = 0, cap = 0;
+	int64_t *ids = NULL;
+	if (st->ops->tunnels_for_node(st, node_id, &v, &n) != 0 || n == 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		int64_t *members = NULL, one = v[i].entry_node_id;
+		size_t nm = 0;
+		if (v[i].entry_group_id > 0)
+			st->ops->group_members(st, v[i].entry_group_id, &members, &nm);
+		size_t total = (one > 0) + nm + v[i].nnodes;
+		if (grow((void **)&ids, &cap, cnt + total, sizeof(*ids)) == 0) {
+			if (one > 0)
+				ids[cnt++] = one;
+			for (size_t k = 0; k < nm; k++)
+				ids[cnt++] = members[k];
+			for (size_t k = 0; k < v[i].nnodes; k++)
+				ids[cnt++] = v[i].nodes[k];
+		}
+		fg_free(members);
+	}
+	fg_tunnel_list_free(v, n);
+	size_t w = 0; /* the node itself compiles after its hello */
+	for (size_t i = 0; i < cnt; i++)
+		if (ids[i] != node_id)
+			ids[w++] = ids[i];
+	if (w)
+		fg_hub_refresh(hub, ids, w);
+	fg_free(ids);
+}
+
 static void on_hello(struct session *s, struct fg_rpc_msg *m)
 {
 	struct fg_hub *hub = s->hub;
@@ -551,6 +628,21 @@ static void on_hello(struct session *s, struct fg_rpc_msg *m)
 		return;
 	}
 	s->hello_done = true;
+	/* where peers reach it and what they pin: written at once (not
+	 * batched), the peers' states depend on it */
+	const char *fp = h.fingerprint[0] ? h.fingerprint : NULL;
+	const char *peer = s->peer[0] ? s->peer : NULL;
+	bool peers_changed = (fp && strcmp(fp, node.fingerprint) != 0) ||
+			     (peer && strcmp(peer, node.seen_address) != 0);
+	if (peers_changed && (rc = hub->st->ops->node_set_peer(hub->st, ns->id, peer, fp))) {
+		fg_err("hub: node %lld: cannot store its address/fingerprint: %s",
+		       (long long)ns->id, strerror(-rc));
+		peers_changed = false;
+	}
+	if (peers_changed)
+		fg_info("hub: node %lld (%s): address %s, certificate %s", (long long)ns->id,
+			node.name, peer ? peer : node.seen_address,
+			fp ? fp : (node.fingerprint[0] ? node.fingerprint : "(none sent)"));
 	snprintf(ns->boot_id, sizeof(ns->boot_id), "%s", h.boot_id);
 	ns->applied_rev = h.applied_rev;
 	ns->last_seen = wall_now();
@@ -572,6 +664,8 @@ static void on_hello(struct session *s, struct fg_rpc_msg *m)
 							 (json_int_t)ns->id, "name", node.name,
 							 "server_time", (json_int_t)wall_now())));
 	fg_node_deinit(&node);
+	if (peers_changed)
+		refresh_tunnel_peers(hub, ns->id);
 
 	char *text = NULL;
 	if ((rc = compile(hub, ns, &text))) {
@@ -584,10 +678,10 @@ static void on_hello(struct session *s, struct fg_rpc_msg *m)
 	free(text);
 }
 
-static struct fwd_live *fwd_live_get(struct nstate *ns, int64_t fwd_id)
+static struct fwd_live *fwd_live_get(struct nstate *ns, uint8_t kind, int64_t fwd_id)
 {
 	for (uint32_t i = 0; i < ns->nfl; i++)
-		if (ns->fl[i].fwd_id == fwd_id)
+		if (ns->fl[i].fwd_id == fwd_id && ns->fl[i].kind == kind)
 			return &ns->fl[i];
 	if (ns->nfl == ns->capfl) {
 		uint32_t ncap = ns->capfl ? ns->capfl * 2 : 4;
@@ -599,6 +693,7 @@ static struct fwd_live *fwd_live_get(struct nstate *ns, int64_t fwd_id)
 	}
 	struct fwd_live *f = &ns->fl[ns->nfl++];
 	memset(f, 0, sizeof(*f));
+	f->kind = kind;
 	f->fwd_id = fwd_id;
 	return f;
 }
@@ -629,10 +724,15 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 	for (size_t i = 0; i < n; i++) {
 		struct fg_counter_rec c;
 		fg_counter_decode(json_array_get(r.counters, i), "counters", &c, err, sizeof(err));
-		if (strcmp(c.kind, "forward") != 0)
+		uint8_t kind;
+		if (strcmp(c.kind, "forward") == 0)
+			kind = K_FORWARD;
+		else if (strcmp(c.kind, "tunnel") == 0)
+			kind = K_TUNNEL;
+		else
 			continue; /* kinds this server does not count yet */
 		struct fg_counters abs = {c.bytes_up, c.bytes_down, c.conns};
-		struct fwd_live *f = current ? fwd_live_get(ns, c.id) : NULL;
+		struct fwd_live *f = current ? fwd_live_get(ns, kind, c.id) : NULL;
 		if (f) {
 			f->prev = f->abs;
 			f->prev_t_ns = f->t_ns;
@@ -646,6 +746,7 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 			f->stored_ok = true;
 		}
 		struct qctr *q = &hub->qc[hub->nqc++];
+		q->kind = kind;
 		q->node_id = ns->id;
 		q->fwd_id = c.id;
 		q->ts = now;
@@ -852,6 +953,7 @@ struct fg_hub *fg_hub_new(struct fg_loop *loop, struct fg_store *st, const struc
 		return NULL;
 	hub->loop = loop;
 	hub->st = st;
+	hub->secret = o ? o->secret : NULL;
 	int64_t ping = o && o->ping_interval_ns > 0 ? o->ping_interval_ns : DEFAULT_PING_NS;
 	hub->wsopts.ping_interval_ns = ping;
 	hub->wsopts.ping_timeout_ns = ping * MISSED_PINGS;
@@ -904,6 +1006,7 @@ void fg_hub_free(struct fg_hub *hub)
 			nstate_free(hub->slots[i]);
 	fg_free(hub->slots);
 	fg_free(hub->fwd_ids);
+	fg_free(hub->tun_ids);
 	fg_free(hub->qc);
 	fg_free(hub->qa);
 	fg_free(hub);
@@ -951,6 +1054,17 @@ void fg_hub_attach(struct fg_hub *hub, int64_t node_id, int fd, const void *earl
 	s->next_id = 1;
 	s->done = done;
 	s->done_arg = done_arg;
+	struct sockaddr_storage sa;
+	socklen_t salen = sizeof(sa);
+	if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
+		fg_addr_unmap(&sa);
+		if (sa.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, s->peer,
+				  sizeof(s->peer));
+		else if (sa.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, s->peer,
+				  sizeof(s->peer));
+	}
 	s->ws = fg_ws_new_ex(hub->loop, fd, false, &hub_cbs, &hub->wsopts, early, early_len, s);
 	if (!s->ws) {
 		fg_err("hub: node %lld: cannot start the session", (long long)node_id);
@@ -1119,8 +1233,8 @@ static uint64_t rate(uint64_t now, uint64_t prev, int64_t dt_ns)
 
 json_t *fg_hub_live(const struct fg_hub *hub)
 {
-	json_t *nodes = json_object(), *fwds = json_object();
-	json_t *out = json_pack("{s:o,s:o}", "nodes", nodes, "forwards", fwds);
+	json_t *nodes = json_object(), *fwds = json_object(), *tuns = json_object();
+	json_t *out = json_pack("{s:o,s:o,s:o}", "nodes", nodes, "forwards", fwds, "tunnels", tuns);
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < hub->cap; i++) {
@@ -1142,10 +1256,11 @@ json_t *fg_hub_live(const struct fg_hub *hub)
 			const struct fwd_live *f = &ns->fl[k];
 			char fid[24];
 			snprintf(fid, sizeof(fid), "%lld", (long long)f->fwd_id);
-			json_t *per = json_object_get(fwds, fid);
+			json_t *map = f->kind == K_TUNNEL ? tuns : fwds;
+			json_t *per = json_object_get(map, fid);
 			if (!per) {
 				per = json_object();
-				if (!per || json_object_set_new(fwds, fid, per))
+				if (!per || json_object_set_new(map, fid, per))
 					goto err;
 			}
 			int64_t dt = f->prev_t_ns ? f->t_ns - f->prev_t_ns : 0;

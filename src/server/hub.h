@@ -18,9 +18,14 @@
 
 struct fg_hub;
 
+struct fg_secret_key;
+
 struct fg_hub_opts {
 	int64_t ping_interval_ns;  /* 0 = default (10 s); offline after 3 missed */
 	int64_t flush_interval_ns; /* batching of store writes; 0 = default (1 s) */
+	/* opens tunnel PSKs for the desired states (borrowed, must outlive the
+	 * hub); NULL = no tunnels in any node's state */
+	const struct fg_secret_key *secret;
 };
 
 /* store is borrowed and used from the loop thread only. opts may be NULL.
@@ -82,7 +87,8 @@ void fg_hub_metrics(const struct fg_hub *hub, struct fg_strbuf *out);
  *   {"nodes": {"<node id>": {"online", "last_seen", "applied_rev",
  *                            "desired_rev", "boot_id", "errors"}},
  *    "forwards": {"<forward id>": {"<node id>": {"bytes_up", "bytes_down",
- *                 "conns", "active", "rate_up", "rate_down", "ts"}}}}
+ *                 "conns", "active", "rate_up", "rate_down", "ts"}}},
+ *    "tunnels": {"<tunnel id>": {"<node id>": {... as forwards}}}}
  * Only nodes that connected since the server started appear. Counters are
  * the latest absolute values of the node's current boot; rate_* are bytes/s
  * between its last two reports (0 until there are two); errors is the

@@ -27,15 +27,14 @@ struct fg_live {
 	struct fg_timer tick;
 };
 
-json_t *fg_live_snapshot(const struct fg_hub *hub)
+/* Replaces j[key] ({id: {node: counters}}) by per-object sums with the
+ * per-node values under "nodes". */
+static void summarize(json_t *j, const char *key)
 {
-	json_t *j = fg_hub_live(hub);
-	if (!j)
-		return NULL;
-	json_t *fwds = json_object_get(j, "forwards"), *out = json_object();
+	json_t *objs = json_object_get(j, key), *out = json_object();
 	const char *fid, *nid;
 	json_t *per_node, *v;
-	json_object_foreach(fwds, fid, per_node)
+	json_object_foreach(objs, fid, per_node)
 	{
 		uint64_t up = 0, down = 0, conns = 0, active = 0;
 		double rup = 0, rdown = 0;
@@ -55,7 +54,16 @@ json_t *fg_live_snapshot(const struct fg_hub *hub)
 					      (json_int_t)active, "up_bps", rup, "down_bps", rdown,
 					      "nodes", per_node));
 	}
-	json_object_set_new(j, "forwards", out);
+	json_object_set_new(j, key, out);
+}
+
+json_t *fg_live_snapshot(const struct fg_hub *hub)
+{
+	json_t *j = fg_hub_live(hub);
+	if (!j)
+		return NULL;
+	summarize(j, "forwards");
+	summarize(j, "tunnels");
 	return j;
 }
 

@@ -103,6 +103,25 @@ void fg_policy_list_free(struct fg_policy *v, size_t n)
 	fg_free(v);
 }
 
+void fg_tunnel_deinit(struct fg_tunnel *t)
+{
+	fg_free(t->json);
+	fg_free(t->psk);
+	fg_free(t->nodes);
+	fg_free(t->ports);
+	t->json = t->psk = NULL;
+	t->nodes = NULL;
+	t->ports = NULL;
+	t->nnodes = t->nports = 0;
+}
+
+void fg_tunnel_list_free(struct fg_tunnel *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fg_tunnel_deinit(&v[i]);
+	fg_free(v);
+}
+
 void fg_audit_list_free(struct fg_audit_event *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {

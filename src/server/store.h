@@ -21,7 +21,8 @@
 #define FG_STORE_NAME_MAX   64	/* users, nodes, groups, forwards */
 #define FG_STORE_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES */
 #define FG_STORE_HASH_LEN   64	/* SHA-256, lowercase hex */
-#define FG_STORE_FIELD_MAX  255 /* node version, hostname, boot id */
+#define FG_STORE_FIELD_MAX  255 /* node version, hostname, boot id, address */
+#define FG_STORE_FP_MAX	    95	/* TLS fingerprint "AB:CD:...", see net/tls.h */
 
 enum fg_role { FG_ROLE_VIEWER = 1, FG_ROLE_OPERATOR, FG_ROLE_ADMIN };
 enum fg_token_kind { FG_TOKEN_SESSION = 1, FG_TOKEN_API };
@@ -54,6 +55,12 @@ struct fg_node {
 	int64_t desired_rev, applied_rev;
 	char *errors; /* owned JSON text, NULL if none */
 	int64_t created;
+	/* how peers reach it: address set by an operator ("" = none), else the
+	 * address its last session came from; the SHA-256 fingerprint of its
+	 * TLS certificate, as its agent said in hello ("" = not known) */
+	char address[FG_STORE_FIELD_MAX + 1];
+	char seen_address[FG_STORE_FIELD_MAX + 1];
+	char fingerprint[FG_STORE_FP_MAX + 1];
 };
 
 /* What the agent hub learns from hello/report/disconnect. NULL strings and
@@ -101,6 +108,41 @@ struct fg_policy {
 	int64_t *group_ids;
 	size_t ngroups;
 	int64_t created;
+};
+
+/* A port range a tunnel listens on, on one node or on every member of one
+ * group (exactly one of node_id, group_id > 0). Tunnels are TCP. */
+struct fg_tunnel_port {
+	int64_t node_id, group_id;
+	uint16_t port_lo, port_hi;
+};
+
+/* A tunnel. The JSON text (the API model with nodes and groups as ids, see
+ * api_tunnel.c) is the truth; the rest are copies for lookups: where the
+ * entry is, which other nodes take part (hops and exits), which ports it
+ * listens on where (collision checks). psk is the sealed pre-shared key
+ * (server/secret.h), never plaintext. */
+struct fg_tunnel {
+	int64_t id;
+	char name[FG_STORE_NAME_MAX + 1];
+	int64_t entry_node_id, entry_group_id; /* exactly one is > 0 */
+	bool enabled;
+	char *json;	/* owned when returned by the store, borrowed when passed in */
+	char *psk;	/* idem; on update NULL keeps the stored one */
+	int64_t *nodes; /* hops and exits; owned when returned, borrowed when passed in */
+	size_t nnodes;
+	struct fg_tunnel_port *ports; /* idem */
+	size_t nports;
+};
+
+/* A port claim to check: [port_lo, port_hi] for proto on node_id or on the
+ * members of group_id. The object being written is skipped: skip_forward
+ * or skip_tunnel (0 = none). */
+struct fg_port_claim {
+	int64_t node_id, group_id;
+	uint16_t port_lo, port_hi;
+	enum fg_proto proto;
+	int64_t skip_forward, skip_tunnel;
 };
 
 struct fg_counters {
@@ -171,7 +213,8 @@ struct fg_store_ops {
 	int (*node_get_by_token)(struct fg_store *st, const char *token_hash, struct fg_node *out);
 	int (*node_list)(struct fg_store *st, struct fg_node **v, size_t *n);
 	int (*node_rename)(struct fg_store *st, int64_t id, const char *name);
-	/* Deletes the node's own forwards and memberships with it. */
+	/* Deletes the node's own forwards, the tunnels it takes part in and its
+	 * memberships with it. */
 	int (*node_delete)(struct fg_store *st, int64_t id);
 	/* Replaces the node's group memberships with group_ids. */
 	int (*node_set_groups)(struct fg_store *st, int64_t id, const int64_t *group_ids, size_t n);
@@ -180,13 +223,21 @@ struct fg_store_ops {
 	/* desired_rev + 1, returned in *rev: call when the node's compiled
 	 * document changed. */
 	int (*node_bump_desired_rev)(struct fg_store *st, int64_t id, int64_t *rev);
+	/* The operator's address of the node ("" = none: peers use the
+	 * address its session comes from). */
+	int (*node_set_address)(struct fg_store *st, int64_t id, const char *address);
+	/* What the hub learned from a session: the address it came from and
+	 * the certificate fingerprint of hello. NULL keeps the stored value. */
+	int (*node_set_peer)(struct fg_store *st, int64_t id, const char *seen_address,
+			     const char *fingerprint);
 
 	int (*group_create)(struct fg_store *st, const char *name, int64_t *id);
 	int (*group_get)(struct fg_store *st, int64_t id, struct fg_group *out);
 	int (*group_get_by_name)(struct fg_store *st, const char *name, struct fg_group *out);
 	int (*group_list)(struct fg_store *st, struct fg_group **v, size_t *n);
 	int (*group_rename)(struct fg_store *st, int64_t id, const char *name);
-	/* Deletes the group's forwards and memberships with it. */
+	/* Deletes the group's forwards, the tunnels whose entry it is, and its
+	 * memberships with it. */
 	int (*group_delete)(struct fg_store *st, int64_t id);
 	int (*group_members)(struct fg_store *st, int64_t id, int64_t **node_ids, size_t *n);
 
@@ -224,6 +275,27 @@ struct fg_store_ops {
 	 * groups, enabled or not, by priority then id. */
 	int (*policies_for_node)(struct fg_store *st, int64_t node_id, struct fg_policy **v,
 				 size_t *n);
+
+	/* Tunnel structs returned here must be released with
+	 * fg_tunnel_deinit() / fg_tunnel_list_free(). create sets t->id (and
+	 * needs t->psk); update rewrites the row t->id, its nodes and ports.
+	 * Names are unique across all tunnels. */
+	int (*tunnel_create)(struct fg_store *st, struct fg_tunnel *t);
+	int (*tunnel_get)(struct fg_store *st, int64_t id, struct fg_tunnel *out);
+	int (*tunnel_get_by_name)(struct fg_store *st, const char *name, struct fg_tunnel *out);
+	int (*tunnel_list)(struct fg_store *st, struct fg_tunnel **v, size_t *n);
+	int (*tunnel_update)(struct fg_store *st, const struct fg_tunnel *t);
+	int (*tunnel_delete)(struct fg_store *st, int64_t id);
+	/* The tunnels node_id takes part in: as entry (directly or through a
+	 * group), hop or exit. */
+	int (*tunnels_for_node)(struct fg_store *st, int64_t node_id, struct fg_tunnel **v,
+				size_t *n);
+	/* -EEXIST with *kind ("forward" or "tunnel", static) and *other_id set
+	 * if a forward or a tunnel other than the skipped ones listens on a
+	 * port of the claim on a node it lands on (a TCP claim meets tunnels;
+	 * enabled or not); 0 if none. */
+	int (*port_conflict)(struct fg_store *st, const struct fg_port_claim *c, const char **kind,
+			     int64_t *other_id);
 
 	/* The global config revision; bump on every config change. */
 	int (*config_rev)(struct fg_store *st, int64_t *rev);
@@ -279,6 +351,8 @@ void fg_forward_deinit(struct fg_forward *f);
 void fg_forward_list_free(struct fg_forward *v, size_t n);
 void fg_policy_deinit(struct fg_policy *p);
 void fg_policy_list_free(struct fg_policy *v, size_t n);
+void fg_tunnel_deinit(struct fg_tunnel *t);
+void fg_tunnel_list_free(struct fg_tunnel *v, size_t n);
 void fg_audit_list_free(struct fg_audit_event *v, size_t n);
 
 #endif

@@ -130,6 +130,35 @@ static const char *const migrations[] = {
     "CREATE INDEX policy_targets_policy ON policy_targets(policy_id);"
     "CREATE INDEX policy_targets_node ON policy_targets(node_id);"
     "CREATE INDEX policy_targets_group ON policy_targets(group_id);",
+    /* 3: tunnels; how peers reach a node (address, TLS fingerprint) */
+    "ALTER TABLE nodes ADD COLUMN address TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN seen_address TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE tunnels ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " name TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),"
+    " entry_node_id INTEGER REFERENCES nodes(id) ON DELETE CASCADE,"
+    " entry_group_id INTEGER REFERENCES node_groups(id) ON DELETE CASCADE,"
+    " enabled INTEGER NOT NULL,"
+    " json TEXT NOT NULL,"
+    " psk TEXT NOT NULL,"
+    " CHECK ((entry_node_id IS NULL) <> (entry_group_id IS NULL)));"
+    "CREATE INDEX tunnels_entry_node ON tunnels(entry_node_id);"
+    "CREATE INDEX tunnels_entry_group ON tunnels(entry_group_id);"
+    "CREATE TABLE tunnel_nodes ("
+    " tunnel_id INTEGER NOT NULL REFERENCES tunnels(id) ON DELETE CASCADE,"
+    " node_id INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,"
+    " PRIMARY KEY (tunnel_id, node_id));"
+    "CREATE INDEX tunnel_nodes_node ON tunnel_nodes(node_id);"
+    "CREATE TABLE tunnel_ports ("
+    " tunnel_id INTEGER NOT NULL REFERENCES tunnels(id) ON DELETE CASCADE,"
+    " node_id INTEGER REFERENCES nodes(id) ON DELETE CASCADE,"
+    " group_id INTEGER REFERENCES node_groups(id) ON DELETE CASCADE,"
+    " port_lo INTEGER NOT NULL,"
+    " port_hi INTEGER NOT NULL,"
+    " CHECK ((node_id IS NULL) <> (group_id IS NULL)),"
+    " CHECK (port_lo BETWEEN 1 AND port_hi AND port_hi <= 65535));"
+    "CREATE INDEX tunnel_ports_tunnel ON tunnel_ports(tunnel_id);",
 };
 
 enum stmt_id {
@@ -163,6 +192,8 @@ enum stmt_id {
 	S_NODE_GROUPS,
 	S_NODE_SET_LIVE,
 	S_NODE_BUMP_REV,
+	S_NODE_SET_ADDR,
+	S_NODE_SET_PEER,
 	S_MEMBER_INSERT,
 	S_GROUP_INSERT,
 	S_GROUP_GET,
@@ -189,6 +220,21 @@ enum stmt_id {
 	S_POL_TARGETS_CLEAR,
 	S_POL_TARGET_INSERT,
 	S_POL_TARGETS,
+	S_TUN_INSERT,
+	S_TUN_GET,
+	S_TUN_GET_NAME,
+	S_TUN_LIST,
+	S_TUN_UPDATE,
+	S_TUN_DELETE,
+	S_TUN_DELETE_BY_NODE,
+	S_TUN_FOR_NODE,
+	S_TUN_NODES_CLEAR,
+	S_TUN_NODE_INSERT,
+	S_TUN_NODES,
+	S_TUN_PORTS_CLEAR,
+	S_TUN_PORT_INSERT,
+	S_TUN_PORTS,
+	S_PORT_CONFLICT,
 	S_CONFIG_REV,
 	S_CONFIG_BUMP,
 	S_CURSOR_GET,
@@ -207,10 +253,11 @@ enum stmt_id {
 #define TOKEN_COLS "id, kind, user_id, expires, created"
 #define NODE_COLS                                                                                  \
 	"id, name, online, last_seen, version, hostname, boot_id, desired_rev, applied_rev, "      \
-	"errors, created"
+	"errors, created, address, seen_address, fingerprint"
 #define GROUP_COLS "id, name, created"
 #define FWD_COLS   "id, name, node_id, group_id, enabled, port_lo, port_hi, proto, json"
 #define POL_COLS   "id, name, priority, enabled, json, created"
+#define TUN_COLS   "id, name, entry_node_id, entry_group_id, enabled, json, psk"
 #define STAT_COLS  "kind, object_id, node_id, ts, bytes_up, bytes_down, conns"
 
 static const char *const sql[S__N] = {
@@ -258,6 +305,9 @@ static const char *const sql[S__N] = {
 			"WHERE id = ?1",
     [S_NODE_BUMP_REV] = "UPDATE nodes SET desired_rev = desired_rev + 1 WHERE id = ?1 "
 			"RETURNING desired_rev",
+    [S_NODE_SET_ADDR] = "UPDATE nodes SET address = ?2 WHERE id = ?1",
+    [S_NODE_SET_PEER] = "UPDATE nodes SET seen_address = COALESCE(?2, seen_address),"
+			" fingerprint = COALESCE(?3, fingerprint) WHERE id = ?1",
     [S_MEMBER_INSERT] = "INSERT INTO group_members (node_id, group_id) VALUES (?1, ?2) "
 			"ON CONFLICT DO NOTHING",
 
@@ -311,6 +361,51 @@ static const char *const sql[S__N] = {
     /* node targets first (group_id NULL), then groups, each by id */
     [S_POL_TARGETS] = "SELECT COALESCE(node_id, 0), COALESCE(group_id, 0) FROM policy_targets"
 		      " WHERE policy_id = ?1 ORDER BY group_id IS NOT NULL, node_id, group_id",
+
+    [S_TUN_INSERT] = "INSERT INTO tunnels"
+		     " (name, entry_node_id, entry_group_id, enabled, json, psk)"
+		     " VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+    [S_TUN_GET] = "SELECT " TUN_COLS " FROM tunnels WHERE id = ?1",
+    [S_TUN_GET_NAME] = "SELECT " TUN_COLS " FROM tunnels WHERE name = ?1",
+    [S_TUN_LIST] = "SELECT " TUN_COLS " FROM tunnels ORDER BY id",
+    [S_TUN_UPDATE] = "UPDATE tunnels SET name = ?2, entry_node_id = ?3, entry_group_id = ?4,"
+		     " enabled = ?5, json = ?6, psk = COALESCE(?7, psk) WHERE id = ?1",
+    [S_TUN_DELETE] = "DELETE FROM tunnels WHERE id = ?1",
+    [S_TUN_DELETE_BY_NODE] = "DELETE FROM tunnels WHERE id IN"
+			     " (SELECT tunnel_id FROM tunnel_nodes WHERE node_id = ?1)",
+    [S_TUN_FOR_NODE] =
+	"SELECT " TUN_COLS " FROM tunnels WHERE entry_node_id = ?1"
+	" OR entry_group_id IN (SELECT group_id FROM group_members WHERE node_id = ?1)"
+	" OR id IN (SELECT tunnel_id FROM tunnel_nodes WHERE node_id = ?1)"
+	" ORDER BY id",
+    [S_TUN_NODES_CLEAR] = "DELETE FROM tunnel_nodes WHERE tunnel_id = ?1",
+    [S_TUN_NODE_INSERT] = "INSERT INTO tunnel_nodes (tunnel_id, node_id) VALUES (?1, ?2)"
+			  " ON CONFLICT DO NOTHING",
+    [S_TUN_NODES] = "SELECT node_id FROM tunnel_nodes WHERE tunnel_id = ?1 ORDER BY node_id",
+    [S_TUN_PORTS_CLEAR] = "DELETE FROM tunnel_ports WHERE tunnel_id = ?1",
+    [S_TUN_PORT_INSERT] = "INSERT INTO tunnel_ports (tunnel_id, node_id, group_id, port_lo,"
+			  " port_hi) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_TUN_PORTS] = "SELECT node_id, group_id, port_lo, port_hi FROM tunnel_ports"
+		    " WHERE tunnel_id = ?1 ORDER BY port_lo, port_hi, node_id, group_id",
+    /* hit: the nodes the claim (?1 node or ?2 group) lands on; hitg: their
+     * groups. Forwards first, then tunnels (proto 1 = tcp). */
+    [S_PORT_CONFLICT] = "WITH hit(node_id) AS ("
+			" SELECT id FROM nodes WHERE id = ?1"
+			" UNION SELECT node_id FROM group_members WHERE group_id = ?2),"
+			" hitg(group_id) AS (SELECT m.group_id FROM group_members m"
+			" JOIN hit h ON m.node_id = h.node_id) "
+			"SELECT 1, f.id FROM forwards f"
+			" WHERE f.id <> ?6 AND f.port_lo <= ?4 AND f.port_hi >= ?3"
+			" AND (f.proto & ?5) <> 0"
+			" AND (f.group_id = ?2 OR f.node_id IN (SELECT node_id FROM hit)"
+			" OR f.group_id IN (SELECT group_id FROM hitg)) "
+			"UNION ALL "
+			"SELECT 2, p.tunnel_id FROM tunnel_ports p"
+			" WHERE p.tunnel_id <> ?7 AND (?5 & 1) <> 0"
+			" AND p.port_lo <= ?4 AND p.port_hi >= ?3"
+			" AND (p.group_id = ?2 OR p.node_id IN (SELECT node_id FROM hit)"
+			" OR p.group_id IN (SELECT group_id FROM hitg)) "
+			"ORDER BY 1, 2 LIMIT 1",
 
     [S_CONFIG_REV] = "SELECT rev FROM config_state WHERE id = 1",
     [S_CONFIG_BUMP] = "UPDATE config_state SET rev = rev + 1 WHERE id = 1 RETURNING rev",
@@ -635,6 +730,9 @@ static int read_node(sqlite3_stmt *q, void *out)
 	n->desired_rev = sqlite3_column_int64(q, 7);
 	n->applied_rev = sqlite3_column_int64(q, 8);
 	n->created = sqlite3_column_int64(q, 10);
+	col_copy(q, 11, n->address, sizeof(n->address));
+	col_copy(q, 12, n->seen_address, sizeof(n->seen_address));
+	col_copy(q, 13, n->fingerprint, sizeof(n->fingerprint));
 	return col_dup(q, 9, &n->errors);
 }
 
@@ -685,6 +783,39 @@ static int read_target(sqlite3_stmt *q, void *out)
 	return 0;
 }
 
+static int read_tunnel(sqlite3_stmt *q, void *out)
+{
+	struct fg_tunnel *t = out;
+	t->id = sqlite3_column_int64(q, 0);
+	col_copy(q, 1, t->name, sizeof(t->name));
+	t->entry_node_id = sqlite3_column_int64(q, 2);
+	t->entry_group_id = sqlite3_column_int64(q, 3);
+	t->enabled = sqlite3_column_int(q, 4);
+	if (col_dup(q, 5, &t->json) || col_dup(q, 6, &t->psk)) {
+		fg_tunnel_deinit(t);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int read_port(sqlite3_stmt *q, void *out)
+{
+	struct fg_tunnel_port *p = out;
+	p->node_id = sqlite3_column_int64(q, 0);
+	p->group_id = sqlite3_column_int64(q, 1);
+	p->port_lo = (uint16_t)sqlite3_column_int(q, 2);
+	p->port_hi = (uint16_t)sqlite3_column_int(q, 3);
+	return 0;
+}
+
+static int read_conflict(sqlite3_stmt *q, void *out)
+{
+	int64_t *v = out;
+	v[0] = sqlite3_column_int64(q, 0);
+	v[1] = sqlite3_column_int64(q, 1);
+	return 0;
+}
+
 static int read_bucket(sqlite3_stmt *q, void *out)
 {
 	struct fg_stat_bucket *b = out;
@@ -732,6 +863,11 @@ static void forward_deinit_cb(void *p)
 static void policy_deinit_cb(void *p)
 {
 	fg_policy_deinit(p);
+}
+
+static void tunnel_deinit_cb(void *p)
+{
+	fg_tunnel_deinit(p);
 }
 
 /* ---- ops ---- */
@@ -854,7 +990,16 @@ static int node_rename(struct fg_store *st, int64_t id, const char *name)
 
 static int node_delete(struct fg_store *st, int64_t id)
 {
-	return change(S(st), S_NODE_DELETE, "i", id);
+	struct sqlite_store *s = S(st);
+	int rc = sp_begin(s);
+	if (rc)
+		return rc;
+	/* its own tunnels (entry) go by cascade; those it is a hop or exit
+	 * of cannot run without it either */
+	rc = exec(s, S_TUN_DELETE_BY_NODE, "i", id);
+	if (!rc)
+		rc = change(s, S_NODE_DELETE, "i", id);
+	return sp_end(s, rc);
 }
 
 static int node_set_groups(struct fg_store *st, int64_t id, const int64_t *group_ids, size_t n)
@@ -892,6 +1037,17 @@ static int node_set_live(struct fg_store *st, int64_t id, const struct fg_node_l
 static int node_bump_desired_rev(struct fg_store *st, int64_t id, int64_t *rev)
 {
 	return row(S(st), S_NODE_BUMP_REV, read_id, rev, "i", id);
+}
+
+static int node_set_address(struct fg_store *st, int64_t id, const char *address)
+{
+	return change(S(st), S_NODE_SET_ADDR, "it", id, address ? address : "");
+}
+
+static int node_set_peer(struct fg_store *st, int64_t id, const char *seen_address,
+			 const char *fingerprint)
+{
+	return change(S(st), S_NODE_SET_PEER, "itt", id, seen_address, fingerprint);
 }
 
 static int group_create(struct fg_store *st, const char *name, int64_t *id)
@@ -1090,6 +1246,133 @@ static int policies_for_node(struct fg_store *st, int64_t node_id, struct fg_pol
 	return rc ? rc : policy_load_all_targets(S(st), *v, *n, 0);
 }
 
+/* Reads the nodes and ports of a tunnel row just read. */
+static int tunnel_parts(struct sqlite_store *s, struct fg_tunnel *t)
+{
+	int rc = list(s, S_TUN_NODES, sizeof(int64_t), read_id, NULL, (void **)&t->nodes,
+		      &t->nnodes, "i", t->id);
+	if (!rc)
+		rc = list(s, S_TUN_PORTS, sizeof(*t->ports), read_port, NULL, (void **)&t->ports,
+			  &t->nports, "i", t->id);
+	return rc;
+}
+
+/* One tunnel by id (name NULL) or by name. */
+static int tunnel_one(struct sqlite_store *s, int64_t id, const char *name, struct fg_tunnel *out)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = name ? row(s, S_TUN_GET_NAME, read_tunnel, out, "t", name)
+		      : row(s, S_TUN_GET, read_tunnel, out, "i", id);
+	if (!rc && (rc = tunnel_parts(s, out)))
+		fg_tunnel_deinit(out);
+	return rc;
+}
+
+static int tunnel_many(struct sqlite_store *s, enum stmt_id id, struct fg_tunnel **v, size_t *n,
+		       int64_t arg)
+{
+	int rc =
+	    id == S_TUN_LIST
+		? list(s, id, sizeof(**v), read_tunnel, tunnel_deinit_cb, (void **)v, n, "")
+		: list(s, id, sizeof(**v), read_tunnel, tunnel_deinit_cb, (void **)v, n, "i", arg);
+	for (size_t i = 0; !rc && i < *n; i++)
+		rc = tunnel_parts(s, &(*v)[i]);
+	if (rc) {
+		fg_tunnel_list_free(*v, *n);
+		*v = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+/* Replaces the tunnel's node and port rows with t's. */
+static int tunnel_put_parts(struct sqlite_store *s, const struct fg_tunnel *t)
+{
+	int rc = exec(s, S_TUN_NODES_CLEAR, "i", t->id);
+	if (!rc)
+		rc = exec(s, S_TUN_PORTS_CLEAR, "i", t->id);
+	for (size_t i = 0; !rc && i < t->nnodes; i++)
+		rc = exec(s, S_TUN_NODE_INSERT, "ii", t->id, t->nodes[i]);
+	for (size_t i = 0; !rc && i < t->nports; i++) {
+		const struct fg_tunnel_port *p = &t->ports[i];
+		rc = exec(s, S_TUN_PORT_INSERT, "innii", t->id, p->node_id, p->group_id,
+			  (int64_t)p->port_lo, (int64_t)p->port_hi);
+	}
+	return rc;
+}
+
+static int tunnel_create(struct fg_store *st, struct fg_tunnel *t)
+{
+	struct sqlite_store *s = S(st);
+	if (!t->psk)
+		return -EINVAL;
+	int rc = sp_begin(s);
+	if (rc)
+		return rc;
+	rc = row(s, S_TUN_INSERT, read_id, &t->id, "tnndtt", t->name, t->entry_node_id,
+		 t->entry_group_id, (int)t->enabled, t->json, t->psk);
+	if (!rc)
+		rc = tunnel_put_parts(s, t);
+	rc = sp_end(s, rc);
+	if (rc)
+		t->id = 0;
+	return rc;
+}
+
+static int tunnel_get(struct fg_store *st, int64_t id, struct fg_tunnel *out)
+{
+	return tunnel_one(S(st), id, NULL, out);
+}
+
+static int tunnel_get_by_name(struct fg_store *st, const char *name, struct fg_tunnel *out)
+{
+	return tunnel_one(S(st), 0, name, out);
+}
+
+static int tunnel_list(struct fg_store *st, struct fg_tunnel **v, size_t *n)
+{
+	return tunnel_many(S(st), S_TUN_LIST, v, n, 0);
+}
+
+static int tunnel_update(struct fg_store *st, const struct fg_tunnel *t)
+{
+	struct sqlite_store *s = S(st);
+	int rc = sp_begin(s);
+	if (rc)
+		return rc;
+	rc = change(s, S_TUN_UPDATE, "itnndtt", t->id, t->name, t->entry_node_id, t->entry_group_id,
+		    (int)t->enabled, t->json, t->psk);
+	if (!rc)
+		rc = tunnel_put_parts(s, t);
+	return sp_end(s, rc);
+}
+
+static int tunnel_delete(struct fg_store *st, int64_t id)
+{
+	return change(S(st), S_TUN_DELETE, "i", id);
+}
+
+static int tunnels_for_node(struct fg_store *st, int64_t node_id, struct fg_tunnel **v, size_t *n)
+{
+	return tunnel_many(S(st), S_TUN_FOR_NODE, v, n, node_id);
+}
+
+static int port_conflict(struct fg_store *st, const struct fg_port_claim *c, const char **kind,
+			 int64_t *other_id)
+{
+	int64_t hit[2];
+	int rc = row(S(st), S_PORT_CONFLICT, read_conflict, hit, "nniidii", c->node_id, c->group_id,
+		     (int64_t)c->port_lo, (int64_t)c->port_hi, (int)c->proto, c->skip_forward,
+		     c->skip_tunnel);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	*kind = hit[0] == 1 ? "forward" : "tunnel";
+	*other_id = hit[1];
+	return -EEXIST;
+}
+
 static int config_rev(struct fg_store *st, int64_t *rev)
 {
 	return row(S(st), S_CONFIG_REV, read_id, rev, "");
@@ -1203,6 +1486,8 @@ static const struct fg_store_ops sqlite_ops = {
     .node_groups = node_groups,
     .node_set_live = node_set_live,
     .node_bump_desired_rev = node_bump_desired_rev,
+    .node_set_address = node_set_address,
+    .node_set_peer = node_set_peer,
     .group_create = group_create,
     .group_get = group_get,
     .group_get_by_name = group_get_by_name,
@@ -1224,6 +1509,14 @@ static const struct fg_store_ops sqlite_ops = {
     .policy_update = policy_update,
     .policy_delete = policy_delete,
     .policies_for_node = policies_for_node,
+    .tunnel_create = tunnel_create,
+    .tunnel_get = tunnel_get,
+    .tunnel_get_by_name = tunnel_get_by_name,
+    .tunnel_list = tunnel_list,
+    .tunnel_update = tunnel_update,
+    .tunnel_delete = tunnel_delete,
+    .tunnels_for_node = tunnels_for_node,
+    .port_conflict = port_conflict,
     .config_rev = config_rev,
     .config_bump = config_bump,
     .record_counters = record_counters,

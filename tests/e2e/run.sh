@@ -23,4 +23,4 @@ if [ ! -x /usr/bin/chromium ]; then
 	exit 2
 fi
 cd "$root/web"
-exec node --test "$here/ui.test.mjs"
+exec node --test "$here/ui.test.mjs" "$here/tunnels.test.mjs"

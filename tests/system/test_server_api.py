@@ -461,7 +461,7 @@ def test_live_channel_pushes_snapshots_to_an_authenticated_browser(admin):
     s, status, rest = ws_connect(srv.port, f"/api/v1/live/ws?access_token={api.token}")
     assert status == 101
     snap, rest = ws_read_text(s, rest)
-    assert snap == {"nodes": {}, "forwards": {}}
+    assert snap == {"nodes": {}, "forwards": {}, "tunnels": {}}
     snap, rest = ws_read_text(s, rest)  # and again a second later
     assert "nodes" in snap
     s.close()

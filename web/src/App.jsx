@@ -12,6 +12,8 @@ import NodeDetail from './pages/NodeDetail.jsx';
 import Groups from './pages/Groups.jsx';
 import Forwards from './pages/Forwards.jsx';
 import ForwardEdit from './pages/ForwardEdit.jsx';
+import Tunnels from './pages/Tunnels.jsx';
+import TunnelEdit from './pages/TunnelEdit.jsx';
 import Traffic from './pages/Traffic.jsx';
 import Account from './pages/Account.jsx';
 import Firewall from './pages/Firewall.jsx';
@@ -21,6 +23,7 @@ const NAV = [
   ['/nodes', 'nav.nodes'],
   ['/groups', 'nav.groups'],
   ['/forwards', 'nav.forwards'],
+  ['/tunnels', 'nav.tunnels'],
   ['/firewall', 'nav.firewall'],
   ['/traffic', 'nav.traffic'],
 ];
@@ -157,6 +160,9 @@ export default function App() {
               <Route path="/forwards/new" element={<ForwardEdit />} />
               <Route path="/forwards/:id" element={<ForwardEdit />} />
               <Route path="/firewall" element={<Firewall />} />
+              <Route path="/tunnels" element={<Tunnels />} />
+              <Route path="/tunnels/new" element={<TunnelEdit />} />
+              <Route path="/tunnels/:id" element={<TunnelEdit />} />
               <Route path="/traffic" element={<Traffic />} />
               <Route path="/account" element={<Account />} />
             </Route>

@@ -10,7 +10,7 @@ import { api, getToken } from './lib/api.js';
 
 export const LIVE_INTERVAL_MS = 2000;
 export const WS_RETRY_MS = 10000;
-const EMPTY = { nodes: {}, forwards: {}, at: 0, error: null, mode: 'poll' };
+const EMPTY = { nodes: {}, forwards: {}, tunnels: {}, at: 0, error: null, mode: 'poll' };
 const Ctx = createContext(EMPTY);
 
 // Fills up_bps/down_bps from the previous sample when the server left them out.
@@ -53,6 +53,7 @@ export function LiveProvider({ children }) {
       const next = {
         nodes: r?.nodes || {},
         forwards: withRates(prev.forwards, r?.forwards || {}, dt),
+        tunnels: r?.tunnels || {},
         at: now,
         error: null,
         mode,

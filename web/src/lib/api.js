@@ -123,6 +123,13 @@ export const api = {
   importIptables: (body) => request('POST', '/policies/import-iptables', body),
   nodeFirewall: (node) => request('GET', `/nodes/${enc(node)}/firewall`),
 
+  tunnels: (filter) =>
+    request('GET', `/tunnels${filter?.node ? `?node=${enc(filter.node)}` : ''}`).then((r) => r?.tunnels ?? []),
+  tunnel: (id) => request('GET', `/tunnels/${enc(id)}`),
+  createTunnel: (body) => request('POST', '/tunnels', body),
+  updateTunnel: (id, body) => request('PATCH', `/tunnels/${enc(id)}`, body),
+  deleteTunnel: (id) => request('DELETE', `/tunnels/${enc(id)}`),
+
   stats: (scope, id, from, to, step) => request('GET', statsPath(scope, id, from, to, step, false)),
   statsCsv: (scope, id, from, to, step) =>
     request('GET', statsPath(scope, id, from, to, step, true), undefined, { raw: true }).then((r) => r.blob()),

@@ -23,6 +23,7 @@ import {
 import { Ago, OnlineBadge, RevBadge } from '../components/status.jsx';
 import ForwardTable from '../components/ForwardTable.jsx';
 import NamePicker from '../components/NamePicker.jsx';
+import NodeTunnels from '../components/NodeTunnels.jsx';
 
 function Info({ label, children }) {
   return (
@@ -222,6 +223,7 @@ export default function NodeDetail() {
           <Empty>{t('node.no_errors')}</Empty>
         )}
       </Card>
+      <NodeTunnels node={n} onSaved={() => res.reload()} />
       <Card
         title={t('node.forwards')}
         actions={

@@ -1,0 +1,46 @@
+/* The agent's side of tunnels: runs the "tunnels" section of the desired
+ * state (doc/tunnel.md) through the tunnel engine and reads its counters.
+ * A thin adapter, so agent.c does not depend on how the engine is built.
+ * Control loop only. */
+#ifndef FG_AGENT_TUNNELS_H
+#define FG_AGENT_TUNNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/loop-t.h"
+#include "core/strbuf.h"
+#include "tunnel/config.h"
+
+struct fg_agent_tunnels;
+
+struct fg_agent_tunnel_counters {
+	uint64_t bytes_up, bytes_down, conns_total, conns_active;
+};
+
+/* cert/key: this node's certificate files (copied). NULL on ENOMEM. */
+struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, const char *cert,
+					      const char *key);
+void fg_agent_tunnels_free(struct fg_agent_tunnels *t);
+
+/* Whether tunnels can run in this build (false: a set is checked but
+ * every tunnel in it reports that it cannot run; the build without the
+ * tunnel engine had that). */
+bool fg_agent_tunnels_available(void);
+
+/* Makes set (parsed and checked) what runs. A tunnel that cannot run (its
+ * port is taken...) does not stop the others: errs[i] (owned, fg_free)
+ * gets its error and it is left out. Returns 0, or -errno with err when
+ * nothing could be applied (then errs are unset and what ran before
+ * runs on). */
+int fg_agent_tunnels_apply(struct fg_agent_tunnels *t, struct fg_tunnel_set *set, char **errs,
+			   char *err, size_t errlen);
+
+/* Counters of the running tunnel name: 0, or -ENOENT. */
+int fg_agent_tunnels_counters(struct fg_agent_tunnels *t, const char *name,
+			      struct fg_agent_tunnel_counters *out);
+
+void fg_agent_tunnels_metrics(struct fg_agent_tunnels *t, struct fg_strbuf *out);
+
+#endif

@@ -1,0 +1,403 @@
+"""Tunnels through the control plane: `flowgate server` and three agents in
+their own namespaces (the topology of test_control_plane.py, under the
+prefix fgq-), driven through /api/v1/tunnels.
+
+What is pinned: a tunnel created by the API lands on its entry, hop and exit
+with the right roles, each side's peers at the other's address and with the
+other agent's real certificate fingerprint, one PSK shared by both ends of
+every link; invalid tunnels are 400 naming the field and change nothing;
+collisions with forwards are 409; the PSK never appears in an API answer
+(tunnel, list, export, audit, live) nor in the SQLite files in plaintext;
+a node's new address reaches the nodes that dial it; export/import carries
+tunnels. Once the agents run the tunnel engine, bytes sent into the entry
+come out at the target unchanged (hash-checked) and are counted.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import ssl
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import fgnet  # noqa: E402
+import test_control_plane as cp  # noqa: E402
+from fgnet import wait_for  # noqa: E402
+
+PREFIX = "fgq-"
+NS_RE = re.compile(r"^fgq-(\d+)-")
+NODE_IPS = cp.NODE_IPS
+TG_IP = cp.TG_IP
+
+
+class TunnelPlane(cp.Plane):
+    """test_control_plane's plane under its own namespace names, so both
+    modules can run in one session."""
+
+    def __init__(self):
+        super().__init__()
+        pid = os.getpid()
+        self.names = {k: f"{PREFIX}{pid}-{k}" for k in self.names}
+        self.ns = {k: cp.Netns(v) for k, v in self.names.items()}
+
+    def create(self):
+        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            name = line.split()[0] if line.split() else ""
+            m = NS_RE.match(name)
+            if m and not cp._alive(int(m.group(1))):
+                cp._del_ns(name)
+        super().create()
+
+
+@pytest.fixture(scope="module")
+def plane():
+    if os.geteuid() != 0:
+        pytest.skip("system tests need root (network namespaces)")
+    p = TunnelPlane()
+    try:
+        p.create()
+    except BaseException:
+        p.destroy()
+        raise
+    yield p
+    p.destroy()
+
+
+@pytest.fixture
+def fleet(plane, fg_bin, tmp_path, request):
+    f = cp.Fleet(plane, fg_bin, tmp_path, request)
+    yield f
+    problems = f.stop()
+    if problems and not getattr(request.node, "_call_failed", False):
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def state_of(fleet, node):
+    """The agent's last applied document (state.json)."""
+    with open(fleet.tmp / f"agent-{node}" / "state.json") as f:
+        return json.load(f)["state"]
+
+
+def tunnels_of(fleet, node):
+    return {t["name"]: t for t in state_of(fleet, node).get("tunnels", [])}
+
+
+def cert_fingerprint(fleet, node):
+    """SHA-256 of the agent's own certificate, as `openssl x509 -fingerprint`."""
+    with open(fleet.tmp / f"agent-{node}" / "node.crt") as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    h = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(h[i:i + 2] for i in range(0, 64, 2))
+
+
+def wait_tunnel_on(fleet, node, name, pred=lambda t: True, timeout=10):
+    last = [None]
+
+    def ok():
+        fleet.wait_applied(node)
+        last[0] = tunnels_of(fleet, node).get(name)
+        return last[0] is not None and pred(last[0])
+    try:
+        wait_for(ok, timeout, interval=0.1, what=f"tunnel {name} on {node}")
+    except fgnet.Timeout:
+        raise AssertionError(f"tunnel {name} not as wanted on {node}: {last[0]}\n"
+                             f"{fleet.logs()}") from None
+    return last[0]
+
+
+def chain_body(name="db", **extra):
+    body = {"name": name, "entry": {"node": "n1", "listen": "0.0.0.0:7201"},
+            "hops": ["n2"], "exit": "n3", "target": f"{TG_IP}:9201", "link_port": 7301}
+    body.update(extra)
+    return body
+
+
+def test_api_tunnel_lands_on_entry_hop_and_exit_with_roles_pins_and_one_psk(fleet):
+    # every agent told the server its certificate; the session address is recorded
+    for node, ip in NODE_IPS.items():
+        n = fleet.node(node)
+        assert n["fingerprint"] == cert_fingerprint(fleet, node)
+        assert n["session_address"] == ip
+        assert n["address"] is None
+    t = fleet.api.ok("POST", "/tunnels", chain_body(transport="tls", rate_down="50mbit",
+                                                      max_conns=10))
+    assert t["entry"] == {"node": "n1", "listen": "0.0.0.0:7201"}
+    assert [p["role"] for p in t["path"]] == ["entry", "relay", "exit"]
+    assert [p["nodes"][0]["name"] for p in t["path"]] == ["n1", "n2", "n3"]
+    assert "psk" not in json.dumps(t)
+
+    entry = wait_tunnel_on(fleet, "n1", "db")
+    relay = wait_tunnel_on(fleet, "n2", "db")
+    exit_ = wait_tunnel_on(fleet, "n3", "db")
+    assert (entry["role"], relay["role"], exit_["role"]) == ("entry", "relay", "exit")
+    assert entry["id"] == relay["id"] == exit_["id"] == str(t["id"])
+    # entry: clients on 7201, limits; dials the hop at its address with its pin
+    assert entry["listen"] == "0.0.0.0:7201"
+    assert entry["rate_down"] == "50mbit" and entry["max_conns"] == 10
+    assert entry["next"]["transport"] == "tls"
+    assert entry["next"]["peers"] == [{"address": f"{NODE_IPS['n2']}:7301", "node": "n2",
+                                       "fingerprint": cert_fingerprint(fleet, "n2")}]
+    # hop: accepts the entry, dials the exit with the exit's pin
+    assert relay["prev"]["listen"] == "0.0.0.0:7301"
+    assert relay["next"]["peers"] == [{"address": f"{NODE_IPS['n3']}:7301", "node": "n3",
+                                       "fingerprint": cert_fingerprint(fleet, "n3")}]
+    # exit: accepts the hop, dials only the target
+    assert exit_["prev"]["listen"] == "0.0.0.0:7301"
+    assert exit_["targets"] == [f"{TG_IP}:9201"]
+    assert "next" not in exit_ and "prev" not in entry
+    # one PSK on both ends of both links, 32 random bytes, id = the tunnel's id
+    keys = {entry["next"]["psk"]["key"], relay["prev"]["psk"]["key"],
+            relay["next"]["psk"]["key"], exit_["prev"]["psk"]["key"]}
+    assert len(keys) == 1
+    assert len(base64.b64decode(keys.pop())) == 32
+    assert entry["next"]["psk"]["id"] == t["id"]
+    # a node outside the tunnel gets nothing of it
+    fleet.api.ok("DELETE", "/tunnels/db")
+    for node in NODE_IPS:
+        wait_for(lambda: "db" not in tunnels_of(fleet, node), 10, interval=0.1,
+                 what=f"tunnel gone from {node}")
+
+
+def test_reverse_tunnel_exit_dials_back_to_the_entry(fleet):
+    t = fleet.api.ok("POST", "/tunnels", {
+        "name": "nat", "entry": {"node": "n1", "listen": "7202"}, "exit": "n3",
+        "target": f"{TG_IP}:9202", "direction": "exit_to_entry", "transport": "aead",
+        "mux": False})
+    assert t["link_port"] >= 20000  # allocated
+    entry = wait_tunnel_on(fleet, "n1", "nat")
+    exit_ = wait_tunnel_on(fleet, "n3", "nat")
+    assert entry["next"]["listen"] == f"0.0.0.0:{t['link_port']}"
+    assert exit_["prev"]["peers"] == [{"address": f"{NODE_IPS['n1']}:{t['link_port']}",
+                                       "node": "n1"}]  # aead: nothing to pin
+    assert "nat" not in tunnels_of(fleet, "n2")
+
+
+BAD = [
+    ({"entry": {"node": "n1", "listen": "7210"}, "exit": "n3", "target": "x:1"}, "name"),
+    (chain_body(bogus=1), "bogus"),
+    (chain_body(entry={"node": "nope", "listen": "7210"}), "entry.node"),
+    (chain_body(entry={"node": "n1"}), "entry.listen"),
+    (chain_body(entry={"node": "n1", "listen": "0.0.0.0:70000"}), "entry.listen"),
+    (chain_body(hops=["n2", "ghost"]), "hops[1]"),
+    (chain_body(hops=["n3"]), "hops[0]"),
+    (chain_body(exit="n1"), "exit"),
+    (chain_body(exits=["n3"]), "exits"),
+    (chain_body(target="no-port"), "target"),
+    (chain_body(transport="quic"), "transport"),
+    (chain_body(direction="sideways"), "direction"),
+    (chain_body(links=[{}]), "links"),
+    (chain_body(links=[{}, {"transport": "ws", "ws_path": "x"}]), "links[1].ws_path"),
+    (chain_body(ws_host="cdn.example"), "ws_host"),
+    (chain_body(rate_up="fast"), "rate_up"),
+    (chain_body(max_conns=-1), "max_conns"),
+    (chain_body(link_port=0), "link_port"),
+    (chain_body(enabled="yes"), "enabled"),
+]
+
+
+@pytest.mark.parametrize("body,field", BAD, ids=[f for _, f in BAD])
+def test_invalid_tunnel_is_400_naming_the_field_and_changes_nothing(fleet, body, field):
+    revs = {n: fleet.node(n)["desired_rev"] for n in NODE_IPS}
+    st, b = fleet.api.post("/tunnels", body)
+    assert st == 400, b
+    assert b["error"]["field"] == field, b
+    assert field.split("[")[0].split(".")[0] in b["error"]["message"], b
+    assert fleet.api.ok("GET", "/tunnels")["tunnels"] == []
+    assert {n: fleet.node(n)["desired_rev"] for n in NODE_IPS} == revs
+
+
+def test_ports_and_names_collide_with_forwards_and_tunnels(fleet):
+    fleet.api.ok("POST", "/forwards", {"name": "web", "node": "n1", "listen": "7220",
+                                       "targets": [f"{TG_IP}:9220"]})
+    # the entry port is a forward's
+    st, b = fleet.api.post("/tunnels", chain_body(entry={"node": "n1", "listen": "7220"}))
+    assert (st, b["error"]["code"], b["error"]["field"]) == (409, "conflict", "entry.listen")
+    assert "forward \"web\"" in b["error"]["message"]
+    # a name a forward has
+    st, b = fleet.api.post("/tunnels", chain_body(name="web"))
+    assert (st, b["error"]["field"]) == (409, "name")
+    fleet.api.ok("POST", "/tunnels", chain_body(name="t1"))
+    # a second tunnel on the same link port of the hop
+    st, b = fleet.api.post("/tunnels", chain_body(name="t2", entry={"node": "n1",
+                                                                     "listen": "7221"}))
+    assert (st, b["error"]["field"]) == (409, "link_port")
+    assert "tunnel \"t1\"" in b["error"]["message"] and "n2" in b["error"]["message"]
+    # a forward onto the tunnel's ports, by name or port
+    st, b = fleet.api.post("/forwards", {"name": "f2", "node": "n2", "listen": "7301",
+                                         "targets": [f"{TG_IP}:1"]})
+    assert (st, b["error"]["field"]) == (409, "listen")
+    st, b = fleet.api.post("/forwards", {"name": "t1", "node": "n2", "listen": "7399",
+                                         "targets": [f"{TG_IP}:1"]})
+    assert (st, b["error"]["field"]) == (409, "name")
+    # PATCH moves it; the old port is free again
+    fleet.api.ok("PATCH", "/tunnels/t1", {"link_port": 7302})
+    fleet.api.ok("POST", "/forwards", {"name": "f2", "node": "n2", "listen": "7301",
+                                       "targets": [f"{TG_IP}:1"]})
+    relay = wait_tunnel_on(fleet, "n2", "t1", lambda t: t["prev"]["listen"].endswith(":7302"))
+    assert relay["prev"]["listen"] == "0.0.0.0:7302"
+
+
+def _needles(key_b64):
+    raw = base64.b64decode(key_b64)
+    return [key_b64, raw.hex(), raw.hex().upper(), base64.urlsafe_b64encode(raw).decode(),
+            base64.b64encode(raw).decode().rstrip("=")]
+
+
+def test_psk_never_in_api_answers_nor_in_the_store_file(fleet):
+    created = fleet.api.ok("POST", "/tunnels", chain_body())
+    key = wait_tunnel_on(fleet, "n1", "db")["next"]["psk"]["key"]
+    patched = fleet.api.ok("PATCH", "/tunnels/db", {"mux": False})
+    answers = [created, patched,
+               fleet.api.ok("GET", "/tunnels"), fleet.api.ok("GET", "/tunnels/db"),
+               fleet.api.ok("GET", f"/tunnels/{created['id']}"),
+               fleet.api.ok("GET", "/tunnels?node=n2"),
+               fleet.api.ok("GET", "/export"), fleet.api.ok("GET", "/audit"),
+               fleet.api.ok("GET", "/live"), fleet.api.ok("GET", "/nodes")]
+    text = json.dumps(answers)
+    for n in _needles(key):
+        assert n not in text
+    assert "psk" not in text
+    # the PATCH kept the key (a new one would cut running links)
+    wait_tunnel_on(fleet, "n1", "db", lambda t: t["next"]["mux"] is False)
+    assert tunnels_of(fleet, "n1")["db"]["next"]["psk"]["key"] == key
+    # at rest: neither the database nor its WAL holds it, in any spelling
+    data = fleet.data
+    blob = b""
+    for fn in os.listdir(data):
+        if fn.startswith("flowgate.db"):
+            with open(os.path.join(data, fn), "rb") as f:
+                blob += f.read()
+    assert blob, "no database files"
+    assert base64.b64decode(key) not in blob
+    for n in _needles(key):
+        assert n.encode() not in blob
+    # the key that seals it is private
+    st_ = os.stat(os.path.join(data, "secret.key"))
+    assert stat.S_IMODE(st_.st_mode) == 0o600 and st_.st_size == 32
+
+
+def test_node_address_reaches_the_nodes_that_dial_it(fleet):
+    fleet.api.ok("POST", "/tunnels", chain_body())
+    wait_tunnel_on(fleet, "n1", "db")
+    rev = fleet.node("n1")["desired_rev"]
+    n2 = fleet.api.ok("PATCH", "/nodes/n2", {"address": "relay.example"})
+    assert n2["address"] == "relay.example"
+    entry = wait_tunnel_on(fleet, "n1", "db", lambda t: t["next"]["peers"][0]["address"]
+                           == "relay.example:7301")
+    assert fleet.node("n1")["desired_rev"] > rev
+    assert entry["next"]["peers"][0]["fingerprint"] == cert_fingerprint(fleet, "n2")
+    for bad in ("has space", "10.0.0.1:80", "", 5):
+        st, b = fleet.api.patch("/nodes/n2", {"address": bad})
+        assert (st, b["error"]["field"]) == (400, "address"), (bad, b)
+    # null: back to the address its session comes from
+    fleet.api.ok("PATCH", "/nodes/n2", {"address": None})
+    wait_tunnel_on(fleet, "n1", "db", lambda t: t["next"]["peers"][0]["address"]
+                   == f"{NODE_IPS['n2']}:7301")
+    # the exit's own document did not change: it dials nobody
+    assert fleet.node("n3")["applied_rev"] == fleet.node("n3")["desired_rev"]
+
+
+def test_a_new_certificate_reaches_the_nodes_that_pin_it(fleet):
+    fleet.api.ok("POST", "/tunnels", chain_body())
+    old = wait_tunnel_on(fleet, "n1", "db")["next"]["peers"][0]["fingerprint"]
+    assert old == cert_fingerprint(fleet, "n2")
+    wait_tunnel_on(fleet, "n3", "db")
+    rev3 = fleet.node("n3")["desired_rev"]
+    # the hop's agent restarts without its certificate: it makes a new one
+    a = [x for x in fleet.agents if x.node == "n2"][-1]
+    assert a.stop(10) == 0
+    for f in ("node.crt", "node.key"):
+        os.remove(fleet.tmp / "agent-n2" / f)
+    fleet.start_agent("n2")
+    wait_for(lambda: fleet.node("n2")["fingerprint"] not in (None, old), 10, interval=0.1,
+             what="n2's new fingerprint")
+    new = fleet.node("n2")["fingerprint"]
+    assert new == cert_fingerprint(fleet, "n2")
+    # the entry, which dials and pins n2, follows without any API call
+    wait_tunnel_on(fleet, "n1", "db", lambda t: t["next"]["peers"][0]["fingerprint"] == new)
+    # the exit only listens for n2: its document did not change
+    assert fleet.node("n3")["desired_rev"] == rev3
+
+
+def test_export_import_carries_tunnels_and_deleting_a_hop_removes_its_tunnels(fleet):
+    fleet.api.ok("POST", "/tunnels", chain_body(transport="wss", ws_path="/t"))
+    doc = fleet.api.ok("GET", "/export")
+    assert [t["name"] for t in doc["tunnels"]] == ["db"]
+    exported = doc["tunnels"][0]
+    assert exported["hops"] == ["n2"] and exported["exit"] == "n3"
+    assert "id" not in exported and "path" not in exported
+    fleet.api.ok("DELETE", "/tunnels/db")
+    r = fleet.api.ok("POST", "/import", {"tunnels": doc["tunnels"]})
+    assert r["created"] == 1
+    t = fleet.api.ok("GET", "/tunnels/db")
+    assert t["ws_path"] == "/t" and t["link_port"] == 7301
+    relay = wait_tunnel_on(fleet, "n2", "db")
+    assert relay["next"]["ws"] == {"path": "/t"}
+    # a bad tunnel in an import: 400, nothing imported
+    bad = dict(exported, name="other", target="nope")
+    st, b = fleet.api.post("/import", {"forwards": [{"name": "x", "node": "n1",
+                                                      "listen": "7230",
+                                                      "targets": [f"{TG_IP}:1"]}],
+                                       "tunnels": [bad]})
+    assert (st, b["error"]["field"]) == (400, "target")
+    assert fleet.api.get("/forwards/x")[0] == 404
+    # deleting the hop's node takes the tunnel; the entry stops running it
+    fleet.api.ok("DELETE", "/nodes/n2")
+    assert fleet.api.get("/tunnels/db")[0] == 404
+    wait_for(lambda: "db" not in tunnels_of(fleet, "n1"), 10, interval=0.1,
+             what="tunnel gone from the entry")
+
+
+def _engine_missing(fleet, name):
+    t = fleet.api.ok("GET", f"/tunnels/{name}")
+    return any("without the tunnel engine" in n["detail"]
+               for p in t["path"] for n in p["nodes"])
+
+
+def test_bytes_through_an_api_tunnel_arrive_unchanged_and_are_counted(fleet, plane):
+    sink = fleet.peer("sink", 9240)
+    t = fleet.api.ok("POST", "/tunnels", chain_body(
+        name="bulk", entry={"node": "n1", "listen": "0.0.0.0:7240"},
+        target=f"{TG_IP}:9240", transport="tls"))
+    for node in NODE_IPS:
+        wait_tunnel_on(fleet, node, "bulk")
+    # the agents' apply answers reach the store within a flush (1 s)
+    try:
+        wait_for(lambda: _engine_missing(fleet, "bulk"), 3, interval=0.2, what="status")
+    except fgnet.Timeout:
+        pass
+    if _engine_missing(fleet, "bulk"):
+        pytest.skip("the agents were built without the tunnel engine (branch tunnel-engine)")
+    nbytes = 2_000_000
+    s = cp.connect_within(plane, f"{NODE_IPS['n1']}:7240", 10)
+    for chunk in fgnet.gen_blocks(41, nbytes):
+        s.sendall(chunk)
+    s.shutdown(1)
+    fgnet.wait_closed(s, 20)
+    s.close()
+    cp.check_sink(sink, 41, nbytes)
+    def total(node=None):
+        q = f"&node={node}" if node else ""
+        return fleet.api.ok("GET", f"/tunnels/{t['id']}/stats?from=0{q}")["total"]
+    # the exit wrote exactly the client's bytes to the target
+    wait_for(lambda: total("n3")["bytes_up"] == nbytes, 15, interval=0.2,
+             what=f"{nbytes} bytes counted at the exit")
+    # the tunnel's own series is its entry's (each node counts what it passed
+    # on; summing them would count every byte once per node). The engine
+    # counts the stream's 4-byte open header at the entry and the hop too.
+    up = total()["bytes_up"]
+    assert nbytes <= up <= nbytes + 4, up
+    assert total("n1") == total()
+    assert total()["conns"] == 1
+    tr = fleet.api.ok("GET", "/tunnels/bulk")
+    assert all(n["state"] == "ok" for p in tr["path"] for n in p["nodes"]), tr
