@@ -38,9 +38,8 @@
 #define RETRY_FAILED_NS	   (10 * FG_NS_PER_SEC)
 #define REPORT_ANSWER_NS   (30 * FG_NS_PER_SEC)
 #define CONFIRM_DEFAULT_S  60
-
-#define CERT_FILE "node.crt" /* in the state dir: this node's TLS certificate */
-#define KEY_FILE  "node.key"
+#define CERT_FILE	   "node.crt" /* in the state dir: this node's TLS certificate */
+#define KEY_FILE	   "node.key"
 
 /* do_apply flags */
 #define APPLY_SAVE  0x1 /* write state.json */
@@ -66,6 +65,9 @@ enum link_state { L_IDLE, L_CONNECTING, L_HELLO, L_READY };
 struct fg_agent {
 	struct fg_loop *loop;
 	struct fg_engine *engine;
+	struct fg_agent_tunnels *tunnels;
+	char cert[4096], key[4096];	    /* this node's certificate files */
+	char fingerprint[FG_TLS_FP_STRLEN]; /* of cert, sent in hello */
 	/* table inet flowgate: firewall policies + engine kernel forwards,
 	 * one compile, one transaction (doc/firewall.md) */
 	struct fg_kplane *kp;
@@ -80,9 +82,6 @@ struct fg_agent {
 	struct fg_timer confirm_timer;
 	char *fw_rollback_err; /* the last change was rolled back: why (owned) */
 	json_t *fw_rejected;   /* the section that was rolled back */
-	struct fg_agent_tunnels *tunnels;
-	char cert[4096], key[4096];	    /* this node's certificate files */
-	char fingerprint[FG_TLS_FP_STRLEN]; /* of cert, sent in hello */
 	char *token, *dir;
 	char *pin;		   /* wss:// pin, or NULL */
 	struct fg_tls_client *tls; /* for wss:// URLs, or NULL */
@@ -845,7 +844,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 	a->ctrs_dirty = true;
 
 	json_t *status = json_array();
-	size_t failed = 0, running = 0, tfailed = 0, trunning = 0;
+	size_t failed = 0, running = 0;
 	for (size_t i = 0; i < set.n; i++) {
 		const struct fg_forward_cfg *c = &set.v[i];
 		json_array_append_new(status,
@@ -855,12 +854,7 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 		failed += errs[i] != NULL;
 		running += c->enabled;
 	}
-	size_t pfailed = 0, pi;
-	json_array_foreach(pstatus, pi, v)
-	{
-		pfailed += !json_is_true(json_object_get(v, "ok"));
-		json_array_append(status, v);
-	}
+	size_t tfailed = 0, trunning = 0;
 	for (size_t i = 0; i < tset.n; i++) {
 		const struct fg_tunnel_cfg *c = &tset.v[i];
 		json_array_append_new(status,
@@ -869,6 +863,12 @@ static json_t *do_apply(struct fg_agent *a, const json_t *params, unsigned flags
 						"error", terrs[i] ? terrs[i] : ""));
 		tfailed += terrs[i] != NULL;
 		trunning += c->enabled && !terrs[i];
+	}
+	size_t pfailed = 0, pi;
+	json_array_foreach(pstatus, pi, v)
+	{
+		pfailed += !json_is_true(json_object_get(v, "ok"));
+		json_array_append(status, v);
 	}
 	result = json_pack("{s:I,s:o}", "rev", (json_int_t)ap.rev, "status", status);
 	if (!result) {
@@ -909,10 +909,10 @@ out:
 	fg_free(errs);
 	fg_free(terrs);
 	fg_free(run);
+	fg_tunnel_set_free(&tset);
 	fg_forward_set_free(&set);
 	fg_fw_doc_free(&fw);
 	json_decref(pstatus);
-	fg_tunnel_set_free(&tset);
 	json_decref(empty);
 	if (!result)
 		a->m_apply_fail++;
@@ -1021,10 +1021,11 @@ static void link_failed(struct fg_agent *a, const char *why)
 
 static void send_hello(struct fg_agent *a)
 {
-	json_t *p =
-	    json_pack("{s:s,s:s,s:s,s:I,s:[s,s,s]}", "version", FG_VERSION, "hostname", a->hostname,
-		      "boot_id", a->boot_id, "applied_rev", (json_int_t)a->applied_rev,
-		      "capabilities", "forward", "firewall", "tunnel");
+	json_t *p = json_pack("{s:s,s:s,s:s,s:I,s:[s]}", "version", FG_VERSION, "hostname",
+			      a->hostname, "boot_id", a->boot_id, "applied_rev",
+			      (json_int_t)a->applied_rev, "capabilities", "forward");
+	json_array_append_new(json_object_get(p, "capabilities"), json_string("firewall"));
+	json_array_append_new(json_object_get(p, "capabilities"), json_string("tunnel"));
 	/* the server gives it to the tunnel peers that pin this node */
 	if (p && a->fingerprint[0])
 		json_object_set_new(p, "fingerprint", json_string(a->fingerprint));
@@ -1454,17 +1455,17 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 		snprintf(err, errlen, "cannot start the engine: %s", strerror(errno));
 		goto err;
 	}
-	a->tunnels = fg_agent_tunnels_new(o->loop, a->cert, a->key);
-	if (!a->tunnels) {
-		snprintf(err, errlen, "out of memory");
-		goto err;
-	}
 	a->kp = fg_kplane_new("flowgate", NULL, NULL);
 	if (!a->kp) {
 		snprintf(err, errlen, "cannot create an nftables context");
 		goto err;
 	}
 	fg_engine_set_metrics_hook(a->engine, kmetrics_cb, a);
+	a->tunnels = fg_agent_tunnels_new(o->loop, a->cert, a->key);
+	if (!a->tunnels) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
 	fg_timer_init(&a->confirm_timer, confirm_timer_cb, a);
 	fg_timer_init(&a->retry_timer, retry_cb, a);
 	fg_timer_init(&a->report_timer, report_cb, a);

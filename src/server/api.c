@@ -805,10 +805,10 @@ static enum fg_http_verdict route_api(struct fg_api *api, struct fg_http_req *r,
 		v = api_groups(&c);
 	else if (strcmp(s0, "forwards") == 0)
 		v = api_forwards(&c);
-	else if (strcmp(s0, "policies") == 0)
-		v = api_policies(&c);
 	else if (strcmp(s0, "tunnels") == 0)
 		v = api_tunnels(&c);
+	else if (strcmp(s0, "policies") == 0)
+		v = api_policies(&c);
 	else if (strcmp(s0, "stats") == 0 && c.nseg == 1)
 		v = api_stats_all(&c);
 	else if (strcmp(s0, "live") == 0 && c.nseg <= 2)

@@ -97,17 +97,6 @@ enum fg_http_verdict api_audit_list(struct api_call *c);
 enum fg_http_verdict api_export(struct api_call *c);
 enum fg_http_verdict api_import(struct api_call *c);
 
-/* api_policy.c */
-enum fg_http_verdict api_policies(struct api_call *c);
-/* GET /nodes/{ref}/firewall (n: the node, borrowed for the call) */
-enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node *n);
-/* Export/import of policies: the API view without ids, and one item of an
- * import inside the caller's transaction (answers and returns false on an
- * error; *created or *updated counts it; touched gets the nodes). */
-json_t *api_policies_export(struct api_call *c);
-bool api_policy_import_one(struct api_call *c, json_t *item, size_t i, size_t *created,
-			   size_t *updated, struct idset *touched);
-
 /* api_tunnel.c */
 enum fg_http_verdict api_tunnels(struct api_call *c);
 /* The nodes whose desired state holds tunnel t: the entry (node or the
@@ -127,5 +116,15 @@ bool api_tunnel_name_taken(struct fg_store *st, const char *name);
 /* Answers 409 for a port claimed by another forward or tunnel. */
 enum fg_http_verdict api_port_conflict(struct api_call *c, const char *field, const char *kind,
 				       int64_t other, const struct fg_port_claim *cl);
+/* api_policy.c */
+enum fg_http_verdict api_policies(struct api_call *c);
+/* GET /nodes/{ref}/firewall (n: the node, borrowed for the call) */
+enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node *n);
+/* Export/import of policies: the API view without ids, and one item of an
+ * import inside the caller's transaction (answers and returns false on an
+ * error; *created or *updated counts it; touched gets the nodes). */
+json_t *api_policies_export(struct api_call *c);
+bool api_policy_import_one(struct api_call *c, json_t *item, size_t i, size_t *created,
+			   size_t *updated, struct idset *touched);
 
 #endif

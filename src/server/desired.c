@@ -354,20 +354,15 @@ int fg_desired_compile_ex(struct fg_store *st, const struct fg_secret_key *key, 
 	fg_policy_list_free(pv, np);
 	if (!rc && fw && json_object_set_new(*state, "firewall", fw))
 		rc = -ENOMEM;
+	if (!rc && key) {
+		rc = tunnels_section(st, key, node_id, &tunnels);
+		if (!rc && tunnels && json_object_set_new(*state, "tunnels", tunnels))
+			rc = -ENOMEM;
+	}
 	if (rc) {
 		json_decref(*state);
 		*state = NULL;
 		return rc;
-	}
-	if (key) {
-		rc = tunnels_section(st, key, node_id, &tunnels);
-		if (!rc && tunnels && json_object_set_new(*state, "tunnels", tunnels))
-			rc = -ENOMEM;
-		if (rc) {
-			json_decref(*state);
-			*state = NULL;
-			return rc;
-		}
 	}
 	*text = fg_desired_text(*state);
 	if (!*text) {

@@ -45,10 +45,10 @@ void fg_desired_hash(const char *text, unsigned char out[FG_DESIRED_HASH_LEN]);
 /* Reads node_id's forwards, firewall policies and tunnels from the store
  * and compiles them. Returns 0 with *state (new reference) and *text
  * (owned), or a negative errno. The document is {"forwards":[...]} plus
- * "firewall" when an enabled policy targets the node, and, when the node
- * takes part in an enabled tunnel that can run, "tunnels":[...] (its role
- * in each, sorted by tunnel id; doc/tunnel.md). key opens the tunnels'
- * PSKs; NULL leaves tunnels out (fg_desired_compile passes NULL). */
+ * "firewall" when an enabled policy targets the node, and "tunnels":[...]
+ * when it takes part in an enabled tunnel that can run (its role in each,
+ * sorted by tunnel id; doc/tunnel.md). key opens the tunnels' PSKs; NULL
+ * leaves tunnels out (fg_desired_compile passes NULL). */
 int fg_desired_compile_ex(struct fg_store *st, const struct fg_secret_key *key, int64_t node_id,
 			  json_t **state, char **text);
 int fg_desired_compile(struct fg_store *st, int64_t node_id, json_t **state, char **text);

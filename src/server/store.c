@@ -86,23 +86,6 @@ void fg_forward_list_free(struct fg_forward *v, size_t n)
 	fg_free(v);
 }
 
-void fg_policy_deinit(struct fg_policy *p)
-{
-	fg_free(p->json);
-	fg_free(p->node_ids);
-	fg_free(p->group_ids);
-	p->json = NULL;
-	p->node_ids = p->group_ids = NULL;
-	p->nnodes = p->ngroups = 0;
-}
-
-void fg_policy_list_free(struct fg_policy *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		fg_policy_deinit(&v[i]);
-	fg_free(v);
-}
-
 void fg_tunnel_deinit(struct fg_tunnel *t)
 {
 	fg_free(t->json);
@@ -119,6 +102,23 @@ void fg_tunnel_list_free(struct fg_tunnel *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		fg_tunnel_deinit(&v[i]);
+	fg_free(v);
+}
+
+void fg_policy_deinit(struct fg_policy *p)
+{
+	fg_free(p->json);
+	fg_free(p->node_ids);
+	fg_free(p->group_ids);
+	p->json = NULL;
+	p->node_ids = p->group_ids = NULL;
+	p->nnodes = p->ngroups = 0;
+}
+
+void fg_policy_list_free(struct fg_policy *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fg_policy_deinit(&v[i]);
 	fg_free(v);
 }
 

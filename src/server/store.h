@@ -93,23 +93,6 @@ struct fg_forward {
 	char *json; /* owned when returned by the store, borrowed when passed in */
 };
 
-/* A firewall policy (doc/firewall.md): ordered rules plus the nodes and
- * groups it targets. The JSON text {"description"?, "sets", "rules"} is
- * the truth for what it does (validated by the kernel policy parser before
- * it is stored); name, priority, enabled and the targets are columns. */
-struct fg_policy {
-	int64_t id;
-	char name[FG_STORE_NAME_MAX + 1];
-	int priority; /* lower runs first */
-	bool enabled;
-	char *json;	   /* owned when returned by the store, borrowed when passed in */
-	int64_t *node_ids; /* targets; owned when returned, borrowed when passed in */
-	size_t nnodes;
-	int64_t *group_ids;
-	size_t ngroups;
-	int64_t created;
-};
-
 /* A port range a tunnel listens on, on one node or on every member of one
  * group (exactly one of node_id, group_id > 0). Tunnels are TCP. */
 struct fg_tunnel_port {
@@ -143,6 +126,23 @@ struct fg_port_claim {
 	uint16_t port_lo, port_hi;
 	enum fg_proto proto;
 	int64_t skip_forward, skip_tunnel;
+};
+
+/* A firewall policy (doc/firewall.md): ordered rules plus the nodes and
+ * groups it targets. The JSON text {"description"?, "sets", "rules"} is
+ * the truth for what it does (validated by the kernel policy parser before
+ * it is stored); name, priority, enabled and the targets are columns. */
+struct fg_policy {
+	int64_t id;
+	char name[FG_STORE_NAME_MAX + 1];
+	int priority; /* lower runs first */
+	bool enabled;
+	char *json;	   /* owned when returned by the store, borrowed when passed in */
+	int64_t *node_ids; /* targets; owned when returned, borrowed when passed in */
+	size_t nnodes;
+	int64_t *group_ids;
+	size_t ngroups;
+	int64_t created;
 };
 
 struct fg_counters {
@@ -258,24 +258,6 @@ struct fg_store_ops {
 	 * range on a common protocol, enabled or not; 0 if none. */
 	int (*forward_conflict)(struct fg_store *st, const struct fg_forward *f, int64_t *other_id);
 
-	/* Policy structs returned here must be released with
-	 * fg_policy_deinit() / fg_policy_list_free(). create sets p->id and
-	 * writes the targets; update rewrites the row and replaces the
-	 * targets. Names are unique across policies. A target node or group
-	 * that does not exist is -ENOENT; deleting a node or group removes it
-	 * from every policy's targets (the policy stays). */
-	int (*policy_create)(struct fg_store *st, struct fg_policy *p);
-	int (*policy_get)(struct fg_store *st, int64_t id, struct fg_policy *out);
-	int (*policy_get_by_name)(struct fg_store *st, const char *name, struct fg_policy *out);
-	/* by priority, then id */
-	int (*policy_list)(struct fg_store *st, struct fg_policy **v, size_t *n);
-	int (*policy_update)(struct fg_store *st, const struct fg_policy *p);
-	int (*policy_delete)(struct fg_store *st, int64_t id);
-	/* The policies that target the node directly or through one of its
-	 * groups, enabled or not, by priority then id. */
-	int (*policies_for_node)(struct fg_store *st, int64_t node_id, struct fg_policy **v,
-				 size_t *n);
-
 	/* Tunnel structs returned here must be released with
 	 * fg_tunnel_deinit() / fg_tunnel_list_free(). create sets t->id (and
 	 * needs t->psk); update rewrites the row t->id, its nodes and ports.
@@ -296,6 +278,23 @@ struct fg_store_ops {
 	 * enabled or not); 0 if none. */
 	int (*port_conflict)(struct fg_store *st, const struct fg_port_claim *c, const char **kind,
 			     int64_t *other_id);
+	/* Policy structs returned here must be released with
+	 * fg_policy_deinit() / fg_policy_list_free(). create sets p->id and
+	 * writes the targets; update rewrites the row and replaces the
+	 * targets. Names are unique across policies. A target node or group
+	 * that does not exist is -ENOENT; deleting a node or group removes it
+	 * from every policy's targets (the policy stays). */
+	int (*policy_create)(struct fg_store *st, struct fg_policy *p);
+	int (*policy_get)(struct fg_store *st, int64_t id, struct fg_policy *out);
+	int (*policy_get_by_name)(struct fg_store *st, const char *name, struct fg_policy *out);
+	/* by priority, then id */
+	int (*policy_list)(struct fg_store *st, struct fg_policy **v, size_t *n);
+	int (*policy_update)(struct fg_store *st, const struct fg_policy *p);
+	int (*policy_delete)(struct fg_store *st, int64_t id);
+	/* The policies that target the node directly or through one of its
+	 * groups, enabled or not, by priority then id. */
+	int (*policies_for_node)(struct fg_store *st, int64_t node_id, struct fg_policy **v,
+				 size_t *n);
 
 	/* The global config revision; bump on every config change. */
 	int (*config_rev)(struct fg_store *st, int64_t *rev);
@@ -349,10 +348,10 @@ void fg_node_deinit(struct fg_node *n);
 void fg_node_list_free(struct fg_node *v, size_t n);
 void fg_forward_deinit(struct fg_forward *f);
 void fg_forward_list_free(struct fg_forward *v, size_t n);
-void fg_policy_deinit(struct fg_policy *p);
-void fg_policy_list_free(struct fg_policy *v, size_t n);
 void fg_tunnel_deinit(struct fg_tunnel *t);
 void fg_tunnel_list_free(struct fg_tunnel *v, size_t n);
+void fg_policy_deinit(struct fg_policy *p);
+void fg_policy_list_free(struct fg_policy *v, size_t n);
 void fg_audit_list_free(struct fg_audit_event *v, size_t n);
 
 #endif

@@ -159,10 +159,10 @@ export default function App() {
               <Route path="/forwards" element={<Forwards />} />
               <Route path="/forwards/new" element={<ForwardEdit />} />
               <Route path="/forwards/:id" element={<ForwardEdit />} />
-              <Route path="/firewall" element={<Firewall />} />
               <Route path="/tunnels" element={<Tunnels />} />
               <Route path="/tunnels/new" element={<TunnelEdit />} />
               <Route path="/tunnels/:id" element={<TunnelEdit />} />
+              <Route path="/firewall" element={<Firewall />} />
               <Route path="/traffic" element={<Traffic />} />
               <Route path="/account" element={<Account />} />
             </Route>

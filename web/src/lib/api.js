@@ -116,19 +116,18 @@ export const api = {
   updateForward: (id, body) => request('PATCH', `/forwards/${enc(id)}`, body),
   deleteForward: (id) => request('DELETE', `/forwards/${enc(id)}`),
 
-  policies: () => request('GET', '/policies').then((r) => r?.policies ?? []),
-  createPolicy: (body) => request('POST', '/policies', body),
-  updatePolicy: (id, body) => request('PATCH', `/policies/${enc(id)}`, body),
-  deletePolicy: (id) => request('DELETE', `/policies/${enc(id)}`),
-  importIptables: (body) => request('POST', '/policies/import-iptables', body),
-  nodeFirewall: (node) => request('GET', `/nodes/${enc(node)}/firewall`),
-
   tunnels: (filter) =>
     request('GET', `/tunnels${filter?.node ? `?node=${enc(filter.node)}` : ''}`).then((r) => r?.tunnels ?? []),
   tunnel: (id) => request('GET', `/tunnels/${enc(id)}`),
   createTunnel: (body) => request('POST', '/tunnels', body),
   updateTunnel: (id, body) => request('PATCH', `/tunnels/${enc(id)}`, body),
   deleteTunnel: (id) => request('DELETE', `/tunnels/${enc(id)}`),
+  policies: () => request('GET', '/policies').then((r) => r?.policies ?? []),
+  createPolicy: (body) => request('POST', '/policies', body),
+  updatePolicy: (id, body) => request('PATCH', `/policies/${enc(id)}`, body),
+  deletePolicy: (id) => request('DELETE', `/policies/${enc(id)}`),
+  importIptables: (body) => request('POST', '/policies/import-iptables', body),
+  nodeFirewall: (node) => request('GET', `/nodes/${enc(node)}/firewall`),
 
   stats: (scope, id, from, to, step) => request('GET', statsPath(scope, id, from, to, step, false)),
   statsCsv: (scope, id, from, to, step) =>
