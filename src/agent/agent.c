@@ -602,6 +602,19 @@ static void save_state(struct fg_agent *a)
 		       a->dir, FG_AGENT_STATE_FILE, strerror(-rc));
 }
 
+/* fg_kplane_apply, or fg_kplane_clear when there is nothing to run: no
+ * policy, no set, no enabled kernel forward (our table goes away). */
+static int kplane_put(struct fg_agent *a, const struct fg_fw_doc *fw,
+		      const struct fg_forward_cfg *fwds, size_t n, int64_t now, int64_t cns,
+		      char *err, size_t errlen)
+{
+	bool any = fw && (fw->npolicies || fw->nsets);
+	for (size_t i = 0; !any && i < n; i++)
+		any = fwds[i].engine == FG_ENGINE_KERNEL && fwds[i].enabled;
+	return any ? fg_kplane_apply(a->kp, fw, fwds, n, now, cns, err, errlen)
+		   : fg_kplane_clear(a->kp, now, cns, err, errlen);
+}
+
 /* Sets a->kset to copies of set's enabled kernel forwards. */
 static void kset_take(struct fg_agent *a, const struct fg_forward_set *set)
 {
@@ -648,8 +661,8 @@ static json_t *kplane_apply(struct fg_agent *a, int64_t rev, const json_t *fwsec
 		struct fg_fw_doc run = {0};
 		int64_t cs;
 		fg_fw_section_parse(a->fw_run, &run, &cs, perr, sizeof(perr));
-		int rc = fg_kplane_apply(a->kp, &run, set->v, set->n, fg_loop_now(a->loop), 0, kerr,
-					 sizeof(kerr));
+		int rc = kplane_put(a, &run, set->v, set->n, fg_loop_now(a->loop), 0, kerr,
+				    sizeof(kerr));
 		fg_fw_doc_free(&run);
 		if (rc >= 0)
 			kset_take(a, set);
@@ -677,7 +690,7 @@ static json_t *kplane_apply(struct fg_agent *a, int64_t rev, const json_t *fwsec
 	bool was_pending = fg_kplane_pending(a->kp, NULL);
 	bool kfail = false, fwfail = false;
 	ssize_t blame = -1;
-	rc = fg_kplane_apply(a->kp, fw, set->v, set->n, now, cns, kerr, sizeof(kerr));
+	rc = kplane_put(a, fw, set->v, set->n, now, cns, kerr, sizeof(kerr));
 	if (rc < 0 && any_k &&
 	    fg_kplane_check(a->kp, NULL, set->v, set->n, ferr, sizeof(ferr)) < 0) {
 		/* the kernel forwards are refused: they fail, the running ones
@@ -685,7 +698,7 @@ static json_t *kplane_apply(struct fg_agent *a, int64_t rev, const json_t *fwsec
 		kfail = true;
 		fg_warn("agent: rev %lld: kernel forwards: nft rejected the ruleset: %s",
 			(long long)rev, ferr);
-		rc = fg_kplane_apply(a->kp, fw, a->kset.v, a->kset.n, now, cns, kerr, sizeof(kerr));
+		rc = kplane_put(a, fw, a->kset.v, a->kset.n, now, cns, kerr, sizeof(kerr));
 	}
 	if (rc < 0) {
 		/* the firewall is refused: it stays as it runs, the kernel
@@ -701,8 +714,7 @@ static json_t *kplane_apply(struct fg_agent *a, int64_t rev, const json_t *fwsec
 		char e2[FG_ERR_MAX];
 		fg_fw_section_parse(a->fw_run, &run, &rcs, e2, sizeof(e2));
 		const struct fg_forward_set *ks = kfail ? &a->kset : set;
-		if (fg_kplane_apply(a->kp, &run, ks->v, ks->n, now, 0, e2, sizeof(e2)) < 0 &&
-		    !kfail) {
+		if (kplane_put(a, &run, ks->v, ks->n, now, 0, e2, sizeof(e2)) < 0 && !kfail) {
 			kfail = true; /* neither moves: what runs stays */
 			snprintf(ferr, sizeof(ferr), "%s", e2);
 		}
@@ -965,8 +977,7 @@ static void confirm_timer_cb(struct fg_loop *loop, struct fg_timer *t)
 	struct fg_fw_doc run = {0};
 	int64_t cs;
 	if (fg_fw_section_parse(a->fw_run, &run, &cs, err, sizeof(err)) == 0 &&
-	    fg_kplane_apply(a->kp, &run, a->kset.v, a->kset.n, fg_loop_now(loop), 0, err,
-			    sizeof(err)) < 0)
+	    kplane_put(a, &run, a->kset.v, a->kset.n, fg_loop_now(loop), 0, err, sizeof(err)) < 0)
 		fg_err("agent: after the rollback, kernel forwards: %s", err);
 	fg_fw_doc_free(&run);
 	/* the report says so: every policy entry fails, plus one line for

@@ -156,17 +156,13 @@ static void reload(struct fwd_app *app)
 	} else if (fg_engine_apply(app->engine, &set, err, sizeof(err)) < 0) {
 		fg_err("reload rejected, running forwards and tunnels unchanged: %s", err);
 		fg_free(script);
+	} else if (fg_kfwd_commit(app->kfwd, &set, script, err, sizeof(err)) < 0) {
+		/* checked a moment ago: only a kernel-side race gets here */
+		fg_err("reload: kernel forwards NOT updated (proxy forwards were): %s", err);
+	} else if (fg_tunnel_engine_apply(app->tunnels, &tset, err, sizeof(err)) < 0) {
+		fg_err("reload: forwards applied, tunnels unchanged: %s", err);
 	} else {
-		bool kok = fg_kfwd_commit(app->kfwd, &set, script, err, sizeof(err)) == 0;
-		/* checked a moment ago: only a kernel-side race fails the commit */
-		if (!kok)
-			fg_err("reload: kernel forwards NOT updated (proxy forwards were): %s",
-			       err);
-		if (fg_tunnel_engine_apply(app->tunnels, &tset, err, sizeof(err)) < 0)
-			fg_err("reload: forwards applied, tunnels unchanged: %s", err);
-		else if (kok)
-			fg_info("reloaded %s: %zu forward(s), %zu tunnel(s)", app->file, set.n,
-				tset.n);
+		fg_info("reloaded %s: %zu forward(s), %zu tunnel(s)", app->file, set.n, tset.n);
 	}
 	fg_forward_set_free(&set);
 	fg_tunnel_set_free(&tset);
@@ -464,7 +460,6 @@ int fg_cli_forward(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	fg_engine_set_metrics_hook(app.engine, fg_kfwd_metrics_cb, app.kfwd);
 	struct fg_tunnel_engine_opts to = {.loop = app.loop, .make_cert = 1};
 	app.tunnels = fg_tunnel_engine_new(&to);
 	if (!app.tunnels) {
@@ -476,6 +471,7 @@ int fg_cli_forward(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
+	fg_engine_set_metrics_hook(app.engine, fg_kfwd_metrics_cb, app.kfwd);
 	app.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	fg_io_init(&app.sig_io);
 	if (app.sfd < 0 ||

@@ -98,44 +98,63 @@ void fg_kplane_free(struct fg_kplane *kp)
 	fg_free(kp);
 }
 
-int fg_kplane_apply(struct fg_kplane *kp, const struct fg_fw_doc *fw,
-		    const struct fg_forward_cfg *fwds, size_t nfwds, int64_t now_ns,
-		    int64_t confirm_ns, char *err, size_t errlen)
+/* Makes script (s, taken) what runs: dry run, restore point, one
+ * transaction, commit-confirm. See fg_kplane_apply. */
+static int install(struct fg_kplane *kp, struct fg_strbuf *s, int64_t now_ns, int64_t confirm_ns,
+		   char *err, size_t errlen)
 {
-	struct fg_strbuf s;
 	char *restore = NULL;
-	struct fg_nft_spec spec = {.table = kp->table, .fw = fw, .fwds = fwds, .nfwds = nfwds};
 	int rc;
-
-	fg_strbuf_init(&s);
-	if ((rc = fg_nft_compile(&spec, &s, err, errlen)) < 0)
-		goto out;
 	/* the same desired state twice changes nothing (and arms nothing) */
-	if (kp->cur && strcmp(kp->cur, s.s) == 0) {
-		rc = FG_KPLANE_UNCHANGED;
-		goto out;
-	}
-	if ((rc = kp->ops->check(kp->b, s.s, err, errlen)) < 0)
-		goto out;
+	if (kp->cur && strcmp(kp->cur, s->s) == 0)
+		return FG_KPLANE_UNCHANGED;
+	if ((rc = kp->ops->check(kp->b, s->s, err, errlen)) < 0)
+		return rc;
 	/* the restore point is the last confirmed table: keep it while a
 	 * confirmation is pending */
 	if (confirm_ns > 0 && !kp->restore &&
 	    (rc = kp->ops->snapshot(kp->b, &restore, err, errlen)) < 0)
-		goto out;
-	if ((rc = kp->ops->run(kp->b, s.s, err, errlen)) < 0) {
+		return rc;
+	if ((rc = kp->ops->run(kp->b, s->s, err, errlen)) < 0) {
 		fg_free(restore);
-		goto out;
+		return rc;
 	}
 	fg_free(kp->cur);
-	kp->cur = s.s;
-	s.s = NULL;
+	kp->cur = s->s;
+	s->s = NULL;
 	if (confirm_ns > 0) {
 		if (restore)
 			kp->restore = restore;
 		kp->deadline_ns = now_ns + confirm_ns;
 	}
-	rc = FG_KPLANE_APPLIED;
-out:
+	return FG_KPLANE_APPLIED;
+}
+
+int fg_kplane_apply(struct fg_kplane *kp, const struct fg_fw_doc *fw,
+		    const struct fg_forward_cfg *fwds, size_t nfwds, int64_t now_ns,
+		    int64_t confirm_ns, char *err, size_t errlen)
+{
+	struct fg_strbuf s;
+	struct fg_nft_spec spec = {.table = kp->table, .fw = fw, .fwds = fwds, .nfwds = nfwds};
+	fg_strbuf_init(&s);
+	int rc = fg_nft_compile(&spec, &s, err, errlen);
+	if (rc == 0)
+		rc = install(kp, &s, now_ns, confirm_ns, err, errlen);
+	fg_strbuf_deinit(&s);
+	return rc;
+}
+
+int fg_kplane_clear(struct fg_kplane *kp, int64_t now_ns, int64_t confirm_ns, char *err,
+		    size_t errlen)
+{
+	if (!kp->cur)
+		return FG_KPLANE_UNCHANGED; /* nothing of ours was ever there */
+	struct fg_strbuf s;
+	fg_strbuf_init(&s);
+	fg_nft_compile_delete(kp->table, &s);
+	int rc = s.oom ? -ENOMEM : install(kp, &s, now_ns, confirm_ns, err, errlen);
+	if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
 	fg_strbuf_deinit(&s);
 	return rc;
 }

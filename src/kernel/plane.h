@@ -66,6 +66,12 @@ int fg_kplane_apply(struct fg_kplane *kp, const struct fg_fw_doc *fw,
 		    const struct fg_forward_cfg *fwds, size_t nfwds, int64_t now_ns,
 		    int64_t confirm_ns, char *err, size_t errlen);
 
+/* Nothing to run any more: deletes our table (one transaction), with the
+ * same restore point and commit-confirm as fg_kplane_apply. UNCHANGED when
+ * nothing of ours runs. */
+int fg_kplane_clear(struct fg_kplane *kp, int64_t now_ns, int64_t confirm_ns, char *err,
+		    size_t errlen);
+
 /* Compiles fw + fwds and dry-runs the script: what fg_kplane_apply would
  * say, without changing anything. 0 or -errno with err. */
 int fg_kplane_check(struct fg_kplane *kp, const struct fg_fw_doc *fw,

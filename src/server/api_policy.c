@@ -84,6 +84,44 @@ static void touch_policy(struct fg_store *st, struct idset *s, const struct fg_p
 		api_idset_add_group(st, s, p->group_ids[i]);
 }
 
+/* Where the policy stands on each node it lands on (GET answers only):
+ * [{node, online, applied, ok, error}] from the nodes' reported errors
+ * (this policy's entry, or the firewall's commit-confirm one). */
+static json_t *policy_status(struct api_call *c, const struct fg_policy *p)
+{
+	struct fg_store *st = c->api->st;
+	struct idset s = {0};
+	json_t *a = json_array();
+	touch_policy(st, &s, p);
+	for (size_t i = 0; i < s.n; i++) {
+		struct fg_node n;
+		if (st->ops->node_get(st, s.v[i], &n) != 0)
+			continue;
+		json_t *errs = n.errors ? json_loads(n.errors, 0, NULL) : NULL;
+		const char *err = "";
+		size_t k;
+		json_t *e;
+		json_array_foreach(errs, k, e)
+		{
+			const char *kind = json_string_value(json_object_get(e, "kind"));
+			json_t *id = json_object_get(e, "id");
+			bool mine = kind && strcmp(kind, "policy") == 0 && json_is_integer(id) &&
+				    json_integer_value(id) == p->id;
+			bool whole = kind && strcmp(kind, "firewall") == 0;
+			if ((mine || whole) && !*err)
+				err = json_string_value(json_object_get(e, "error")) ?: "";
+		}
+		json_array_append_new(a, json_pack("{s:s, s:b, s:b, s:b, s:s}", "node", n.name,
+						   "online", fg_hub_online(c->api->hub, n.id),
+						   "applied", n.applied_rev == n.desired_rev, "ok",
+						   !*err, "error", err));
+		json_decref(errs);
+		fg_node_deinit(&n);
+	}
+	fg_free(s.v);
+	return a;
+}
+
 /* Maps the parser's "policies[0].rules[3].dport: ..." onto the request's
  * field "rules[3].dport" (sets keep their own path). */
 static enum fg_http_verdict parser_error(struct api_call *c, const char *err)
@@ -240,6 +278,8 @@ static bool policy_from_body(struct api_call *c, json_t *body, const struct fg_p
 	json_object_foreach(body, key, val)
 	{
 		bool known = false;
+		if (strcmp(key, "status") == 0)
+			continue; /* read-only (GET answers), echoed back by clients */
 		if (strcmp(key, "id") == 0 || strcmp(key, "created") == 0) {
 			if (old && strcmp(key, "id") == 0 && json_is_integer(val) &&
 			    json_integer_value(val) == old->id)
@@ -801,8 +841,11 @@ enum fg_http_verdict api_policies(struct api_call *c)
 		if (rc < 0)
 			return api_store_fail(c->r, rc, "listing policies");
 		json_t *a = json_array();
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(a, policy_json(st, &v[i]));
+		for (size_t i = 0; i < n; i++) {
+			json_t *j = policy_json(st, &v[i]);
+			json_object_set_new(j, "status", policy_status(c, &v[i]));
+			json_array_append_new(a, j);
+		}
 		fg_policy_list_free(v, n);
 		return api_reply(c->r, 200, json_pack("{s:o}", "policies", a));
 	}
@@ -816,7 +859,9 @@ enum fg_http_verdict api_policies(struct api_call *c)
 		return api_store_fail(c->r, rc, "reading the policy");
 	enum fg_http_verdict v;
 	if (method_is(c, "GET")) {
-		v = api_reply(c->r, 200, policy_json(st, &p));
+		json_t *j = policy_json(st, &p);
+		json_object_set_new(j, "status", policy_status(c, &p));
+		v = api_reply(c->r, 200, j);
 	} else if (method_is(c, "PATCH") || method_is(c, "PUT")) {
 		v = policy_write(c, &p);
 	} else if (method_is(c, "DELETE")) {
@@ -1065,7 +1110,11 @@ enum fg_http_verdict api_node_firewall(struct api_call *c, const struct fg_node 
 				 sizeof(err));
 	if (!rc)
 		rc = fg_config_parse_forwards(fwd ? fwd : empty, &j->set, err, sizeof(err));
-	if (!rc) {
+	/* with nothing to run the agent keeps no table at all (fg_kplane_clear) */
+	bool any = j->doc.npolicies || j->doc.nsets;
+	for (size_t i = 0; !rc && !any && i < j->set.n; i++)
+		any = j->set.v[i].engine == FG_ENGINE_KERNEL && j->set.v[i].enabled;
+	if (!rc && any) {
 		struct fg_nft_spec spec = {
 		    .table = "flowgate", .fw = &j->doc, .fwds = j->set.v, .nfwds = j->set.n};
 		rc = fg_nft_compile(&spec, &script, err, sizeof(err));

@@ -148,6 +148,10 @@ static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view
 			json_decref(o);
 			reported_error(row, t->id, rep, sizeof(rep));
 			bool online = fg_hub_online(api->hub, row->id);
+			if (!rep[0] && rc == 0 && !fg_hub_runs_tunnels(api->hub, row->id))
+				snprintf(rep, sizeof(rep),
+					 "its agent (%s) cannot run tunnels: upgrade it",
+					 row->version[0] ? row->version : "an older version");
 			const char *state = !t->enabled	       ? "disabled"
 					    : rc == -EAGAIN    ? "waiting"
 					    : rc < 0 || rep[0] ? "error"

@@ -58,6 +58,7 @@ struct nstate {
 	int64_t id;
 	struct session *s; /* the attached session, NULL if none */
 	bool hash_known;
+	bool no_tunnels; /* its agent's hello did not list the "tunnel" capability */
 	unsigned char hash[FG_DESIRED_HASH_LEN]; /* of the last compiled document */
 	int64_t desired_rev;
 	/* live view */
@@ -628,6 +629,14 @@ static void on_hello(struct session *s, struct fg_rpc_msg *m)
 		return;
 	}
 	s->hello_done = true;
+	ns->no_tunnels = true;
+	size_t ci;
+	json_t *cv;
+	json_array_foreach(h.capabilities, ci, cv)
+	{
+		if (strcmp(json_string_value(cv), "tunnel") == 0)
+			ns->no_tunnels = false;
+	}
 	/* where peers reach it and what they pin: written at once (not
 	 * batched), the peers' states depend on it */
 	const char *fp = h.fingerprint[0] ? h.fingerprint : NULL;
@@ -1183,6 +1192,12 @@ bool fg_hub_online(const struct fg_hub *hub, int64_t node_id)
 {
 	const struct nstate *ns = node_find(hub, node_id);
 	return ns && ns->s;
+}
+
+bool fg_hub_runs_tunnels(const struct fg_hub *hub, int64_t node_id)
+{
+	const struct nstate *ns = node_find(hub, node_id);
+	return !ns || !ns->s || !ns->s->hello_done || !ns->no_tunnels;
 }
 
 size_t fg_hub_sessions(const struct fg_hub *hub)

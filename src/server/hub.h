@@ -78,6 +78,9 @@ void fg_hub_kick(struct fg_hub *hub, int64_t node_id);
 const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, int64_t *ts);
 
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id);
+/* False only for a connected node whose agent said in hello that it cannot
+ * run tunnels (no "tunnel" capability: an agent older than tunnels). */
+bool fg_hub_runs_tunnels(const struct fg_hub *hub, int64_t node_id);
 size_t fg_hub_sessions(const struct fg_hub *hub);
 
 /* Appends Prometheus text (sessions, messages, applies, store flushes). */

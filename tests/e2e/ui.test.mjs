@@ -462,7 +462,9 @@ test('firewall: a policy from the editor, its error under the rules, the node vi
   // the node's view: what it runs and the exact text it gets (no policy targets it)
   await page.getByLabel(en['fw.node_pick']).selectOption(NODE);
   await page.getByTestId('fw-preview').waitFor();
-  assert.match(await page.getByTestId('fw-preview').textContent(), /table inet flowgate/);
+  // nothing targets it and it has no kernel forward: it keeps no table
+  assert.equal(await page.getByTestId('fw-preview').textContent(), en['fw.preview_none']);
+  await page.getByText(en['fw.in_sync']).waitFor();
   await shot(page, '13-firewall');
   // iptables-save -> a draft in the editor
   await page.getByRole('button', { name: en['fw.import'] }).click();

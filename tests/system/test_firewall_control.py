@@ -391,15 +391,18 @@ def test_group_policy_blocks_and_allows_exactly_on_every_member(plane, fleet, li
         own = nft(plane, node, "-s", "list", "table", "inet", "flowgate").stdout
         assert own == fw["live"]
     fw3 = fleet.firewall("n3")
-    assert fw3["policies"] == [] and fw3["live"] == ""
+    assert fw3["policies"] == [] and fw3["live"] == "" and fw3["preview"] == ""
 
     # disabling the policy takes it away on every member; the other table stays
     fleet.api.ok("PATCH", "/policies/edge-base", {"enabled": False})
     for node in ("n1", "n2"):
         fleet.wait_applied(node)
         assert probes(plane, node) == OPEN, node
-        assert "7101" not in nft(plane, node, "list", "table", "inet", "flowgate",
-                                 check=False).stdout
+        # nothing left to run: the table is gone, and that is what the node shows
+        assert nft(plane, node, "list", "table", "inet", "flowgate",
+                   check=False).returncode != 0
+        fw = fleet.firewall(node)
+        assert fw["preview"] == "" and fw["live"] == "" and fw["in_sync"] is True, fw
     assert othertool()
     # n3 joins the group: the (re-enabled) policy follows the membership
     fleet.api.ok("PATCH", "/policies/edge-base", {"enabled": True})
@@ -441,6 +444,12 @@ def test_raw_rule_nft_rejects_keeps_old_table_and_reports_nft_error(plane, fleet
     assert "frobnicate" in errs["bad-raw"] or "syntax error" in errs["bad-raw"], errs
     assert "edge-base" in errs and "bad-raw" in errs["edge-base"]  # held back with it
     assert n["applied_rev"] == n["desired_rev"]
+    # each policy says where it stands on each node it lands on
+    st = {x["node"]: x for x in fleet.api.ok("GET", "/policies/bad-raw")["status"]}
+    assert list(st) == ["n1"] and st["n1"]["ok"] is False and st["n1"]["error"] == errs["bad-raw"]
+    fleet.wait_applied("n2")
+    st = {x["node"]: x for x in fleet.api.ok("GET", "/policies/edge-base")["status"]}
+    assert st["n1"]["ok"] is False and st["n2"]["ok"] is True and st["n2"]["applied"] is True
     # nothing changed: the old table runs and still blocks what it did
     after = fleet.firewall("n1")
     assert after["live"] == before["live"]
@@ -453,6 +462,8 @@ def test_raw_rule_nft_rejects_keeps_old_table_and_reports_nft_error(plane, fleet
                  {"rules": [{"chain": "input", "raw": "tcp dport 7103 counter drop"}]})
     fleet.wait_node("n1", lambda n: n["errors"] == [] and n["applied_rev"] == n["desired_rev"],
                     "clean after the fix")
+    assert all(x["ok"] for p in fleet.api.ok("GET", "/policies")["policies"]
+               for x in p["status"])
     assert probes(plane, "n1")["in-c"] == "dropped"
     assert othertool()
 
@@ -573,4 +584,7 @@ def test_policies_and_kernel_forwards_share_the_table(plane, fleet, listeners, o
     fleet.wait_applied("n1")
     assert probes(plane, "n1") == BLOCKED
     assert "dnat" not in nft(plane, "n1", "list", "table", "inet", "flowgate").stdout
+    fleet.api.ok("DELETE", "/policies/edge-base")
+    fleet.wait_applied("n1")
+    assert nft(plane, "n1", "list", "table", "inet", "flowgate", check=False).returncode != 0
     assert othertool()

@@ -539,6 +539,99 @@ static const struct fg_store_ops *real_ops;
 static struct fg_store_ops failing_ops;
 static bool fail_writes;
 
+/* Tunnels through the hub: hello's certificate fingerprint lands on the
+ * node (canonical form), tunnel counters are recorded under kind "tunnel"
+ * (an unknown tunnel's are dropped) and show in the live view. */
+static void test_hub_tunnel_counters_and_hello_fingerprint(void **state)
+{
+	struct fx *f = *state;
+	struct fg_rpc_msg m;
+	char buf[1024], json[256];
+	int64_t exit_node;
+	char hash[FG_STORE_HASH_LEN + 1], tok[FG_AUTH_TOKEN_SIZE];
+	fg_auth_token_new(FG_TOKEN_PREFIX_NODE, tok);
+	fg_auth_token_hash(tok, hash);
+	assert_int_equal(f->st->ops->node_create(f->st, "n2", hash, &exit_node), 0);
+	snprintf(json, sizeof(json),
+		 "{\"entry\":{\"node\":%lld,\"listen\":\"9000\"},\"exit\":%lld,"
+		 "\"target\":\"10.0.0.5:1\",\"link_port\":7000}",
+		 (long long)f->node, (long long)exit_node);
+	int64_t nodes[] = {exit_node};
+	struct fg_tunnel t = {.entry_node_id = f->node,
+			      .enabled = true,
+			      .json = json,
+			      .psk = "sb1:not-opened-here",
+			      .nodes = nodes,
+			      .nnodes = 1};
+	snprintf(t.name, sizeof(t.name), "tun");
+	assert_int_equal(f->st->ops->tunnel_create(f->st, &t), 0);
+
+	fa_connect(f, f->token);
+	fa_send(
+	    f,
+	    "{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"params\":{\"version\":\"t\","
+	    "\"boot_id\":\"b1\",\"fingerprint\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaa\"},\"id\":1}");
+	fa_next(f, &m);
+	assert_int_equal(m.kind, FG_RPC_RESULT);
+	fg_rpc_msg_deinit(&m);
+	struct fg_node n = node_now(f);
+	assert_string_equal(n.fingerprint,
+			    "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:"
+			    "AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA:AA");
+	fg_node_deinit(&n);
+	/* that hello listed no "tunnel" capability: an agent older than tunnels */
+	assert_false(fg_hub_runs_tunnels(f->fr.hub, f->node));
+	assert_true(fg_hub_runs_tunnels(f->fr.hub, exit_node)); /* never connected */
+	fa_next(f, &m);						/* the first apply */
+	assert_string_equal(m.method, "apply");
+	fg_rpc_msg_deinit(&m);
+
+	snprintf(buf, sizeof(buf),
+		 "{\"jsonrpc\":\"2.0\",\"method\":\"report\",\"params\":{\"boot_id\":\"b1\","
+		 "\"counters\":[{\"kind\":\"tunnel\",\"id\":\"%lld\",\"bytes_up\":300,"
+		 "\"bytes_down\":70,\"conns\":2,\"active\":1},{\"kind\":\"tunnel\",\"id\":\"999\","
+		 "\"bytes_up\":5,\"bytes_down\":5}]},\"id\":2}",
+		 (long long)t.id);
+	fa_send(f, buf);
+	fa_next(f, &m);
+	assert_int_equal(m.kind, FG_RPC_RESULT);
+	fg_rpc_msg_deinit(&m);
+	const char *kinds[] = {"tunnel", "forward"};
+	const uint64_t want[] = {300, 0};
+	for (int k = 0; k < 2; k++) {
+		struct fg_series_query q = {.kind = kinds[k],
+					    .object_id = t.id,
+					    .from = 0,
+					    .to = time(NULL) + 3600,
+					    .step = 3600 * 24 * 365};
+		struct fg_stat_bucket *v;
+		size_t nb;
+		uint64_t up = 0;
+		assert_int_equal(f->st->ops->query_series(f->st, &q, &v, &nb), 0);
+		for (size_t i = 0; i < nb; i++)
+			up += v[i].sum.bytes_up;
+		free(v);
+		assert_int_equal(up, want[k]);
+	}
+	struct fg_series_query q999 = {
+	    .kind = "tunnel", .object_id = 999, .from = 0, .to = time(NULL) + 60, .step = 60};
+	struct fg_stat_bucket *v;
+	size_t nb;
+	assert_int_equal(f->st->ops->query_series(f->st, &q999, &v, &nb), 0);
+	assert_int_equal(nb, 0);
+	free(v);
+	json_t *live = fg_hub_live(f->fr.hub);
+	char tid[24], nid[24];
+	snprintf(tid, sizeof(tid), "%lld", (long long)t.id);
+	snprintf(nid, sizeof(nid), "%lld", (long long)f->node);
+	json_t *c = json_object_get(json_object_get(json_object_get(live, "tunnels"), tid), nid);
+	assert_int_equal(json_integer_value(json_object_get(c, "bytes_up")), 300);
+	assert_int_equal(json_integer_value(json_object_get(c, "active")), 1);
+	assert_null(json_object_get(json_object_get(live, "forwards"), tid));
+	json_decref(live);
+}
+
 static int failing_record(struct fg_store *st, const char *kind, int64_t object_id, int64_t node_id,
 			  const char *boot_id, const struct fg_counters *abs, int64_t ts,
 			  struct fg_counters *delta)
@@ -830,6 +923,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_refuses_a_bad_token, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hub_hello_apply_report_and_exact_counters, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_hub_tunnel_counters_and_hello_fingerprint, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_hub_store_failure_acks_nothing_and_the_resend_counts_once, setup, teardown),

@@ -192,10 +192,33 @@ static void test_bad_table_name_is_refused(void **state)
 	assert_null(fg_kplane_new("flowgate x", &fake_ops, &f));
 }
 
+static void test_clear_deletes_the_table_with_commit_confirm(void **state)
+{
+	struct fake f = {0};
+	char err[256];
+	struct fg_kplane *kp = fg_kplane_new("flowgate", &fake_ops, &f);
+	/* nothing ever applied: nothing to delete */
+	assert_int_equal(fg_kplane_clear(kp, 0, 60 * S, err, sizeof(err)), FG_KPLANE_UNCHANGED);
+	assert_int_equal(f.runs, 0);
+	struct fg_fw_doc a = doc_of(POL("{\"chain\": \"input\", \"action\": \"drop\"}"));
+	assert_int_equal(fg_kplane_apply(kp, &a, NULL, 0, 0, 0, err, sizeof(err)), 1);
+	char *was = fg_strdup(f.live);
+	assert_int_equal(fg_kplane_clear(kp, 10 * S, 60 * S, err, sizeof(err)), 1);
+	assert_non_null(strstr(f.live, "delete table inet flowgate"));
+	assert_int_equal(fg_kplane_clear(kp, 11 * S, 60 * S, err, sizeof(err)), 0);
+	/* not confirmed: the table comes back as it was */
+	assert_int_equal(fg_kplane_tick(kp, 71 * S, err, sizeof(err)), 1);
+	assert_string_equal(f.live, was);
+	fg_free(was);
+	fg_kplane_free(kp);
+	fg_fw_doc_free(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_same_state_twice_changes_nothing),
+	    cmocka_unit_test(test_clear_deletes_the_table_with_commit_confirm),
 	    cmocka_unit_test(test_rejected_script_changes_nothing_and_returns_nfts_error),
 	    cmocka_unit_test(test_unconfirmed_change_rolls_back_at_the_deadline),
 	    cmocka_unit_test(test_first_unconfirmed_apply_rolls_back_to_no_table),

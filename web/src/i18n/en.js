@@ -455,4 +455,7 @@ export default {
   'applyerr.held_back':
     'Not applied: another policy of this node was refused, and a node applies its firewall whole or not at all. Its previous firewall keeps running.',
   'applyerr.nft': 'nft refused this rule; the node keeps running its previous firewall. nft’s own message follows.',
+  'fw.nodes_ok': '{n} node(s) run it',
+  'fw.preview_none':
+    'Nothing: this node has neither firewall policies nor kernel forwards, so it keeps no nftables table.',
 };

@@ -450,4 +450,6 @@ export default {
   'applyerr.held_back':
     '未应用：该节点的另一条策略被拒绝，而节点的防火墙只能整体生效或全部不生效。之前的防火墙继续运行。',
   'applyerr.nft': 'nft 拒绝了这条规则；节点继续运行之前的防火墙。以下是 nft 的原始信息。',
+  'fw.nodes_ok': '{n} 个节点已运行',
+  'fw.preview_none': '无：该节点既没有防火墙策略也没有内核转发，因此不保留任何 nftables 表。',
 };

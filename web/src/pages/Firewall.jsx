@@ -28,6 +28,7 @@ import {
 } from '../components/ui.jsx';
 import NamePicker from '../components/NamePicker.jsx';
 import { policyBody, policyFieldErrors } from '../lib/policy.js';
+import { applyErrorWords } from '../lib/model.js';
 
 const textareaCls =
   'block w-full rounded-md border border-slate-300 bg-white px-2 py-1.5 font-mono text-xs text-slate-900 focus:outline-none focus:ring-2 focus:ring-sky-500';
@@ -50,6 +51,29 @@ function targetsText(t, p) {
   if (!n.length && !g.length) return t('fw.no_targets');
   return [...n.map((x) => t('fw.target_node', { name: x })), ...g.map((x) => t('fw.target_group', { name: x }))].join(
     ', ',
+  );
+}
+
+// Where a policy stands on the nodes it lands on: failing ones with the
+// node's words, the rest counted.
+function PolicyNodes({ status }) {
+  const { t } = useI18n();
+  if (!status?.length) return null;
+  const bad = status.filter((x) => !x.ok);
+  const ok = status.length - bad.length;
+  return (
+    <div className="mt-1 space-y-1 text-xs" data-testid="policy-status">
+      {ok ? <Badge tone="green">{t('fw.nodes_ok', { n: ok })}</Badge> : null}
+      {bad.map((x) => {
+        const w = applyErrorWords({ kind: 'policy', error: x.error });
+        return (
+          <div key={x.node} className="text-red-800">
+            <Badge tone="red">{x.node}</Badge> {w.explainKey ? t(w.explainKey) : null}
+            <pre className="mt-0.5 max-h-24 overflow-auto whitespace-pre-wrap text-[11px] text-red-900">{x.error}</pre>
+          </div>
+        );
+      })}
+    </div>
   );
 }
 
@@ -311,7 +335,7 @@ function NodeFirewall({ nodes }) {
           <section>
             <h3 className="mb-1 text-sm font-semibold">{t('fw.preview')}</h3>
             <pre className="max-h-96 overflow-auto rounded bg-slate-50 p-2 text-xs" data-testid="fw-preview">
-              {view.preview}
+              {view.preview || t('fw.preview_none')}
             </pre>
           </section>
           {view.counters?.length ? (
@@ -408,7 +432,10 @@ export default function Firewall() {
                       {p.description ? <span className="block text-xs text-slate-500">{p.description}</span> : null}
                     </td>
                     <td className={tdCls}>{p.rules.length}</td>
-                    <td className={tdCls}>{targetsText(t, p)}</td>
+                    <td className={tdCls}>
+                      {targetsText(t, p)}
+                      <PolicyNodes status={p.status} />
+                    </td>
                     <td className={tdCls}>
                       {p.enabled ? <Badge tone="green">{t('fw.on')}</Badge> : <Badge>{t('fw.off')}</Badge>}
                     </td>
