@@ -819,6 +819,11 @@ int fg_tls_shutdown(struct fg_tls *t)
 	return ssl_fail(t, r, "TLS shutdown", &t->want);
 }
 
+void fg_tls_set_read_ahead(struct fg_tls *t, bool on)
+{
+	SSL_set_read_ahead(t->ssl, on ? 1 : 0);
+}
+
 struct fg_stream *fg_tls_stream(struct fg_tls *t)
 {
 	return &t->base;

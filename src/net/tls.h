@@ -133,6 +133,13 @@ ssize_t fg_tls_write(struct fg_tls *t, const void *buf, size_t len);
  * fg_tls_want()), or -errno. Does not wait for the peer's. */
 int fg_tls_shutdown(struct fg_tls *t);
 
+/* Lets OpenSSL read ahead of the current record: one recv() fills its
+ * buffer instead of one for the header and one for the body of every
+ * record. Only for callers that read until -EAGAIN each time they are
+ * woken (the tunnel links): bytes may then wait inside the session with
+ * nothing left on the socket to wake the loop. */
+void fg_tls_set_read_ahead(struct fg_tls *t, bool on);
+
 /* The session as a stream (its close op is fg_tls_free()). */
 struct fg_stream *fg_tls_stream(struct fg_tls *t);
 /* The TLS session behind a stream, or NULL for another kind of stream. */

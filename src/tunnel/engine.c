@@ -89,6 +89,7 @@ static void tun_free_mem(struct tun *t);
 static void reap(struct fg_tunnel_engine *e)
 {
 	e->reap_scheduled = false;
+	eng_run_pumps(e);
 	while (e->check_list) {
 		struct tstream *ts = e->check_list;
 		e->check_list = ts->check_next;
@@ -353,7 +354,6 @@ static void tun_stop(struct tun *t)
 struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts *opts)
 {
 	struct fg_tunnel_engine *e = fg_calloc(1, sizeof(*e));
-	char err[FG_TLS_ERR_LEN];
 	if (!e)
 		return NULL;
 	e->loop = opts->loop;
@@ -366,14 +366,12 @@ struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts
 	if (RAND_bytes((uint8_t *)&e->rng, sizeof(e->rng)) != 1 || !e->rng)
 		e->rng = (uint64_t)fg_now_ns() | 1;
 	uint64_t seed = eng_rand(e);
-	struct fg_tls_client_opts co = {.tls13_only = true};
 	unsigned cap = opts->replay_capacity ? opts->replay_capacity : REPLAY_CAPACITY;
 	if (fg_hs_replay_init(&e->replay, cap, FG_HS_DEFAULT_CLOCK_WINDOW, seed) ||
 	    fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 256) ||
 	    fg_buf_pool_init(&e->wpool[0], LINK_WBUF(TQ_CHUNK), 64) ||
 	    fg_buf_pool_init(&e->wpool[1], LINK_WBUF(LINK_PLAIN), 16) ||
-	    fg_buf_pool_init(&e->spool, LINK_PLAIN, 8) || !(e->rbuf = fg_malloc(LINK_RBUF)) ||
-	    !(e->tls_cli = fg_tls_client_new(&co, err, sizeof(err)))) {
+	    fg_buf_pool_init(&e->spool, LINK_PLAIN, 8) || !(e->rbuf = fg_malloc(LINK_RBUF))) {
 		fg_tunnel_engine_free(e);
 		errno = ENOMEM;
 		return NULL;
@@ -481,6 +479,25 @@ int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_se
 	}
 	if ((rc = load_cert(e, set, &srv, err, errlen)) < 0)
 		goto out;
+	/* the client context (it reads the system CA store) only once a
+	 * tls/wss link dials */
+	for (size_t i = 0; i < set->n && !e->tls_cli; i++) {
+		const struct fg_tunnel_cfg *c = &set->v[i];
+		const struct fg_tunnel_link_cfg *lk[2] = {&c->prev, &c->next};
+		for (int k = 0; k < 2 && !e->tls_cli; k++) {
+			if (!c->enabled || !lk[k]->present || lk[k]->is_listen ||
+			    (lk[k]->transport != FG_TT_TLS && lk[k]->transport != FG_TT_WSS))
+				continue;
+			struct fg_tls_client_opts co = {.tls13_only = true};
+			char terr[FG_TLS_ERR_LEN];
+			e->tls_cli = fg_tls_client_new(&co, terr, sizeof(terr));
+			if (!e->tls_cli) {
+				snprintf(err, errlen, "tls client: %s", terr);
+				rc = -EINVAL;
+				goto out;
+			}
+		}
+	}
 	for (size_t i = 0; i < set->n; i++) {
 		const struct fg_tunnel_cfg *c = &set->v[i];
 		if (!c->enabled)

@@ -87,6 +87,8 @@ struct tstream {
 	bool counted;	     /* in conns_total / conns_active */
 	bool pumping, again; /* ts_pump re-entry guard */
 	bool check_pending;  /* on the engine's check list */
+	bool pump_pending;   /* on the engine's pump list (writes batched) */
+	struct tstream *pump_next;
 	struct tstream *check_next;
 	struct tstream *dead_next;
 	uint8_t open_buf[FG_TUNNEL_OPEN_LEN];
@@ -146,6 +148,7 @@ struct link {
 	struct fg_tls *tls;
 	struct fg_tls_hs *tls_hs;
 	int pending_fd; /* socket before st exists */
+	int dial_errno; /* a dial that failed at once, reported by the timer */
 	bool ws;
 	struct fg_wsf_dec wsd;
 	char ws_key[FG_WS_KEY_LEN + 1];
@@ -223,6 +226,8 @@ struct fg_tunnel_engine {
 	bool reap_scheduled;
 	struct fg_timer reap_timer;
 	struct tstream *check_list, *dead_streams;
+	struct tstream *pump_list; /* socket writes batched during a link read */
+	int batching;
 	struct link *dead_links;
 	struct tun *dead_tuns;
 	uint8_t plain[FG_AEAD_MAX_PAYLOAD]; /* aead open output (reads never nest) */
@@ -237,6 +242,7 @@ void set_link_sockopts(int fd, int64_t keepalive_ns);
 
 /* stream.c */
 void ts_check_later(struct tstream *ts);
+void eng_run_pumps(struct fg_tunnel_engine *e);
 void ts_free(struct tstream *ts);
 void tq_clear(struct fg_tunnel_engine *e, struct tq *q);
 size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p);

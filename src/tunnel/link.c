@@ -900,10 +900,17 @@ static void link_input(struct link *l, uint8_t *p, size_t n)
 		link_payload(l, p, n);
 }
 
-static void link_read(struct link *l)
+static void link_read_some(struct link *l)
 {
 	size_t cap = l->ls->cfg->mux ? LINK_RBUF : TQ_CHUNK + 64;
-	while (l->state != LS_DEAD && !l->rd_paused && !l->rd_eof && l->st) {
+	/* a bounded number of reads per wake-up, so one busy link cannot
+	 * starve the others; the rest after the loop's other events */
+	for (int rounds = 0; l->state != LS_DEAD && !l->rd_paused && !l->rd_eof && l->st;
+	     rounds++) {
+		if (rounds == 16) {
+			link_resume(l);
+			return;
+		}
 		if (zero_copy(l) && l->single->ts->started) {
 			/* straight into the stream's queue */
 			struct tstream *ts = l->single->ts;
@@ -952,6 +959,17 @@ static void link_read(struct link *l)
 			return;
 		}
 	}
+}
+
+/* Reads what the link has; writes to the sockets of the streams it feeds
+ * are batched until the reads are done. */
+static void link_read(struct link *l)
+{
+	struct fg_tunnel_engine *e = l->tun->e;
+	e->batching++;
+	link_read_some(l);
+	if (--e->batching == 0)
+		eng_run_pumps(e);
 }
 
 static void link_resume_cb(struct fg_loop *loop, struct fg_timer *tm)
@@ -1054,6 +1072,8 @@ static void tls_done_cb(struct fg_tls *t, int err, const char *why, void *data)
 		return;
 	}
 	l->tls = t;
+	/* link_read reads until -EAGAIN (or pauses and resumes by itself) */
+	fg_tls_set_read_ahead(t, true);
 	l->st = fg_tls_stream(t);
 	if (start_io(l, l->st->fd) < 0) {
 		link_fail(l, "cannot watch the socket");
@@ -1067,7 +1087,7 @@ static void link_timer_cb(struct fg_loop *loop, struct fg_timer *tm)
 	struct link *l = tm->data;
 	const struct fg_tunnel_link_cfg *cfg = l->ls->cfg;
 	if (l->state != LS_UP) {
-		link_fail(l, "handshake timed out");
+		link_fail(l, l->dial_errno ? strerror(l->dial_errno) : "handshake timed out");
 		return;
 	}
 	if (l->mux) {
@@ -1101,6 +1121,7 @@ struct link *link_dial(struct lside *ls, struct peer_slot *p, struct ep *single)
 	int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		/* reported from the timer, never from inside the caller */
+		l->dial_errno = errno;
 		fg_timer_start(e->loop, &l->timer, 0);
 		return l;
 	}
@@ -1108,6 +1129,7 @@ struct link *link_dial(struct lside *ls, struct peer_slot *p, struct ep *single)
 	if (connect(fd, (struct sockaddr *)&p->addr, fg_addr_len((struct sockaddr *)&p->addr)) <
 		0 &&
 	    errno != EINPROGRESS) {
+		l->dial_errno = errno;
 		close(fd);
 		fg_timer_start(e->loop, &l->timer, 0);
 		return l;
@@ -1121,13 +1143,16 @@ struct link *link_dial(struct lside *ls, struct peer_slot *p, struct ep *single)
 					 t->cfg.connect_timeout_ns, tls_done_cb, l);
 		if (!l->tls_hs) {
 			l->pending_fd = -1;
+			l->dial_errno = ENOMEM;
 			fg_timer_start(e->loop, &l->timer, 0);
 		}
 		return l;
 	}
 	l->pending_fd = fd;
-	if (start_io(l, fd) < 0)
+	if (start_io(l, fd) < 0) {
+		l->dial_errno = errno;
 		fg_timer_start(e->loop, &l->timer, 0);
+	}
 	return l;
 }
 

@@ -524,12 +524,36 @@ void ep_sock_start(struct ep *ep, int fd, bool connecting)
 
 /* ---- moving bytes between endpoints ------------------------------------ */
 
+/* Pumps the streams whose socket writes waited for the end of a link
+ * read (one writev for all the frames a read brought, not one each). */
+void eng_run_pumps(struct fg_tunnel_engine *e)
+{
+	while (e->pump_list) {
+		struct tstream *ts = e->pump_list;
+		e->pump_list = ts->pump_next;
+		ts->pump_pending = false;
+		if (!ts->closed)
+			ts_pump(ts);
+	}
+}
+
 void ep_kick_out(struct ep *ep)
 {
 	switch (ep->kind) {
 	case EP_SOCK:
-		if (!ep->connecting)
-			ts_pump(ep->ts);
+		if (ep->connecting)
+			break;
+		if (ep->ts->tun->e->batching) {
+			struct tstream *ts = ep->ts;
+			struct fg_tunnel_engine *e = ts->tun->e;
+			if (!ts->pump_pending) {
+				ts->pump_pending = true;
+				ts->pump_next = e->pump_list;
+				e->pump_list = ts;
+			}
+			break;
+		}
+		ts_pump(ep->ts);
 		break;
 	case EP_MUX:
 		if (ep->ms) {

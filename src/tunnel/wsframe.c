@@ -28,7 +28,21 @@ size_t fg_wsf_header(uint8_t out[FG_WSF_HDR_MAX], uint8_t op, uint64_t len, cons
 
 void fg_wsf_mask(uint8_t *p, size_t len, const uint8_t mask[4], size_t off)
 {
-	for (size_t i = 0; i < len; i++)
+	/* eight bytes at a time (the compiler vectorises it): 8 is a multiple
+	 * of the mask's period, so one rotated 64-bit mask fits every word */
+	uint8_t m8[8];
+	uint64_t m;
+	size_t i = 0;
+	for (int k = 0; k < 8; k++)
+		m8[k] = mask[(off + (size_t)k) & 3];
+	memcpy(&m, m8, sizeof(m));
+	for (; i + 8 <= len; i += 8) {
+		uint64_t v;
+		memcpy(&v, p + i, sizeof(v));
+		v ^= m;
+		memcpy(p + i, &v, sizeof(v));
+	}
+	for (; i < len; i++)
 		p[i] ^= mask[(off + i) & 3];
 }
 

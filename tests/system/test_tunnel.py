@@ -527,3 +527,29 @@ table ip blackhole {{
     en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 1, timeout=15)
     data = os.urandom(200000)
     assert tn.transfer(net.cli, addr, data) == data
+
+
+@pytest.mark.parametrize("mux", [True, False], ids=["mux", "nomux"])
+def test_relay_that_dials_back_to_the_entry_and_on_to_the_exit(nodes, targets, port, net, mux):
+    """Two hops where the relay dials both: back to the entry (a reverse hop: it
+    registers) and on to the exit (a forward hop)."""
+    tport, l1, l2, cport = port(), port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    start_exit(nodes, "wss", mux, l2, [f"{tn.TGT}:{tport}"])
+    ex = nodes.started[-1]
+    en = start_entry(nodes, "tls", mux, f"{tn.ENT_C}:{cport}",
+                     next_link=tn.link("tls", mux, listen=f"{tn.ENT_X}:{l1}"))
+    relay_doc = {"tunnels": [{"name": "t", "id": "17", "role": "relay",
+                              "prev": tn.link("tls", mux, peers=[peer_of(en, "tls",
+                                                                         f"{tn.ENT_X}:{l1}")]),
+                              "next": tn.link("wss", mux, peers=[peer_of(ex, "wss",
+                                                                         f"{tn.EXT}:{l2}")])}]}
+    rl = nodes("ext", relay_doc, "relay")
+    en.wait_metric("flowgate_tunnel_links_up", lambda v: v >= 1)
+    addr = f"{tn.ENT_C}:{cport}"
+    big = os.urandom(2 << 20)
+    assert hashlib.sha256(tn.transfer(net.cli, addr, big)).digest() == \
+        hashlib.sha256(big).digest()
+    ok, bad = tn.many_transfers(net.cli, addr, 50, 32 << 10)
+    assert ok == 50, bad[:5]
+    rl.wait_metric("flowgate_tunnel_connections_total", lambda v: v == 51)
