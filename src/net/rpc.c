@@ -141,8 +141,15 @@ char *fg_rpc_result(const json_t *id, json_t *result)
 
 char *fg_rpc_error(const json_t *id, int code, const char *message)
 {
+	/* a message may quote the peer's bytes, which need not be UTF-8: JSON
+	 * strings must be, so anything outside ASCII becomes '?' */
+	char safe[FG_RPC_ERR_MAX];
+	size_t n = 0;
+	for (const char *p = message ? message : ""; *p && n + 1 < sizeof(safe); p++)
+		safe[n++] = (unsigned char)*p < 0x80 ? *p : '?';
+	safe[n] = '\0';
 	json_t *o = json_pack("{s:s,s:{s:i,s:s},s:O}", "jsonrpc", "2.0", "error", "code", code,
-			      "message", message ? message : "", "id", id ? id : json_null());
+			      "message", safe, "id", id ? id : json_null());
 	return dump(o);
 }
 

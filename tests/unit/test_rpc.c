@@ -254,6 +254,13 @@ static void test_rpc_encoders_roundtrip(void **state)
 	assert_string_equal(m.err_message, "bad \"x\"\n");
 	fg_rpc_msg_deinit(&m);
 	free(t);
+	/* an error quoting a peer's non-UTF-8 bytes still encodes (fuzz find) */
+	t = fg_rpc_error(NULL, FG_RPC_PARSE_ERROR, "near \"\xc6\x97\xfe\"");
+	assert_non_null(t);
+	assert_int_equal(decode(t, &m, err), 0);
+	assert_string_equal(m.err_message, "near \"???\"");
+	fg_rpc_msg_deinit(&m);
+	free(t);
 }
 
 static void test_rpc_task_and_firewall_show_decode(void **state)
