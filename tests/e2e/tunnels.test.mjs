@@ -182,7 +182,10 @@ test('tunnels: created with the form, the path turns to Running and bytes go thr
     async () => (await row.locator('li[data-state="ok"]').count()) === 2,
     30000,
   );
-  assert.ok(await tryConnect(entryPort), 'the entry listens');
+  // "Running" in the path means online with nothing wrong; the entry's
+  // agent may still be a moment from listening (it builds its TLS client
+  // context while it applies), so give it that moment
+  await waitFor('the entry listens', () => tryConnect(entryPort), 5000, 100);
   const r = await echoThrough(entryPort, N_BYTES);
   r.socket.destroy();
   assert.equal(r.got, r.sent);

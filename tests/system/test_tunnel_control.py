@@ -10,7 +10,9 @@ collisions with forwards are 409; the PSK never appears in an API answer
 (tunnel, list, export, audit, live) nor in the SQLite files in plaintext;
 a node's new address reaches the nodes that dial it; export/import carries
 tunnels. Once the agents run the tunnel engine, bytes sent into the entry
-come out at the target unchanged (hash-checked) and are counted.
+come out at the target unchanged (hash-checked) and are counted. A node with
+a firewall policy and a tunnel gets both in one document and runs both (the
+policy's counter sees the tunnel's client; disabling it leaves the tunnel).
 """
 
 import base64
@@ -400,4 +402,59 @@ def test_bytes_through_an_api_tunnel_arrive_unchanged_and_are_counted(fleet, pla
     assert total("n1") == total()
     assert total()["conns"] == 1
     tr = fleet.api.ok("GET", "/tunnels/bulk")
+    assert all(n["state"] == "ok" for p in tr["path"] for n in p["nodes"]), tr
+
+
+def test_a_firewall_policy_and_a_tunnel_run_together_on_the_entry(fleet, plane):
+    """One node's document holds forwards, firewall and tunnels: the agent
+    applies its policy (nft, commit-confirm) and its tunnel (the engine)
+    side by side, each reported ok, and traffic through the tunnel passes
+    the policy's counting rule on the entry."""
+    sink = fleet.peer("sink", 9250)
+    t = fleet.api.ok("POST", "/tunnels", chain_body(
+        name="fwt", entry={"node": "n1", "listen": "0.0.0.0:7250"},
+        target=f"{TG_IP}:9250", link_port=7350, transport="tls"))
+    fleet.api.ok("POST", "/policies", {
+        "name": "entry-count", "targets": {"nodes": ["n1"]},
+        "rules": [{"chain": "input", "proto": "tcp", "dport": 7250, "action": "accept",
+                   "counter": True, "comment": "tunnel entry"},
+                  {"chain": "input", "proto": "tcp", "dport": 7251, "action": "drop"}]})
+    for node in NODE_IPS:
+        wait_tunnel_on(fleet, node, "fwt")
+    # the entry got both sections in one document; the other nodes no firewall
+    wait_for(lambda: "firewall" in state_of(fleet, "n1"), 10, interval=0.1,
+             what="firewall section on n1")
+    st = state_of(fleet, "n1")
+    assert [p["name"] for p in st["firewall"]["policies"]] == ["entry-count"]
+    assert [x["name"] for x in st["tunnels"]] == ["fwt"]
+    assert "firewall" not in state_of(fleet, "n3")
+    # no error of any kind on the entry (policy, firewall, tunnel)
+    fleet.wait_node("n1", lambda n: not n["errors"], "clear of errors")
+    try:
+        wait_for(lambda: _engine_missing(fleet, "fwt"), 3, interval=0.2, what="status")
+    except fgnet.Timeout:
+        pass
+    if _engine_missing(fleet, "fwt"):
+        pytest.skip("the agents were built without the tunnel engine (branch tunnel-engine)")
+    nbytes = 300_000
+    s = cp.connect_within(plane, f"{NODE_IPS['n1']}:7250", 10)
+    for chunk in fgnet.gen_blocks(43, nbytes):
+        s.sendall(chunk)
+    s.shutdown(1)
+    fgnet.wait_closed(s, 20)
+    s.close()
+    cp.check_sink(sink, 43, nbytes)
+    # the policy's rule saw the client's packets into the tunnel's entry
+    fw = fleet.api.ok("GET", "/nodes/n1/firewall")
+    assert fw["in_sync"] is True, fw.get("diff")
+    ctr = {(c.get("policy"), c.get("rule")): c for c in fw["counters"]}
+    assert ctr[("entry-count", 0)]["packets"] >= 1, fw["counters"]
+    wait_for(lambda: fleet.api.ok("GET", f"/tunnels/{t['id']}/stats?from=0")["total"]
+             ["bytes_up"] >= nbytes, 15, interval=0.2, what="tunnel bytes counted")
+    # disabling the policy takes the firewall off the entry; the tunnel stays
+    fleet.api.ok("PATCH", "/policies/entry-count", {"enabled": False})
+    wait_for(lambda: "firewall" not in state_of(fleet, "n1"), 10, interval=0.1,
+             what="firewall section gone from n1")
+    assert [x["name"] for x in state_of(fleet, "n1")["tunnels"]] == ["fwt"]
+    tr = fleet.api.ok("GET", "/tunnels/fwt")
     assert all(n["state"] == "ok" for p in tr["path"] for n in p["nodes"]), tr
