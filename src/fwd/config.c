@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/errmsg.h"
+#include "core/jsonfield.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/units.h"
@@ -175,97 +176,6 @@ void fg_forward_set_free(struct fg_forward_set *s)
 
 /* ---- JSON --------------------------------------------------------------- */
 
-/* Prints a JSON value for an error message, shortened. */
-static void value_text(const json_t *v, char *buf, size_t len)
-{
-	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-	if (!s) {
-		snprintf(buf, len, "?");
-		return;
-	}
-	if (strlen(s) > 60)
-		snprintf(buf, len, "%.57s...", s);
-	else
-		snprintf(buf, len, "%s", s);
-	free(s);
-}
-
-static int get_string(const json_t *v, const char *path, const char *field, const char **out,
-		      char *err, size_t errlen)
-{
-	if (!json_is_string(v)) {
-		char vt[72];
-		value_text(v, vt, sizeof(vt));
-		return fg_errf(err, errlen, "%s.%s: %s is not a string", path, field, vt);
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
-static int get_uint(const json_t *v, const char *path, const char *field, uint32_t *out, char *err,
-		    size_t errlen)
-{
-	char vt[72];
-	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-	    json_integer_value(v) > 1000000000) {
-		value_text(v, vt, sizeof(vt));
-		return fg_errf(err, errlen, "%s.%s: %s is not a whole number 0-1000000000", path,
-			       field, vt);
-	}
-	*out = (uint32_t)json_integer_value(v);
-	return 0;
-}
-
-/* A rate or size: integer bytes, or a string with units. */
-static int get_rate(const json_t *v, const char *path, const char *field, bool size, uint64_t *out,
-		    char *err, size_t errlen)
-{
-	char vt[72];
-	if (json_is_integer(v) && json_integer_value(v) >= 0) {
-		*out = (uint64_t)json_integer_value(v);
-		return 0;
-	}
-	if (json_is_string(v)) {
-		int rc = size ? fg_parse_size(json_string_value(v), out)
-			      : fg_parse_rate(json_string_value(v), out);
-		if (rc == 0)
-			return 0;
-	}
-	value_text(v, vt, sizeof(vt));
-	return fg_errf(err, errlen, "%s.%s: %s is not a %s (use 1000, 8mbit, 2MiB, ...)", path,
-		       field, vt, size ? "size" : "rate");
-}
-
-static int get_duration(const json_t *v, const char *path, const char *field, int64_t *out,
-			char *err, size_t errlen)
-{
-	char vt[72];
-	if (json_is_integer(v) && json_integer_value(v) > 0 &&
-	    json_integer_value(v) < 86400 * 365) {
-		*out = json_integer_value(v) * FG_NS_PER_SEC;
-		return 0;
-	}
-	if (json_is_string(v) && fg_parse_duration(json_string_value(v), out) == 0 && *out > 0)
-		return 0;
-	value_text(v, vt, sizeof(vt));
-	return fg_errf(err, errlen, "%s.%s: %s is not a duration (use 500ms, 5s, 2m, ...)", path,
-		       field, vt);
-}
-
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > FG_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-' || c == '.'))
-			return false;
-	}
-	return true;
-}
-
 static int parse_health(const json_t *o, const char *path, struct fg_health_cfg *h, char *err,
 			size_t errlen)
 {
@@ -277,7 +187,7 @@ static int parse_health(const json_t *o, const char *path, struct fg_health_cfg 
 	}
 	if (!json_is_object(o)) {
 		char vt[72];
-		value_text(o, vt, sizeof(vt));
+		fg_json_value_text(o, vt, sizeof(vt));
 		return fg_errf(err, errlen, "%s: %s must be an object or null", p, vt);
 	}
 	h->enabled = true;
@@ -287,13 +197,13 @@ static int parse_health(const json_t *o, const char *path, struct fg_health_cfg 
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "interval") == 0)
-			rc = get_duration(v, p, key, &h->interval_ns, err, errlen);
+			rc = fg_json_get_duration(v, p, key, &h->interval_ns, err, errlen);
 		else if (strcmp(key, "timeout") == 0)
-			rc = get_duration(v, p, key, &h->timeout_ns, err, errlen);
+			rc = fg_json_get_duration(v, p, key, &h->timeout_ns, err, errlen);
 		else if (strcmp(key, "rise") == 0)
-			rc = get_uint(v, p, key, &h->rise, err, errlen);
+			rc = fg_json_get_uint(v, p, key, 0, 1000000000, &h->rise, err, errlen);
 		else if (strcmp(key, "fall") == 0)
-			rc = get_uint(v, p, key, &h->fall, err, errlen);
+			rc = fg_json_get_uint(v, p, key, 0, 1000000000, &h->fall, err, errlen);
 		else
 			rc = fg_errf(err, errlen, "%s.%s: unknown field", p, key);
 		if (rc)
@@ -324,16 +234,16 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 
 	fg_forward_cfg_defaults(c);
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
+		fg_json_value_text(o, vt, sizeof(vt));
 		return fg_errf(err, errlen, "%s: %s must be an object", path, vt);
 	}
 
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "name") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
-			if (!valid_name(s))
+			if (!fg_name_valid(s, FG_NAME_MAX))
 				return fg_errf(err, errlen,
 					       "%s.name: \"%.80s\" must be 1-64 characters of "
 					       "A-Z a-z 0-9 _ - .",
@@ -347,19 +257,19 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 			else if (json_is_string(v) && strlen(json_string_value(v)) <= FG_NAME_MAX)
 				strcpy(c->id, json_string_value(v));
 			else {
-				value_text(v, vt, sizeof(vt));
+				fg_json_value_text(v, vt, sizeof(vt));
 				return fg_errf(err, errlen, "%s.id: %s is not a string or integer",
 					       path, vt);
 			}
 		} else if (strcmp(key, "listen") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (fg_endpoint_parse(s, true, &c->listen, &why))
 				return fg_errf(err, errlen, "%s.listen: \"%.80s\": %s", path, s,
 					       why);
 			have_listen = true;
 		} else if (strcmp(key, "proto") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (strcmp(s, "tcp") == 0)
 				c->proto = FG_PROTO_TCP;
@@ -373,7 +283,7 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 					       s);
 		} else if (strcmp(key, "targets") == 0) {
 			if (!json_is_array(v) || json_array_size(v) == 0) {
-				value_text(v, vt, sizeof(vt));
+				fg_json_value_text(v, vt, sizeof(vt));
 				return fg_errf(err, errlen,
 					       "%s.targets: %s must be a non-empty array of "
 					       "\"host:port\" strings",
@@ -391,7 +301,7 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 				json_t *t = json_array_get(v, i);
 				char tp[96];
 				snprintf(tp, sizeof(tp), "targets[%zu]", i);
-				if ((rc = get_string(t, path, tp, &s, err, errlen)))
+				if ((rc = fg_json_get_string(t, path, tp, &s, err, errlen)))
 					return rc;
 				if (fg_endpoint_parse(s, false, &c->targets[i], &why))
 					return fg_errf(err, errlen,
@@ -405,7 +315,7 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 			}
 			have_targets = true;
 		} else if (strcmp(key, "balance") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (fg_balance_parse(s, &c->balance))
 				return fg_errf(
@@ -414,25 +324,27 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 				    "ip-hash or failover",
 				    path, s);
 		} else if (strcmp(key, "rate_up") == 0) {
-			rc = get_rate(v, path, key, false, &c->rate_up, err, errlen);
+			rc = fg_json_get_rate(v, path, key, false, &c->rate_up, err, errlen);
 		} else if (strcmp(key, "rate_down") == 0) {
-			rc = get_rate(v, path, key, false, &c->rate_down, err, errlen);
+			rc = fg_json_get_rate(v, path, key, false, &c->rate_down, err, errlen);
 		} else if (strcmp(key, "rate_up_per_conn") == 0) {
-			rc = get_rate(v, path, key, false, &c->rate_up_conn, err, errlen);
+			rc = fg_json_get_rate(v, path, key, false, &c->rate_up_conn, err, errlen);
 		} else if (strcmp(key, "rate_down_per_conn") == 0) {
-			rc = get_rate(v, path, key, false, &c->rate_down_conn, err, errlen);
+			rc = fg_json_get_rate(v, path, key, false, &c->rate_down_conn, err, errlen);
 		} else if (strcmp(key, "burst") == 0) {
-			rc = get_rate(v, path, key, true, &c->burst, err, errlen);
+			rc = fg_json_get_rate(v, path, key, true, &c->burst, err, errlen);
 		} else if (strcmp(key, "max_conns") == 0) {
-			rc = get_uint(v, path, key, &c->max_conns, err, errlen);
+			rc = fg_json_get_uint(v, path, key, 0, 1000000000, &c->max_conns, err,
+					      errlen);
 		} else if (strcmp(key, "max_conns_per_ip") == 0) {
-			rc = get_uint(v, path, key, &c->max_conns_per_ip, err, errlen);
+			rc = fg_json_get_uint(v, path, key, 0, 1000000000, &c->max_conns_per_ip,
+					      err, errlen);
 		} else if (strcmp(key, "proxy_protocol") == 0) {
 			if (json_is_null(v)) {
 				c->proxy_protocol = FG_PP_NONE;
 				continue;
 			}
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (strcmp(s, "v1") == 0)
 				c->proxy_protocol = FG_PP_V1;
@@ -447,13 +359,15 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 		} else if (strcmp(key, "health_check") == 0) {
 			rc = parse_health(v, path, &c->health, err, errlen);
 		} else if (strcmp(key, "connect_timeout") == 0) {
-			rc = get_duration(v, path, key, &c->connect_timeout_ns, err, errlen);
+			rc =
+			    fg_json_get_duration(v, path, key, &c->connect_timeout_ns, err, errlen);
 		} else if (strcmp(key, "idle_timeout") == 0) {
-			rc = get_duration(v, path, key, &c->idle_timeout_ns, err, errlen);
+			rc = fg_json_get_duration(v, path, key, &c->idle_timeout_ns, err, errlen);
 		} else if (strcmp(key, "udp_idle_timeout") == 0) {
-			rc = get_duration(v, path, key, &c->udp_idle_timeout_ns, err, errlen);
+			rc = fg_json_get_duration(v, path, key, &c->udp_idle_timeout_ns, err,
+						  errlen);
 		} else if (strcmp(key, "engine") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (strcmp(s, "proxy") == 0)
 				c->engine = FG_ENGINE_PROXY;
@@ -465,7 +379,7 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 					       s);
 		} else if (strcmp(key, "enabled") == 0) {
 			if (!json_is_boolean(v)) {
-				value_text(v, vt, sizeof(vt));
+				fg_json_value_text(v, vt, sizeof(vt));
 				return fg_errf(err, errlen, "%s.enabled: %s is not true or false",
 					       path, vt);
 			}
@@ -535,7 +449,7 @@ int fg_config_parse_forwards(const void *json, struct fg_forward_set *out, char 
 	out->n = 0;
 	if (!json_is_array(arr)) {
 		char vt[72];
-		value_text(arr, vt, sizeof(vt));
+		fg_json_value_text(arr, vt, sizeof(vt));
 		return fg_errf(err, errlen, "forwards: %s must be an array", vt);
 	}
 	s.v = fg_calloc(json_array_size(arr) + 1, sizeof(*s.v));

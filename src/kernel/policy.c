@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/errmsg.h"
+#include "core/jsonfield.h"
 #include "core/alloc.h"
 #include "core/strbuf.h"
 #include "core/units.h"
@@ -17,21 +18,6 @@ const char *const fg_fw_chain_names[FG_FW_NCHAINS] = {"input", "forward", "outpu
 						      "postrouting"};
 
 #define OOM(err, errlen) fg_errf(err, errlen, "out of memory")
-
-/* A JSON value for an error message, shortened. */
-static void value_text(const json_t *v, char *buf, size_t len)
-{
-	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-	if (!s) {
-		snprintf(buf, len, "?");
-		return;
-	}
-	if (strlen(s) > 60)
-		snprintf(buf, len, "%.57s...", s);
-	else
-		snprintf(buf, len, "%s", s);
-	free(s);
-}
 
 static void rule_deinit(struct fg_fw_rule *r)
 {
@@ -247,7 +233,7 @@ static char *render_list(struct fg_strbuf *items, size_t n)
 /* Element text for the item list used in messages. */
 static const char *item_str(const json_t *v, char *vt, size_t vtlen)
 {
-	value_text(v, vt, vtlen);
+	fg_json_value_text(v, vt, vtlen);
 	return vt;
 }
 
@@ -522,18 +508,6 @@ static int lookup(const char *s, const char *const *names, size_t n)
 	return -1;
 }
 
-static int get_string(const json_t *v, const char *path, const char *field, const char **out,
-		      char *err, size_t errlen)
-{
-	if (!json_is_string(v)) {
-		char vt[72];
-		value_text(v, vt, sizeof(vt));
-		return fg_errf(err, errlen, "%s.%s: %s is not a string", path, field, vt);
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
 static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc *doc,
 		      struct fg_fw_rule *r, char *err, size_t errlen)
 {
@@ -552,13 +526,13 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 
 	memset(r, 0, sizeof(*r));
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
+		fg_json_value_text(o, vt, sizeof(vt));
 		return fg_errf(err, errlen, "%s: %s must be an object", path, vt);
 	}
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "chain") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if ((k = lookup(s, fg_fw_chain_names, FG_FW_NCHAINS)) < 0)
 				return fg_errf(err, errlen,
@@ -568,7 +542,7 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 			r->chain = (enum fg_fw_chain)k;
 			have_chain = true;
 		} else if (strcmp(key, "family") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if ((k = lookup(s, families, 3)) < 0)
 				return fg_errf(err, errlen,
@@ -576,7 +550,7 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 					       s);
 			r->family = (enum fg_fw_family)k;
 		} else if (strcmp(key, "proto") == 0 || strcmp(key, "protocol") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if ((k = lookup(s, protos, 6)) < 0)
 				return fg_errf(
@@ -596,7 +570,7 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 			if ((rc = parse_ports(v, path, key, &r->dport, err, errlen)))
 				return rc;
 		} else if (strcmp(key, "iif") == 0 || strcmp(key, "oif") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_ifname(s))
 				return fg_errf(err, errlen,
@@ -619,7 +593,7 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 				r->ct_state |= 1u << k;
 			}
 		} else if (strcmp(key, "action") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if ((k = lookup(s, actions, 8)) < 0)
 				return fg_errf(
@@ -641,7 +615,7 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 					       path, item_str(v, vt, sizeof(vt)));
 			r->counter = json_is_true(v);
 		} else if (strcmp(key, "comment") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_comment(s))
 				return fg_errf(
@@ -651,7 +625,7 @@ static int parse_rule(const json_t *o, const char *path, const struct fg_fw_doc 
 				    path, s);
 			strcpy(r->comment, s);
 		} else if (strcmp(key, "raw") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			const char *why = fg_fw_raw_check(s);
 			if (why)
@@ -792,13 +766,13 @@ static int parse_policy(const json_t *o, const char *path, const struct fg_fw_do
 	memset(p, 0, sizeof(*p));
 	p->enabled = true;
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
+		fg_json_value_text(o, vt, sizeof(vt));
 		return fg_errf(err, errlen, "%s: %s must be an object", path, vt);
 	}
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "name") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_policy_name(s))
 				return fg_errf(
@@ -877,7 +851,7 @@ static int parse_set(const json_t *o, const char *path, struct fg_fw_set *set, c
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "name") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (!valid_set_name(s))
 				return fg_errf(
@@ -887,7 +861,7 @@ static int parse_set(const json_t *o, const char *path, struct fg_fw_set *set, c
 				    path, s);
 			strcpy(set->name, s);
 		} else if (strcmp(key, "type") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (strcmp(s, "ipv4") == 0)
 				set->family = FG_FW_IP;

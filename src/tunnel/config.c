@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/errmsg.h"
+#include "core/jsonfield.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/units.h"
@@ -17,20 +19,6 @@
 #define DEFAULT_IDLE_TIMEOUT	(300 * FG_NS_PER_SEC)
 #define DEFAULT_KEEPALIVE	(10 * FG_NS_PER_SEC)
 #define DEFAULT_POOL		4
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	for (char *p = err; errlen && *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	return -EINVAL;
-}
 
 const char *fg_tunnel_transport_name(enum fg_tunnel_transport t)
 {
@@ -181,106 +169,6 @@ int fg_tunnel_open_decode(const uint8_t *buf, size_t len, uint16_t *port_offset)
 
 /* ---- JSON helpers ------------------------------------------------------ */
 
-static void value_text(const json_t *v, char *buf, size_t len)
-{
-	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-	if (!s) {
-		snprintf(buf, len, "?");
-		return;
-	}
-	if (strlen(s) > 60)
-		snprintf(buf, len, "%.57s...", s);
-	else
-		snprintf(buf, len, "%s", s);
-	free(s);
-}
-
-static int get_string(const json_t *v, const char *path, const char *field, const char **out,
-		      char *err, size_t errlen)
-{
-	if (!json_is_string(v)) {
-		char vt[72];
-		value_text(v, vt, sizeof(vt));
-		return fail(err, errlen, "%s.%s: %s is not a string", path, field, vt);
-	}
-	*out = json_string_value(v);
-	return 0;
-}
-
-static int get_uint(const json_t *v, const char *path, const char *field, uint32_t lo, uint32_t hi,
-		    uint32_t *out, char *err, size_t errlen)
-{
-	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-		char vt[72];
-		value_text(v, vt, sizeof(vt));
-		return fail(err, errlen, "%s.%s: %s is not a whole number %u-%u", path, field, vt,
-			    lo, hi);
-	}
-	*out = (uint32_t)json_integer_value(v);
-	return 0;
-}
-
-static int get_bool(const json_t *v, const char *path, const char *field, bool *out, char *err,
-		    size_t errlen)
-{
-	if (!json_is_boolean(v)) {
-		char vt[72];
-		value_text(v, vt, sizeof(vt));
-		return fail(err, errlen, "%s.%s: %s is not true or false", path, field, vt);
-	}
-	*out = json_is_true(v);
-	return 0;
-}
-
-static int get_rate(const json_t *v, const char *path, const char *field, bool size, uint64_t *out,
-		    char *err, size_t errlen)
-{
-	if (json_is_integer(v) && json_integer_value(v) >= 0) {
-		*out = (uint64_t)json_integer_value(v);
-		return 0;
-	}
-	if (json_is_string(v)) {
-		int rc = size ? fg_parse_size(json_string_value(v), out)
-			      : fg_parse_rate(json_string_value(v), out);
-		if (rc == 0)
-			return 0;
-	}
-	char vt[72];
-	value_text(v, vt, sizeof(vt));
-	return fail(err, errlen, "%s.%s: %s is not a %s (use 1000, 8mbit, 2MiB, ...)", path, field,
-		    vt, size ? "size" : "rate");
-}
-
-static int get_duration(const json_t *v, const char *path, const char *field, int64_t *out,
-			char *err, size_t errlen)
-{
-	if (json_is_integer(v) && json_integer_value(v) > 0 &&
-	    json_integer_value(v) < 86400 * 365) {
-		*out = json_integer_value(v) * FG_NS_PER_SEC;
-		return 0;
-	}
-	if (json_is_string(v) && fg_parse_duration(json_string_value(v), out) == 0 && *out > 0)
-		return 0;
-	char vt[72];
-	value_text(v, vt, sizeof(vt));
-	return fail(err, errlen, "%s.%s: %s is not a duration (use 500ms, 5s, 2m, ...)", path,
-		    field, vt);
-}
-
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > FG_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-' || c == '.'))
-			return false;
-	}
-	return true;
-}
-
 static int b64_val(char c)
 {
 	if (c >= 'A' && c <= 'Z')
@@ -336,7 +224,7 @@ static int parse_balance(const json_t *v, const char *path, const char *field,
 			 enum fg_tunnel_balance *out, char *err, size_t errlen)
 {
 	const char *s = NULL;
-	int rc = get_string(v, path, field, &s, err, errlen);
+	int rc = fg_json_get_string(v, path, field, &s, err, errlen);
 	if (rc)
 		return rc;
 	if (strcmp(s, "failover") == 0)
@@ -344,8 +232,8 @@ static int parse_balance(const json_t *v, const char *path, const char *field,
 	else if (strcmp(s, "round-robin") == 0)
 		*out = FG_TBAL_ROUND_ROBIN;
 	else
-		return fail(err, errlen, "%s.%s: \"%.40s\" is not failover or round-robin", path,
-			    field, s);
+		return fg_errf(err, errlen, "%s.%s: \"%.40s\" is not failover or round-robin", path,
+			       field, s);
 	return 0;
 }
 
@@ -355,9 +243,9 @@ static int parse_psk(const json_t *o, const char *path, struct fg_tunnel_link_cf
 	char p[96], vt[72];
 	snprintf(p, sizeof(p), "%s.psk", path);
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "%s: %s must be an object {\"id\": N, \"key\": base64}", p,
-			    vt);
+		fg_json_value_text(o, vt, sizeof(vt));
+		return fg_errf(err, errlen, "%s: %s must be an object {\"id\": N, \"key\": base64}",
+			       p, vt);
 	}
 	const char *key, *s = NULL;
 	json_t *v;
@@ -366,30 +254,31 @@ static int parse_psk(const json_t *o, const char *path, struct fg_tunnel_link_cf
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "id") == 0) {
-			if ((rc = get_uint(v, p, key, 0, UINT32_MAX, &l->psk_id, err, errlen)))
+			if ((rc = fg_json_get_uint(v, p, key, 0, UINT32_MAX, &l->psk_id, err,
+						   errlen)))
 				return rc;
 			have_id = true;
 		} else if (strcmp(key, "key") == 0) {
-			if ((rc = get_string(v, p, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, p, key, &s, err, errlen)))
 				return rc;
 			int n = b64_decode(s, l->psk, sizeof(l->psk));
 			if (n < 16 || n > 64) {
 				memset(l->psk, 0, sizeof(l->psk));
 				/* never echo a secret in full */
-				return fail(err, errlen,
-					    "%s.key: \"%.4s...\" is not base64 of 16-64 bytes", p,
-					    s);
+				return fg_errf(err, errlen,
+					       "%s.key: \"%.4s...\" is not base64 of 16-64 bytes",
+					       p, s);
 			}
 			l->psk_len = (size_t)n;
 			have_key = true;
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", p, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", p, key);
 		}
 	}
 	if (!have_id)
-		return fail(err, errlen, "%s.id: missing", p);
+		return fg_errf(err, errlen, "%s.id: missing", p);
 	if (!have_key)
-		return fail(err, errlen, "%s.key: missing", p);
+		return fg_errf(err, errlen, "%s.key: missing", p);
 	return 0;
 }
 
@@ -399,15 +288,15 @@ static int parse_ws(const json_t *o, const char *path, struct fg_tunnel_link_cfg
 	char p[96], vt[72];
 	snprintf(p, sizeof(p), "%s.ws", path);
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "%s: %s must be an object {\"path\", \"host\"}", p, vt);
+		fg_json_value_text(o, vt, sizeof(vt));
+		return fg_errf(err, errlen, "%s: %s must be an object {\"path\", \"host\"}", p, vt);
 	}
 	const char *key, *s = NULL;
 	json_t *v;
 	int rc;
 	json_object_foreach((json_t *)o, key, v)
 	{
-		if ((rc = get_string(v, p, key, &s, err, errlen)))
+		if ((rc = fg_json_get_string(v, p, key, &s, err, errlen)))
 			return rc;
 		bool bad = false;
 		for (const char *c = s; *c; c++)
@@ -415,18 +304,19 @@ static int parse_ws(const json_t *o, const char *path, struct fg_tunnel_link_cfg
 				bad = true;
 		if (strcmp(key, "path") == 0) {
 			if (bad || s[0] != '/' || strlen(s) > FG_TUNNEL_WS_PATH_MAX)
-				return fail(err, errlen,
-					    "%s.path: \"%.80s\" must start with / and hold no "
-					    "spaces or control characters (at most 255)",
-					    p, s);
+				return fg_errf(err, errlen,
+					       "%s.path: \"%.80s\" must start with / and hold no "
+					       "spaces or control characters (at most 255)",
+					       p, s);
 			strcpy(l->ws_path, s);
 		} else if (strcmp(key, "host") == 0) {
 			if (bad || !*s || strlen(s) >= sizeof(l->ws_host))
-				return fail(err, errlen,
-					    "%s.host: \"%.80s\" is not a Host header value", p, s);
+				return fg_errf(err, errlen,
+					       "%s.host: \"%.80s\" is not a Host header value", p,
+					       s);
 			strcpy(l->ws_host, s);
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", p, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", p, key);
 		}
 	}
 	return 0;
@@ -441,45 +331,46 @@ static int parse_peer(const json_t *o, const char *path, struct fg_tunnel_peer *
 	int rc;
 	bool have_addr = false;
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen,
-			    "%s: %s must be an object {\"address\", \"fingerprint\", \"node\"}",
-			    path, vt);
+		fg_json_value_text(o, vt, sizeof(vt));
+		return fg_errf(err, errlen,
+			       "%s: %s must be an object {\"address\", \"fingerprint\", \"node\"}",
+			       path, vt);
 	}
 	json_object_foreach((json_t *)o, key, v)
 	{
-		if ((rc = get_string(v, path, key, &s, err, errlen)))
+		if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 			return rc;
 		if (strcmp(key, "address") == 0) {
 			if (fg_endpoint_parse(s, false, &pe->address, &why))
-				return fail(err, errlen, "%s.address: \"%.80s\": %s", path, s, why);
+				return fg_errf(err, errlen, "%s.address: \"%.80s\": %s", path, s,
+					       why);
 			if (pe->address.port_lo != pe->address.port_hi)
-				return fail(err, errlen,
-					    "%s.address: \"%.80s\": one port, not a range", path,
-					    s);
+				return fg_errf(err, errlen,
+					       "%s.address: \"%.80s\": one port, not a range", path,
+					       s);
 			if (pe->address.is_ip && is_wildcard(&pe->address.ip))
-				return fail(err, errlen, "%s.address: \"%.80s\": needs a host",
-					    path, s);
+				return fg_errf(err, errlen, "%s.address: \"%.80s\": needs a host",
+					       path, s);
 			have_addr = true;
 		} else if (strcmp(key, "fingerprint") == 0) {
 			uint8_t fp[FG_TLS_FP_LEN];
 			if (fg_tls_parse_pin(s, fp))
-				return fail(err, errlen,
-					    "%s.fingerprint: \"%.100s\" is not a SHA-256 "
-					    "fingerprint (64 hex digits, colons allowed)",
-					    path, s);
+				return fg_errf(err, errlen,
+					       "%s.fingerprint: \"%.100s\" is not a SHA-256 "
+					       "fingerprint (64 hex digits, colons allowed)",
+					       path, s);
 			fg_tls_format_fp(fp, pe->fingerprint);
 		} else if (strcmp(key, "node") == 0) {
 			if (strlen(s) > FG_NAME_MAX)
-				return fail(err, errlen, "%s.node: longer than %d characters", path,
-					    FG_NAME_MAX);
+				return fg_errf(err, errlen, "%s.node: longer than %d characters",
+					       path, FG_NAME_MAX);
 			strcpy(pe->node, s);
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", path, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", path, key);
 		}
 	}
 	if (!have_addr)
-		return fail(err, errlen, "%s.address: missing", path);
+		return fg_errf(err, errlen, "%s.address: missing", path);
 	return 0;
 }
 
@@ -501,13 +392,13 @@ static int parse_link(const json_t *o, const char *path, bool is_prev, struct fg
 	l->pool = DEFAULT_POOL;
 	l->keepalive_ns = DEFAULT_KEEPALIVE;
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "%s: %s must be an object", path, vt);
+		fg_json_value_text(o, vt, sizeof(vt));
+		return fg_errf(err, errlen, "%s: %s must be an object", path, vt);
 	}
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "transport") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (strcmp(s, "tcp") == 0)
 				l->transport = FG_TT_TCP;
@@ -520,38 +411,40 @@ static int parse_link(const json_t *o, const char *path, bool is_prev, struct fg
 			else if (strcmp(s, "aead") == 0)
 				l->transport = FG_TT_AEAD;
 			else
-				return fail(err, errlen,
-					    "%s.transport: \"%.40s\" is not tcp, tls, ws, wss or "
-					    "aead",
-					    path, s);
+				return fg_errf(
+				    err, errlen,
+				    "%s.transport: \"%.40s\" is not tcp, tls, ws, wss or "
+				    "aead",
+				    path, s);
 			have_transport = true;
 		} else if (strcmp(key, "mux") == 0) {
-			rc = get_bool(v, path, key, &l->mux, err, errlen);
+			rc = fg_json_get_bool(v, path, key, &l->mux, err, errlen);
 		} else if (strcmp(key, "psk") == 0) {
 			rc = parse_psk(v, path, l, err, errlen);
 			have_psk = true;
 		} else if (strcmp(key, "listen") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (fg_endpoint_parse(s, true, &l->listen, &why))
-				return fail(err, errlen, "%s.listen: \"%.80s\": %s", path, s, why);
+				return fg_errf(err, errlen, "%s.listen: \"%.80s\": %s", path, s,
+					       why);
 			if (l->listen.port_lo != l->listen.port_hi)
-				return fail(err, errlen,
-					    "%s.listen: \"%.80s\": a link listens on one port",
-					    path, s);
+				return fg_errf(err, errlen,
+					       "%s.listen: \"%.80s\": a link listens on one port",
+					       path, s);
 			have_listen = true;
 		} else if (strcmp(key, "peers") == 0) {
 			if (!json_is_array(v) || json_array_size(v) == 0 ||
 			    json_array_size(v) > FG_TUNNEL_MAX_PEERS) {
-				value_text(v, vt, sizeof(vt));
-				return fail(err, errlen,
-					    "%s.peers: %s must be an array of 1-%d peers", path, vt,
-					    FG_TUNNEL_MAX_PEERS);
+				fg_json_value_text(v, vt, sizeof(vt));
+				return fg_errf(err, errlen,
+					       "%s.peers: %s must be an array of 1-%d peers", path,
+					       vt, FG_TUNNEL_MAX_PEERS);
 			}
 			l->npeers = json_array_size(v);
 			l->peers = fg_calloc(l->npeers, sizeof(*l->peers));
 			if (!l->peers)
-				return fail(err, errlen, "out of memory");
+				return fg_errf(err, errlen, "out of memory");
 			for (size_t i = 0; i < l->npeers; i++) {
 				char pp[128];
 				snprintf(pp, sizeof(pp), "%s.peers[%zu]", path, i);
@@ -566,43 +459,44 @@ static int parse_link(const json_t *o, const char *path, bool is_prev, struct fg
 			rc = parse_ws(v, path, l, err, errlen);
 			have_ws = true;
 		} else if (strcmp(key, "pool") == 0) {
-			rc = get_uint(v, path, key, 1, 64, &l->pool, err, errlen);
+			rc = fg_json_get_uint(v, path, key, 1, 64, &l->pool, err, errlen);
 			have_pool = true;
 		} else if (strcmp(key, "keepalive") == 0) {
-			rc = get_duration(v, path, key, &l->keepalive_ns, err, errlen);
+			rc = fg_json_get_duration(v, path, key, &l->keepalive_ns, err, errlen);
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", path, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", path, key);
 		}
 		if (rc)
 			return rc;
 	}
 	if (!have_transport)
-		return fail(err, errlen, "%s.transport: missing", path);
+		return fg_errf(err, errlen, "%s.transport: missing", path);
 	if (!have_psk)
-		return fail(err, errlen, "%s.psk: missing (every link authenticates with a key)",
-			    path);
+		return fg_errf(err, errlen, "%s.psk: missing (every link authenticates with a key)",
+			       path);
 	if (l->transport == FG_TT_AEAD && l->psk_len < 16)
-		return fail(err, errlen, "%s.psk.key: aead needs at least 16 bytes", path);
+		return fg_errf(err, errlen, "%s.psk.key: aead needs at least 16 bytes", path);
 	if (have_listen == have_peers)
-		return fail(err, errlen, "%s: give exactly one of \"listen\" and \"peers\"", path);
+		return fg_errf(err, errlen, "%s: give exactly one of \"listen\" and \"peers\"",
+			       path);
 	l->is_listen = have_listen;
 	if (have_ws && l->transport != FG_TT_WS && l->transport != FG_TT_WSS)
-		return fail(err, errlen, "%s.ws: only with transport \"ws\" or \"wss\"", path);
+		return fg_errf(err, errlen, "%s.ws: only with transport \"ws\" or \"wss\"", path);
 	bool pinned = l->transport == FG_TT_TLS || l->transport == FG_TT_WSS;
 	for (size_t i = 0; i < l->npeers; i++) {
 		if (pinned && !l->peers[i].fingerprint[0])
-			return fail(err, errlen,
-				    "%s.peers[%zu].fingerprint: required with transport \"%s\"",
-				    path, i, fg_tunnel_transport_name(l->transport));
+			return fg_errf(err, errlen,
+				       "%s.peers[%zu].fingerprint: required with transport \"%s\"",
+				       path, i, fg_tunnel_transport_name(l->transport));
 		if (!pinned && l->peers[i].fingerprint[0])
-			return fail(err, errlen,
-				    "%s.peers[%zu].fingerprint: only with transport tls or wss",
-				    path, i);
+			return fg_errf(err, errlen,
+				       "%s.peers[%zu].fingerprint: only with transport tls or wss",
+				       path, i);
 	}
 	if (have_pool && !(is_prev && !l->is_listen && !l->mux))
-		return fail(err, errlen,
-			    "%s.pool: only on a prev link that dials (\"peers\") without mux",
-			    path);
+		return fg_errf(err, errlen,
+			       "%s.pool: only on a prev link that dials (\"peers\") without mux",
+			       path);
 	return 0;
 }
 
@@ -614,26 +508,27 @@ static int parse_targets(const json_t *v, const char *path, struct fg_tunnel_cfg
 	int rc;
 	if (!json_is_array(v) || json_array_size(v) == 0 ||
 	    json_array_size(v) > FG_TUNNEL_MAX_TARGETS) {
-		value_text(v, vt, sizeof(vt));
-		return fail(err, errlen,
-			    "%s.targets: %s must be an array of 1-%d \"host:port\" strings", path,
-			    vt, FG_TUNNEL_MAX_TARGETS);
+		fg_json_value_text(v, vt, sizeof(vt));
+		return fg_errf(err, errlen,
+			       "%s.targets: %s must be an array of 1-%d \"host:port\" strings",
+			       path, vt, FG_TUNNEL_MAX_TARGETS);
 	}
 	c->ntargets = json_array_size(v);
 	c->targets = fg_calloc(c->ntargets, sizeof(*c->targets));
 	if (!c->targets)
-		return fail(err, errlen, "out of memory");
+		return fg_errf(err, errlen, "out of memory");
 	for (size_t i = 0; i < c->ntargets; i++) {
 		char tp[32];
 		snprintf(tp, sizeof(tp), "targets[%zu]", i);
-		if ((rc = get_string(json_array_get(v, i), path, tp, &s, err, errlen)))
+		if ((rc = fg_json_get_string(json_array_get(v, i), path, tp, &s, err, errlen)))
 			return rc;
 		if (fg_endpoint_parse(s, false, &c->targets[i], &why))
-			return fail(err, errlen, "%s.targets[%zu]: \"%.80s\": %s", path, i, s, why);
+			return fg_errf(err, errlen, "%s.targets[%zu]: \"%.80s\": %s", path, i, s,
+				       why);
 		if (c->targets[i].is_ip && is_wildcard(&c->targets[i].ip))
-			return fail(err, errlen,
-				    "%s.targets[%zu]: \"%.80s\": a target needs a host", path, i,
-				    s);
+			return fg_errf(err, errlen,
+				       "%s.targets[%zu]: \"%.80s\": a target needs a host", path, i,
+				       s);
 	}
 	return 0;
 }
@@ -655,20 +550,20 @@ static int parse_tunnel(const json_t *o, const char *path, struct fg_tunnel_cfg 
 	c->idle_timeout_ns = DEFAULT_IDLE_TIMEOUT;
 	c->enabled = true;
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "%s: %s must be an object", path, vt);
+		fg_json_value_text(o, vt, sizeof(vt));
+		return fg_errf(err, errlen, "%s: %s must be an object", path, vt);
 	}
 	json_object_foreach((json_t *)o, key, v)
 	{
 		bool limit = false;
 		if (strcmp(key, "name") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
-			if (!valid_name(s))
-				return fail(err, errlen,
-					    "%s.name: \"%.80s\" must be 1-64 characters of "
-					    "A-Z a-z 0-9 _ - .",
-					    path, s);
+			if (!fg_name_valid(s, FG_NAME_MAX))
+				return fg_errf(err, errlen,
+					       "%s.name: \"%.80s\" must be 1-64 characters of "
+					       "A-Z a-z 0-9 _ - .",
+					       path, s);
 			strcpy(c->name, s);
 			have_name = true;
 		} else if (strcmp(key, "id") == 0) {
@@ -678,12 +573,12 @@ static int parse_tunnel(const json_t *o, const char *path, struct fg_tunnel_cfg 
 			else if (json_is_string(v) && strlen(json_string_value(v)) <= FG_NAME_MAX)
 				strcpy(c->id, json_string_value(v));
 			else {
-				value_text(v, vt, sizeof(vt));
-				return fail(err, errlen, "%s.id: %s is not a string or integer",
-					    path, vt);
+				fg_json_value_text(v, vt, sizeof(vt));
+				return fg_errf(err, errlen, "%s.id: %s is not a string or integer",
+					       path, vt);
 			}
 		} else if (strcmp(key, "role") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (strcmp(s, "entry") == 0)
 				c->role = FG_TUNNEL_ENTRY;
@@ -692,25 +587,27 @@ static int parse_tunnel(const json_t *o, const char *path, struct fg_tunnel_cfg 
 			else if (strcmp(s, "exit") == 0)
 				c->role = FG_TUNNEL_EXIT;
 			else
-				return fail(err, errlen,
-					    "%s.role: \"%.40s\" is not entry, relay or exit", path,
-					    s);
+				return fg_errf(err, errlen,
+					       "%s.role: \"%.40s\" is not entry, relay or exit",
+					       path, s);
 			have_role = true;
 		} else if (strcmp(key, "listen") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (fg_endpoint_parse(s, true, &c->listen, &why))
-				return fail(err, errlen, "%s.listen: \"%.80s\": %s", path, s, why);
+				return fg_errf(err, errlen, "%s.listen: \"%.80s\": %s", path, s,
+					       why);
 			if ((unsigned)c->listen.port_hi - c->listen.port_lo + 1 > 4096)
-				return fail(err, errlen,
-					    "%s.listen: a range of more than 4096 ports", path);
+				return fg_errf(err, errlen,
+					       "%s.listen: a range of more than 4096 ports", path);
 			have_listen = true;
 		} else if (strcmp(key, "proto") == 0) {
-			if ((rc = get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
 			if (strcmp(s, "tcp") != 0)
-				return fail(err, errlen,
-					    "%s.proto: \"%.40s\": tunnels carry tcp only", path, s);
+				return fg_errf(err, errlen,
+					       "%s.proto: \"%.40s\": tunnels carry tcp only", path,
+					       s);
 			have_proto = true;
 		} else if (strcmp(key, "prev") == 0) {
 			snprintf(lp, sizeof(lp), "%s.prev", path);
@@ -725,35 +622,37 @@ static int parse_tunnel(const json_t *o, const char *path, struct fg_tunnel_cfg 
 			rc = parse_balance(v, path, key, &c->target_balance, err, errlen);
 			have_tbal = true;
 		} else if (strcmp(key, "rate_up") == 0) {
-			rc = get_rate(v, path, key, false, &c->rate_up, err, errlen);
+			rc = fg_json_get_rate(v, path, key, false, &c->rate_up, err, errlen);
 			limit = true;
 		} else if (strcmp(key, "rate_down") == 0) {
-			rc = get_rate(v, path, key, false, &c->rate_down, err, errlen);
+			rc = fg_json_get_rate(v, path, key, false, &c->rate_down, err, errlen);
 			limit = true;
 		} else if (strcmp(key, "rate_up_per_conn") == 0) {
-			rc = get_rate(v, path, key, false, &c->rate_up_conn, err, errlen);
+			rc = fg_json_get_rate(v, path, key, false, &c->rate_up_conn, err, errlen);
 			limit = true;
 		} else if (strcmp(key, "rate_down_per_conn") == 0) {
-			rc = get_rate(v, path, key, false, &c->rate_down_conn, err, errlen);
+			rc = fg_json_get_rate(v, path, key, false, &c->rate_down_conn, err, errlen);
 			limit = true;
 		} else if (strcmp(key, "burst") == 0) {
-			rc = get_rate(v, path, key, true, &c->burst, err, errlen);
+			rc = fg_json_get_rate(v, path, key, true, &c->burst, err, errlen);
 			limit = true;
 		} else if (strcmp(key, "max_conns") == 0) {
-			rc = get_uint(v, path, key, 0, 1000000000, &c->max_conns, err, errlen);
+			rc = fg_json_get_uint(v, path, key, 0, 1000000000, &c->max_conns, err,
+					      errlen);
 			limit = true;
 		} else if (strcmp(key, "max_conns_per_ip") == 0) {
-			rc = get_uint(v, path, key, 0, 1000000000, &c->max_conns_per_ip, err,
-				      errlen);
+			rc = fg_json_get_uint(v, path, key, 0, 1000000000, &c->max_conns_per_ip,
+					      err, errlen);
 			limit = true;
 		} else if (strcmp(key, "connect_timeout") == 0) {
-			rc = get_duration(v, path, key, &c->connect_timeout_ns, err, errlen);
+			rc =
+			    fg_json_get_duration(v, path, key, &c->connect_timeout_ns, err, errlen);
 		} else if (strcmp(key, "idle_timeout") == 0) {
-			rc = get_duration(v, path, key, &c->idle_timeout_ns, err, errlen);
+			rc = fg_json_get_duration(v, path, key, &c->idle_timeout_ns, err, errlen);
 		} else if (strcmp(key, "enabled") == 0) {
-			rc = get_bool(v, path, key, &c->enabled, err, errlen);
+			rc = fg_json_get_bool(v, path, key, &c->enabled, err, errlen);
 		} else {
-			return fail(err, errlen, "%s.%.64s: unknown field", path, key);
+			return fg_errf(err, errlen, "%s.%.64s: unknown field", path, key);
 		}
 		if (rc)
 			return rc;
@@ -763,36 +662,36 @@ static int parse_tunnel(const json_t *o, const char *path, struct fg_tunnel_cfg 
 		}
 	}
 	if (!have_name)
-		return fail(err, errlen, "%s.name: missing", path);
+		return fg_errf(err, errlen, "%s.name: missing", path);
 	if (!have_role)
-		return fail(err, errlen, "%s.role: missing (entry, relay or exit)", path);
+		return fg_errf(err, errlen, "%s.role: missing (entry, relay or exit)", path);
 	bool is_entry = c->role == FG_TUNNEL_ENTRY, is_exit = c->role == FG_TUNNEL_EXIT;
 	const char *role = fg_tunnel_role_name(c->role);
 	if (is_entry && !have_listen)
-		return fail(err, errlen, "%s.listen: missing (an entry needs its client address)",
-			    path);
+		return fg_errf(err, errlen,
+			       "%s.listen: missing (an entry needs its client address)", path);
 	if (!is_entry && (have_listen || have_proto))
-		return fail(err, errlen, "%s.%s: only an entry has a client listen address", path,
-			    have_listen ? "listen" : "proto");
+		return fg_errf(err, errlen, "%s.%s: only an entry has a client listen address",
+			       path, have_listen ? "listen" : "proto");
 	if (!is_entry && entry_only)
-		return fail(err, errlen, "%s.%s: limits apply at the entry, not at a %s", path,
-			    entry_field, role);
+		return fg_errf(err, errlen, "%s.%s: limits apply at the entry, not at a %s", path,
+			       entry_field, role);
 	if (!is_exit && !c->next.present)
-		return fail(err, errlen, "%s.next: missing (a%s %s needs its next hop)", path,
-			    is_entry ? "n" : "", role);
+		return fg_errf(err, errlen, "%s.next: missing (a%s %s needs its next hop)", path,
+			       is_entry ? "n" : "", role);
 	if (is_exit && c->next.present)
-		return fail(err, errlen, "%s.next: an exit has no next hop", path);
+		return fg_errf(err, errlen, "%s.next: an exit has no next hop", path);
 	if (!is_entry && !c->prev.present)
-		return fail(err, errlen, "%s.prev: missing (a%s %s needs its previous hop)", path,
-			    is_exit ? "n" : "", role);
+		return fg_errf(err, errlen, "%s.prev: missing (a%s %s needs its previous hop)",
+			       path, is_exit ? "n" : "", role);
 	if (is_entry && c->prev.present)
-		return fail(err, errlen, "%s.prev: an entry has no previous hop", path);
+		return fg_errf(err, errlen, "%s.prev: an entry has no previous hop", path);
 	if (is_exit && !have_targets)
-		return fail(err, errlen, "%s.targets: missing (an exit connects only to these)",
-			    path);
+		return fg_errf(err, errlen, "%s.targets: missing (an exit connects only to these)",
+			       path);
 	if (!is_exit && (have_targets || have_tbal))
-		return fail(err, errlen, "%s.%s: only an exit has targets", path,
-			    have_targets ? "targets" : "target_balance");
+		return fg_errf(err, errlen, "%s.%s: only an exit has targets", path,
+			       have_targets ? "targets" : "target_balance");
 	/* the tunnel number of the handshake: the id when it is a plain number */
 	if (c->id[0]) {
 		char *end;
@@ -806,9 +705,9 @@ static int parse_tunnel(const json_t *o, const char *path, struct fg_tunnel_cfg 
 		 * range; a ranged target is checked against it at open time */
 		for (size_t i = 0; i < c->ntargets; i++)
 			if (c->targets[i].port_hi - c->targets[i].port_lo + 1 > 4096)
-				return fail(err, errlen,
-					    "%s.targets[%zu]: a range of more than 4096 ports",
-					    path, i);
+				return fg_errf(err, errlen,
+					       "%s.targets[%zu]: a range of more than 4096 ports",
+					       path, i);
 	}
 	return 0;
 }
@@ -856,11 +755,11 @@ static int set_check(const struct fg_tunnel_set *s, char *err, size_t errlen)
 		const char *ni[3], *nj[3];
 		size_t ci = tunnel_binds(&s->v[i], ai, ni);
 		if (ci == 2 && addr_conflict(ai[0], ai[1]))
-			return fail(err, errlen, "tunnels[%zu].%s: port %u is also its %s", i,
-				    ni[1], ai[1]->port_lo, ni[0]);
+			return fg_errf(err, errlen, "tunnels[%zu].%s: port %u is also its %s", i,
+				       ni[1], ai[1]->port_lo, ni[0]);
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(s->v[i].name, s->v[j].name) == 0)
-				return fail(
+				return fg_errf(
 				    err, errlen,
 				    "tunnels[%zu].name: \"%s\" is already used by tunnels[%zu]", i,
 				    s->v[i].name, j);
@@ -870,11 +769,12 @@ static int set_check(const struct fg_tunnel_set *s, char *err, size_t errlen)
 			for (size_t a = 0; a < ci; a++)
 				for (size_t b = 0; b < cj; b++)
 					if (addr_conflict(ai[a], aj[b]))
-						return fail(err, errlen,
-							    "tunnels[%zu].%s: \"%s:%u\" overlaps "
-							    "tunnels[%zu].%s (\"%s\")",
-							    i, ni[a], ai[a]->host, ai[a]->port_lo,
-							    j, nj[b], s->v[j].name);
+						return fg_errf(
+						    err, errlen,
+						    "tunnels[%zu].%s: \"%s:%u\" overlaps "
+						    "tunnels[%zu].%s (\"%s\")",
+						    i, ni[a], ai[a]->host, ai[a]->port_lo, j, nj[b],
+						    s->v[j].name);
 		}
 	}
 	return 0;
@@ -889,10 +789,11 @@ int fg_tunnel_set_check_forwards(const struct fg_tunnel_set *s, const struct fg_
 			continue;
 		if ((fg_tunnel_link_needs_cert(&c->prev) || fg_tunnel_link_needs_cert(&c->next)) &&
 		    (!s->tls_cert[0] || !s->tls_key[0]))
-			return fail(err, errlen,
-				    "tunnels[%zu]: a tls/wss link listens here, so the node needs "
-				    "\"tls\": {\"cert\": ..., \"key\": ...}",
-				    i);
+			return fg_errf(
+			    err, errlen,
+			    "tunnels[%zu]: a tls/wss link listens here, so the node needs "
+			    "\"tls\": {\"cert\": ..., \"key\": ...}",
+			    i);
 		const struct fg_endpoint *a[3];
 		const char *names[3];
 		size_t na = tunnel_binds(c, a, names);
@@ -901,10 +802,10 @@ int fg_tunnel_set_check_forwards(const struct fg_tunnel_set *s, const struct fg_
 				continue;
 			for (size_t k = 0; k < na; k++)
 				if (addr_conflict(a[k], &f->v[j].listen))
-					return fail(err, errlen,
-						    "tunnels[%zu].%s: port %u overlaps forward "
-						    "\"%s\"",
-						    i, names[k], a[k]->port_lo, f->v[j].name);
+					return fg_errf(err, errlen,
+						       "tunnels[%zu].%s: port %u overlaps forward "
+						       "\"%s\"",
+						       i, names[k], a[k]->port_lo, f->v[j].name);
 		}
 	}
 	return 0;
@@ -917,12 +818,12 @@ int fg_tunnel_parse_json(const void *json, struct fg_tunnel_set *out, char *err,
 	memset(out, 0, sizeof(*out));
 	if (!json_is_array(arr)) {
 		char vt[72];
-		value_text(arr, vt, sizeof(vt));
-		return fail(err, errlen, "tunnels: %s must be an array", vt);
+		fg_json_value_text(arr, vt, sizeof(vt));
+		return fg_errf(err, errlen, "tunnels: %s must be an array", vt);
 	}
 	s.v = fg_calloc(json_array_size(arr) + 1, sizeof(*s.v));
 	if (!s.v)
-		return fail(err, errlen, "out of memory");
+		return fg_errf(err, errlen, "out of memory");
 	for (size_t i = 0; i < json_array_size(arr); i++) {
 		char path[32];
 		snprintf(path, sizeof(path), "tunnels[%zu]", i);
@@ -946,25 +847,25 @@ static int parse_tls(const json_t *o, struct fg_tunnel_set *s, char *err, size_t
 	const char *key, *v = NULL;
 	json_t *jv;
 	if (!json_is_object(o)) {
-		value_text(o, vt, sizeof(vt));
-		return fail(err, errlen, "tls: %s must be an object {\"cert\", \"key\"}", vt);
+		fg_json_value_text(o, vt, sizeof(vt));
+		return fg_errf(err, errlen, "tls: %s must be an object {\"cert\", \"key\"}", vt);
 	}
 	json_object_foreach((json_t *)o, key, jv)
 	{
-		int rc = get_string(jv, "tls", key, &v, err, errlen);
+		int rc = fg_json_get_string(jv, "tls", key, &v, err, errlen);
 		if (rc)
 			return rc;
 		if (!*v || strlen(v) >= FG_TUNNEL_PATH_MAX)
-			return fail(err, errlen, "tls.%s: \"%.80s\" is not a file path", key, v);
+			return fg_errf(err, errlen, "tls.%s: \"%.80s\" is not a file path", key, v);
 		if (strcmp(key, "cert") == 0)
 			strcpy(s->tls_cert, v);
 		else if (strcmp(key, "key") == 0)
 			strcpy(s->tls_key, v);
 		else
-			return fail(err, errlen, "tls.%.64s: unknown field", key);
+			return fg_errf(err, errlen, "tls.%.64s: unknown field", key);
 	}
 	if (!s->tls_cert[0] || !s->tls_key[0])
-		return fail(err, errlen, "tls.%s: missing", s->tls_cert[0] ? "key" : "cert");
+		return fg_errf(err, errlen, "tls.%s: missing", s->tls_cert[0] ? "key" : "cert");
 	return 0;
 }
 
@@ -975,13 +876,13 @@ int fg_tunnel_parse_doc(const char *text, size_t len, struct fg_tunnel_set *out,
 	memset(out, 0, sizeof(*out));
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return fail(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
+		return fg_errf(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
 	int rc = 0;
 	const char *key;
 	json_t *v, *tunnels = NULL, *tls = NULL;
 	struct fg_tunnel_set s;
 	if (!json_is_object(root)) {
-		rc = fail(err, errlen, "the document must be an object {\"forwards\": [...]}");
+		rc = fg_errf(err, errlen, "the document must be an object {\"forwards\": [...]}");
 		goto out;
 	}
 	json_object_foreach(root, key, v)
@@ -991,7 +892,7 @@ int fg_tunnel_parse_doc(const char *text, size_t len, struct fg_tunnel_set *out,
 		} else if (strcmp(key, "tls") == 0) {
 			tls = v;
 		} else if (strcmp(key, "forwards") != 0) {
-			rc = fail(err, errlen, "%.64s: unknown field", key);
+			rc = fg_errf(err, errlen, "%.64s: unknown field", key);
 			goto out;
 		}
 	}
@@ -1016,7 +917,7 @@ int fg_tunnel_load_file(const char *path, struct fg_tunnel_set *out, char *err, 
 	memset(out, 0, sizeof(*out));
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return fail(err, errlen, "%s: %s", path, strerror(errno));
+		return fg_errf(err, errlen, "%s: %s", path, strerror(errno));
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
 	for (;;) {
@@ -1026,7 +927,7 @@ int fg_tunnel_load_file(const char *path, struct fg_tunnel_set *out, char *err, 
 			if (!nb) {
 				fclose(f);
 				fg_free(buf);
-				return fail(err, errlen, "%s: too big or out of memory", path);
+				return fg_errf(err, errlen, "%s: too big or out of memory", path);
 			}
 			buf = nb;
 		}
@@ -1039,7 +940,7 @@ int fg_tunnel_load_file(const char *path, struct fg_tunnel_set *out, char *err, 
 	fclose(f);
 	if (rerr) {
 		fg_free(buf);
-		return fail(err, errlen, "%s: read error", path);
+		return fg_errf(err, errlen, "%s: read error", path);
 	}
 	int rc = fg_tunnel_parse_doc(buf, len, out, err, errlen);
 	fg_free(buf);
