@@ -24,8 +24,6 @@ changes.
 import errno
 import json
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
@@ -38,12 +36,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import fgnet  # noqa: E402
-from conftest import SANITIZER_MARKERS, Proc, sh  # noqa: E402
-from fgnet import Netns, wait_for  # noqa: E402
+from conftest import SANITIZER_MARKERS, Proc  # noqa: E402
+from fgnet import wait_for  # noqa: E402
 from fgserver import ServerProc  # noqa: E402
+import fgplane  # noqa: E402
 
 PREFIX = "fgf-"
-NS_RE = re.compile(r"^fgf-(\d+)-")
 SRV_IP = "10.79.0.1"
 CL_IP = "10.79.0.2"
 NODE_IPS = {"n1": "10.79.0.11", "n2": "10.79.0.12", "n3": "10.79.0.13"}
@@ -54,74 +52,9 @@ UDP_PORT = 7201
 OUT_PORTS = (7301, 7302)  # listeners in the client namespace
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def _del_ns(ns):
-    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-    for p in r.stdout.split():
-        try:
-            os.kill(int(p), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
-    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-class Plane:
-    def __init__(self):
-        pid = os.getpid()
-        self.names = {k: f"{PREFIX}{pid}-{k}" for k in ("br", "srv", "n1", "n2", "n3", "cl")}
-        self.ns = {k: Netns(v) for k, v in self.names.items()}
-        self.ips = {"srv": SRV_IP, "cl": CL_IP, **NODE_IPS}
-
-    def create(self):
-        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            name = line.split()[0] if line.split() else ""
-            m = NS_RE.match(name)
-            if m and not _alive(int(m.group(1))):
-                _del_ns(name)
-        for n in self.names.values():
-            sh("ip", "netns", "add", n)
-            sh("ip", "-n", n, "link", "set", "lo", "up")
-        br = self.names["br"]
-        sh("ip", "-n", br, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", br, "link", "set", "br0", "up")
-        for i, (k, ip) in enumerate(self.ips.items()):
-            n = self.names[k]
-            sh("ip", "-n", br, "link", "add", f"p{i}", "type", "veth", "peer", "name", "e0",
-               "netns", n)
-            sh("ip", "-n", br, "link", "set", f"p{i}", "master", "br0")
-            sh("ip", "-n", br, "link", "set", f"p{i}", "up")
-            sh("ip", "-n", n, "addr", "add", f"{ip}/24", "dev", "e0")
-            sh("ip", "-n", n, "link", "set", "e0", "up")
-        for k in self.ips:
-            n = self.names[k]
-            wait_for(lambda: "LOWER_UP" in sh("ip", "-n", n, "link", "show", "e0").stdout, 5,
-                     what=f"{n}/e0 up")
-
-    def destroy(self):
-        for n in self.names.values():
-            _del_ns(n)
-
-
 @pytest.fixture(scope="module")
 def plane():
-    if os.geteuid() != 0:
-        pytest.skip("system tests need root (network namespaces)")
-    p = Plane()
-    try:
-        p.create()
-    except BaseException:
-        p.destroy()
-        raise
+    p = fgplane.start(fgplane.Plane(PREFIX, {"srv": SRV_IP, "cl": CL_IP, **NODE_IPS}))
     yield p
     p.destroy()
 

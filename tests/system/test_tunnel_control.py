@@ -19,10 +19,8 @@ import base64
 import hashlib
 import json
 import os
-import re
 import ssl
 import stat
-import subprocess
 import sys
 import time
 
@@ -32,45 +30,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import fgnet  # noqa: E402
+import fgplane  # noqa: E402
 import test_control_plane as cp  # noqa: E402
 from fgnet import wait_for  # noqa: E402
 
 PREFIX = "fgq-"
-NS_RE = re.compile(r"^fgq-(\d+)-")
 NODE_IPS = cp.NODE_IPS
 TG_IP = cp.TG_IP
 
 
-class TunnelPlane(cp.Plane):
-    """test_control_plane's plane under its own namespace names, so both
-    modules can run in one session."""
-
-    def __init__(self):
-        super().__init__()
-        pid = os.getpid()
-        self.names = {k: f"{PREFIX}{pid}-{k}" for k in self.names}
-        self.ns = {k: cp.Netns(v) for k, v in self.names.items()}
-
-    def create(self):
-        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            name = line.split()[0] if line.split() else ""
-            m = NS_RE.match(name)
-            if m and not cp._alive(int(m.group(1))):
-                cp._del_ns(name)
-        super().create()
-
-
 @pytest.fixture(scope="module")
 def plane():
-    if os.geteuid() != 0:
-        pytest.skip("system tests need root (network namespaces)")
-    p = TunnelPlane()
-    try:
-        p.create()
-    except BaseException:
-        p.destroy()
-        raise
+    # test_control_plane's network under its own names, so both modules
+    # can run in one session
+    p = fgplane.start(fgplane.Plane(PREFIX, {"srv": cp.SRV_IP, "cl": cp.CL_IP, "tg": TG_IP,
+                                             **NODE_IPS}))
     yield p
     p.destroy()
 

@@ -35,6 +35,7 @@ sys.path.insert(0, HERE)
 
 import fgnet  # noqa: E402
 from fgnet import Netns, wait_for  # noqa: E402
+from conftest import _del_ns, _pid_alive  # noqa: E402,F401
 
 PREFIX = "fgu-"
 NS_RE = re.compile(r"^fgu-(\d+)-(\w+)$")
@@ -62,26 +63,6 @@ def sh(*cmd, check=True, timeout=20, input=None):
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
     return r
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _del_ns(ns):
-    r = sh("ip", "netns", "pids", ns, check=False)
-    for p in r.stdout.split():
-        try:
-            os.kill(int(p), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
-    sh("ip", "netns", "del", ns, check=False)
 
 
 def cleanup_stale():
