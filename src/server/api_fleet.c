@@ -567,16 +567,7 @@ enum fg_http_verdict api_nodes(struct api_call *c)
 		api_tunnel_peers_of(st, n.id, &peers);
 		fg_hub_kick(c->api->hub, n.id);
 		rc = st->ops->node_delete(st, n.id);
-		if (rc < 0) {
-			json_decref(before);
-			fg_free(peers.v);
-			v = api_store_fail(c->r, rc, "deleting the node");
-		} else {
-			api_audit(c, "delete", "node", n.id, before, NULL);
-			json_decref(before);
-			idset_refresh(c->api, &peers);
-			v = api_reply(c->r, 200, json_pack("{s:b}", "ok", 1));
-		}
+		v = api_deleted(c, rc, "node", n.id, before, &peers);
 	} else {
 		v = bad_method(c);
 	}
@@ -773,15 +764,7 @@ enum fg_http_verdict api_groups(struct api_call *c)
 	}
 	json_t *before = group_json(st, &g);
 	rc = st->ops->group_delete(st, g.id);
-	if (rc < 0) {
-		fg_free(s.v);
-		json_decref(before);
-		return api_store_fail(c->r, rc, "deleting the group");
-	}
-	api_audit(c, "delete", "group", g.id, before, NULL);
-	json_decref(before);
-	idset_refresh(c->api, &s);
-	return api_reply(c->r, 200, json_pack("{s:b}", "ok", 1));
+	return api_deleted(c, rc, "group", g.id, before, &s);
 }
 
 /* ---- forwards --------------------------------------------------------- */
@@ -1134,16 +1117,7 @@ enum fg_http_verdict api_forwards(struct api_call *c)
 		idset_add_group(st, &s, f.group_id);
 		json_t *before = forward_json(st, &f);
 		rc = st->ops->forward_delete(st, f.id);
-		if (rc < 0) {
-			fg_free(s.v);
-			json_decref(before);
-			v = api_store_fail(c->r, rc, "deleting the forward");
-		} else {
-			api_audit(c, "delete", "forward", f.id, before, NULL);
-			json_decref(before);
-			idset_refresh(c->api, &s);
-			v = api_reply(c->r, 200, json_pack("{s:b}", "ok", 1));
-		}
+		v = api_deleted(c, rc, "forward", f.id, before, &s);
 	} else {
 		v = bad_method(c);
 	}
@@ -1472,6 +1446,23 @@ void api_idset_add_group(struct fg_store *st, struct idset *s, int64_t group_id)
 void api_idset_refresh(struct fg_api *api, struct idset *s)
 {
 	idset_refresh(api, s);
+}
+
+enum fg_http_verdict api_deleted(struct api_call *c, int rc, const char *kind, int64_t id,
+				 json_t *before, struct idset *s)
+{
+	if (rc < 0) {
+		fg_free(s->v);
+		s->v = NULL;
+		json_decref(before);
+		char doing[64];
+		snprintf(doing, sizeof(doing), "deleting the %s", kind);
+		return api_store_fail(c->r, rc, doing);
+	}
+	api_audit(c, "delete", kind, id, before, NULL);
+	json_decref(before);
+	idset_refresh(c->api, s);
+	return api_reply(c->r, 200, json_pack("{s:b}", "ok", 1));
 }
 
 bool api_is_id(const char *s)

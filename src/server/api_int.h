@@ -74,6 +74,11 @@ void api_idset_add(struct idset *s, int64_t id);
 void api_idset_add_group(struct fg_store *st, struct idset *s, int64_t group_id);
 /* fg_hub_refresh of the set, then empties it. */
 void api_idset_refresh(struct fg_api *api, struct idset *s);
+/* The end of every DELETE, rc being the store's answer: on failure 500
+ * ("store error while deleting the <kind>"); else the audit event, the new
+ * state pushed to the nodes in s, and {"ok":true}. Takes before and s. */
+enum fg_http_verdict api_deleted(struct api_call *c, int rc, const char *kind, int64_t id,
+				 json_t *before, struct idset *s);
 
 /* References: an id (all digits) or a name; in a JSON body also an
  * integer id (api_json_ref copies it into buf as text). */

@@ -869,16 +869,7 @@ enum fg_http_verdict api_policies(struct api_call *c)
 		touch_policy(st, &s, &p);
 		json_t *before = policy_json(st, &p);
 		rc = st->ops->policy_delete(st, p.id);
-		if (rc < 0) {
-			fg_free(s.v);
-			json_decref(before);
-			v = api_store_fail(c->r, rc, "deleting the policy");
-		} else {
-			api_audit(c, "delete", "policy", p.id, before, NULL);
-			json_decref(before);
-			api_idset_refresh(c->api, &s);
-			v = api_reply(c->r, 200, json_pack("{s:b}", "ok", 1));
-		}
+		v = api_deleted(c, rc, "policy", p.id, before, &s);
 	} else {
 		v = api_bad_method(c);
 	}

@@ -828,16 +828,7 @@ enum fg_http_verdict api_tunnels(struct api_call *c)
 		api_tunnel_nodes(st, &t, &s);
 		json_t *before = tunnel_editable(st, &t);
 		rc = st->ops->tunnel_delete(st, t.id);
-		if (rc < 0) {
-			fg_free(s.v);
-			json_decref(before);
-			v = api_store_fail(c->r, rc, "deleting the tunnel");
-		} else {
-			api_audit(c, "delete", "tunnel", t.id, before, NULL);
-			json_decref(before);
-			api_idset_refresh(c->api, &s);
-			v = api_reply(c->r, 200, json_pack("{s:b}", "ok", 1));
-		}
+		v = api_deleted(c, rc, "tunnel", t.id, before, &s);
 	} else {
 		v = api_bad_method(c);
 	}
