@@ -198,7 +198,13 @@ test('node detail: status, version, revision', async () => {
   await page.getByRole('heading', { name: `Node ${NODE}` }).waitFor();
   await page.getByText(en['status.online'], { exact: true }).first().waitFor();
   await page.getByText(en['node.no_errors']).waitFor();
-  const r = await apiGet(`/nodes/${NODE}`);
+  // the hub writes what hello said within its 1 s store batch: the page
+  // can show "online" (live view) a moment before the API has the version
+  let r;
+  await waitFor('the agent version in the API', async () => {
+    r = await apiGet(`/nodes/${NODE}`);
+    return !!r.body.version;
+  }, 5000);
   assert.ok(r.body.version, 'agent reported a version');
   await page.getByText(r.body.version, { exact: true }).waitFor();
   await shot(page, '04-node-detail');
