@@ -107,3 +107,34 @@ bool fg_name_valid(const char *s, size_t max)
 	}
 	return true;
 }
+
+int fg_json_get_name(const json_t *v, const char *path, char *out, size_t max, char *err,
+		     size_t errlen)
+{
+	const char *s = NULL;
+	int rc = fg_json_get_string(v, path, "name", &s, err, errlen);
+	if (rc)
+		return rc;
+	if (!fg_name_valid(s, max))
+		return fg_errf(err, errlen,
+			       "%s.name: \"%.80s\" must be 1-%zu characters of A-Z a-z 0-9 _ - .",
+			       path, s, max);
+	strcpy(out, s);
+	return 0;
+}
+
+int fg_json_get_id(const json_t *v, const char *path, char *out, size_t max, char *err,
+		   size_t errlen)
+{
+	if (json_is_integer(v)) {
+		snprintf(out, max + 1, "%lld", (long long)json_integer_value(v));
+		return 0;
+	}
+	if (json_is_string(v) && strlen(json_string_value(v)) <= max) {
+		strcpy(out, json_string_value(v));
+		return 0;
+	}
+	char vt[72];
+	fg_json_value_text(v, vt, sizeof(vt));
+	return fg_errf(err, errlen, "%s.id: %s is not a string or integer", path, vt);
+}

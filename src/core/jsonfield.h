@@ -28,6 +28,14 @@ int fg_json_get_rate(const json_t *v, const char *path, const char *field, bool 
 int fg_json_get_duration(const json_t *v, const char *path, const char *field, int64_t *out,
 			 char *err, size_t errlen);
 
+/* path.name: an object name (fg_name_valid) copied into out[max + 1]. */
+int fg_json_get_name(const json_t *v, const char *path, char *out, size_t max, char *err,
+		     size_t errlen);
+/* path.id: a server object id, an integer or a string of at most max
+ * characters, copied into out[max + 1] as text. */
+int fg_json_get_id(const json_t *v, const char *path, char *out, size_t max, char *err,
+		   size_t errlen);
+
 /* An object name: 1..max characters of [A-Za-z0-9._-]. */
 bool fg_name_valid(const char *s, size_t max);
 

@@ -241,26 +241,12 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "name") == 0) {
-			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
+			if ((rc = fg_json_get_name(v, path, c->name, FG_NAME_MAX, err, errlen)))
 				return rc;
-			if (!fg_name_valid(s, FG_NAME_MAX))
-				return fg_errf(err, errlen,
-					       "%s.name: \"%.80s\" must be 1-64 characters of "
-					       "A-Z a-z 0-9 _ - .",
-					       path, s);
-			strcpy(c->name, s);
 			have_name = true;
 		} else if (strcmp(key, "id") == 0) {
-			if (json_is_integer(v))
-				snprintf(c->id, sizeof(c->id), "%lld",
-					 (long long)json_integer_value(v));
-			else if (json_is_string(v) && strlen(json_string_value(v)) <= FG_NAME_MAX)
-				strcpy(c->id, json_string_value(v));
-			else {
-				fg_json_value_text(v, vt, sizeof(vt));
-				return fg_errf(err, errlen, "%s.id: %s is not a string or integer",
-					       path, vt);
-			}
+			if ((rc = fg_json_get_id(v, path, c->id, FG_NAME_MAX, err, errlen)))
+				return rc;
 		} else if (strcmp(key, "listen") == 0) {
 			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
