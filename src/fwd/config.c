@@ -216,13 +216,6 @@ static int parse_health(const json_t *o, const char *path, struct fg_health_cfg 
 	return 0;
 }
 
-static bool is_wildcard(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-	return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-}
-
 static int parse_forward(const json_t *o, const char *path, struct fg_forward_cfg *c, char *err,
 			 size_t errlen)
 {
@@ -293,7 +286,7 @@ static int parse_forward(const json_t *o, const char *path, struct fg_forward_cf
 					return fg_errf(err, errlen,
 						       "%s.targets[%zu]: \"%.80s\": %s", path, i, s,
 						       why);
-				if (c->targets[i].is_ip && is_wildcard(&c->targets[i].ip))
+				if (c->targets[i].is_ip && fg_addr_is_wildcard(&c->targets[i].ip))
 					return fg_errf(
 					    err, errlen,
 					    "%s.targets[%zu]: \"%.80s\": a target needs a host",
@@ -399,7 +392,7 @@ static bool listen_conflict(const struct fg_forward_cfg *a, const struct fg_forw
 	if (a->listen.ip.ss_family != b->listen.ip.ss_family)
 		return true; /* dual-stack v6 wildcard may cover v4: be strict */
 	/* compare the parsed address, not the text: "::" is also "0::0" */
-	if (is_wildcard(&a->listen.ip) || is_wildcard(&b->listen.ip))
+	if (fg_addr_is_wildcard(&a->listen.ip) || fg_addr_is_wildcard(&b->listen.ip))
 		return true;
 	return fg_addr_ip_equal((const struct sockaddr *)&a->listen.ip,
 				(const struct sockaddr *)&b->listen.ip);

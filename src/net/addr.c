@@ -220,3 +220,10 @@ bool fg_addr_ip_equal(const struct sockaddr *a, const struct sockaddr *b)
 	const uint8_t *pa = ip_bytes(a, &na), *pb = ip_bytes(b, &nb);
 	return na == nb && memcmp(pa, pb, na) == 0;
 }
+
+bool fg_addr_is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+}

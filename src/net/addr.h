@@ -32,6 +32,8 @@ void fg_addr_set_port(struct sockaddr *sa, uint16_t port);
 uint32_t fg_addr_ip_hash(const struct sockaddr *sa);
 /* Same IP (ignores port). v4-mapped v6 equals its v4 form. */
 bool fg_addr_ip_equal(const struct sockaddr *a, const struct sockaddr *b);
+/* 0.0.0.0 or :: — an address to listen on, never one to dial. */
+bool fg_addr_is_wildcard(const struct sockaddr_storage *ss);
 /* Converts a v4-mapped v6 address to plain v4 in place. */
 void fg_addr_unmap(struct sockaddr_storage *ss);
 

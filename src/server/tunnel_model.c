@@ -375,6 +375,9 @@ static int parse(const json_t *o, struct fg_tm *m, struct perr *e)
 	    strchr(m->target, ':') == NULL || m->target[0] == ':')
 		return fail(e, "target", "target: \"%s\": %s", m->target,
 			    why ? why : "want host:port");
+	if (ep.is_ip && fg_addr_is_wildcard(&ep.ip))
+		return fail(e, "target", "target: \"%s\": a target needs a host, not %s", m->target,
+			    ep.ip.ss_family == AF_INET6 ? "::" : "0.0.0.0");
 	if (ep.port_lo != ep.port_hi && ep.port_hi - ep.port_lo != m->listen_hi - m->listen_lo)
 		return fail(e, "target",
 			    "target: a port range must be as long as entry.listen's (%u ports)",

@@ -213,13 +213,6 @@ static int b64_decode(const char *s, uint8_t *out, size_t cap)
 	return (int)o;
 }
 
-static bool is_wildcard(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-	return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-}
-
 static int parse_balance(const json_t *v, const char *path, const char *field,
 			 enum fg_tunnel_balance *out, char *err, size_t errlen)
 {
@@ -348,7 +341,7 @@ static int parse_peer(const json_t *o, const char *path, struct fg_tunnel_peer *
 				return fg_errf(err, errlen,
 					       "%s.address: \"%.80s\": one port, not a range", path,
 					       s);
-			if (pe->address.is_ip && is_wildcard(&pe->address.ip))
+			if (pe->address.is_ip && fg_addr_is_wildcard(&pe->address.ip))
 				return fg_errf(err, errlen, "%s.address: \"%.80s\": needs a host",
 					       path, s);
 			have_addr = true;
@@ -525,7 +518,7 @@ static int parse_targets(const json_t *v, const char *path, struct fg_tunnel_cfg
 		if (fg_endpoint_parse(s, false, &c->targets[i], &why))
 			return fg_errf(err, errlen, "%s.targets[%zu]: \"%.80s\": %s", path, i, s,
 				       why);
-		if (c->targets[i].is_ip && is_wildcard(&c->targets[i].ip))
+		if (c->targets[i].is_ip && fg_addr_is_wildcard(&c->targets[i].ip))
 			return fg_errf(err, errlen,
 				       "%s.targets[%zu]: \"%.80s\": a target needs a host", path, i,
 				       s);
@@ -709,7 +702,7 @@ static bool addr_conflict(const struct fg_endpoint *a, const struct fg_endpoint 
 		return false;
 	if (a->ip.ss_family != b->ip.ss_family)
 		return true;
-	if (is_wildcard(&a->ip) || is_wildcard(&b->ip))
+	if (fg_addr_is_wildcard(&a->ip) || fg_addr_is_wildcard(&b->ip))
 		return true;
 	return fg_addr_ip_equal((const struct sockaddr *)&a->ip, (const struct sockaddr *)&b->ip);
 }

@@ -465,6 +465,12 @@ static void test_tunnel_model_errors_name_the_field(void **state)
 	expect_invalid("{\"entry\":{\"node\":1,\"listen\":\"9000\"},\"exit\":2,"
 		       "\"target\":\"nohost\"}",
 		       "target", "nohost");
+	expect_invalid("{\"entry\":{\"node\":1,\"listen\":\"9000\"},\"exit\":2,"
+		       "\"target\":\"0.0.0.0:80\"}",
+		       "target", "needs a host");
+	expect_invalid("{\"entry\":{\"node\":1,\"listen\":\"9000\"},\"exit\":2,"
+		       "\"target\":\"[::]:80\"}",
+		       "target", "needs a host");
 	expect_invalid("{" BASE ",\"exit\":2,\"transport\":\"quic\"}", "transport", "quic");
 	expect_invalid("{" BASE ",\"exit\":2,\"mux\":\"yes\"}", "mux", "true or false");
 	expect_invalid("{" BASE ",\"exit\":2,\"direction\":\"up\"}", "direction", "entry_to_exit");
