@@ -3,6 +3,7 @@ import { Link, useNavigate, useParams } from 'react-router-dom';
 import { useI18n } from '../i18n/index.jsx';
 import { useLive } from '../live.jsx';
 import { useAuth, canWrite } from '../auth.jsx';
+import { FormActions, LimitFields } from '../components/FormParts.jsx';
 import { api } from '../lib/api.js';
 import { useInterval, useResource } from '../lib/hooks.js';
 import { formatBytes, formatCount, formatRate } from '../lib/format.js';
@@ -457,52 +458,23 @@ export default function TunnelEdit() {
         <Card title={t('fwd.sec_limits')}>
           <p className="mb-3 text-xs text-slate-500">{t('tun.limits_help')}</p>
           <div className="grid grid-cols-1 gap-3 md:grid-cols-2 lg:grid-cols-3">
-            <Field label={t('fwd.rate_up')} error={err('rate_up')} hint={t('fwd.rate_hint')}>
-              {(c) => <Input {...c} value={form.rate_up} onChange={setEv('rate_up')} />}
-            </Field>
-            <Field label={t('fwd.rate_down')} error={err('rate_down')} hint={t('fwd.rate_hint')}>
-              {(c) => <Input {...c} value={form.rate_down} onChange={setEv('rate_down')} />}
-            </Field>
-            <Field label={t('fwd.max_conns')} error={err('max_conns')}>
-              {(c) => <Input {...c} value={form.max_conns} onChange={setEv('max_conns')} inputMode="numeric" />}
-            </Field>
-            <Field label={t('fwd.max_conns_per_ip')} error={err('max_conns_per_ip')}>
-              {(c) => (
-                <Input {...c} value={form.max_conns_per_ip} onChange={setEv('max_conns_per_ip')} inputMode="numeric" />
-              )}
-            </Field>
-            <Field
-              label={t('fwd.connect_timeout')}
-              error={err('connect_timeout')}
-              hint={t('fwd.duration_hint', { d: '5s' })}
-            >
-              {(c) => <Input {...c} value={form.connect_timeout} onChange={setEv('connect_timeout')} />}
-            </Field>
-            <Field
-              label={t('fwd.idle_timeout')}
-              error={err('idle_timeout')}
-              hint={t('fwd.duration_hint', { d: '300s' })}
-            >
-              {(c) => <Input {...c} value={form.idle_timeout} onChange={setEv('idle_timeout')} />}
-            </Field>
+            <LimitFields
+              fields={['rate_up', 'rate_down', 'max_conns', 'max_conns_per_ip', 'connect_timeout', 'idle_timeout']}
+              form={form}
+              err={err}
+              setEv={setEv}
+            />
           </div>
         </Card>
 
         <ErrorBanner error={banner} />
-        {writable ? (
-          <div className="flex justify-end gap-2">
-            <Button variant="secondary" onClick={() => nav('/tunnels')}>
-              {t('common.cancel')}
-            </Button>
-            <Button type="submit" disabled={busy}>
-              {isNew ? t('tun.create') : t('common.save')}
-            </Button>
-          </div>
-        ) : (
-          <p role="note" className="text-sm text-slate-600">
-            {t('common.read_only', { role: t('role.' + (user?.role || 'viewer')) })}
-          </p>
-        )}
+        <FormActions
+          writable={writable}
+          busy={busy}
+          submitLabel={isNew ? t('tun.create') : t('common.save')}
+          onCancel={() => nav('/tunnels')}
+          role={user?.role}
+        />
       </form>
       <ConfirmDialog
         open={removing}
