@@ -132,8 +132,6 @@ int fg_cli_agent(int argc, char **argv)
 	optind = 1;
 	int c;
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		char *end;
-		long long n;
 		switch (c) {
 		case O_SERVER:
 			if (nservers == FG_AGENT_MAX_SERVERS) {
@@ -159,28 +157,13 @@ int fg_cli_agent(int argc, char **argv)
 		case O_CA: ca_file = optarg; break;
 		case O_PIN: pin = optarg; break;
 		case O_WORKERS:
-			errno = 0;
-			n = strtoll(optarg, &end, 10);
-			if (errno || *end || end == optarg || n < 1 || n > 64) {
-				fprintf(stderr,
-					"flowgate: --workers: \"%s\" is not a number 1-64\n",
-					optarg);
+			if (fg_cli_opt_workers(optarg, &workers))
 				goto out;
-			}
-			workers = (unsigned)n;
 			break;
-		case O_LOG: {
-			enum fg_log_level lvl;
-			if (fg_log_parse_level(optarg, &lvl) < 0) {
-				fprintf(stderr,
-					"flowgate: --log-level: \"%s\" is not error, warn, info or "
-					"debug\n",
-					optarg);
+		case O_LOG:
+			if (fg_cli_opt_log_level(optarg))
 				goto out;
-			}
-			fg_log_set_level(lvl);
 			break;
-		}
 		case 'h':
 			usage(stdout);
 			rc = 0;

@@ -16,4 +16,9 @@ int fg_cli_agent(int argc, char **argv);
 void fg_cli_process_setup(sigset_t *mask);
 int fg_cli_ctl(int argc, char **argv);
 
+/* Options the long-running subcommands share. Each returns 0, or -EINVAL
+ * after telling stderr which value is wrong. */
+int fg_cli_opt_workers(const char *arg, unsigned *out); /* --workers 1-64 */
+int fg_cli_opt_log_level(const char *arg);		/* --log-level, applied */
+
 #endif

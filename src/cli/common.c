@@ -1,8 +1,12 @@
 /* Process setup shared by the long-running subcommands. */
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 
 #include "cli/cli.h"
+#include "core/log.h"
 
 void fg_cli_process_setup(sigset_t *mask)
 {
@@ -21,4 +25,29 @@ void fg_cli_process_setup(sigset_t *mask)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+int fg_cli_opt_workers(const char *arg, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	long long n = strtoll(arg, &end, 10);
+	if (errno || *end || end == arg || n < 1 || n > 64) {
+		fprintf(stderr, "flowgate: --workers: \"%s\" is not a number 1-64\n", arg);
+		return -EINVAL;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+int fg_cli_opt_log_level(const char *arg)
+{
+	enum fg_log_level lvl;
+	if (fg_log_parse_level(arg, &lvl) < 0) {
+		fprintf(stderr, "flowgate: --log-level: \"%s\" is not error, warn, info or debug\n",
+			arg);
+		return -EINVAL;
+	}
+	fg_log_set_level(lvl);
+	return 0;
 }

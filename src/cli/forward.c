@@ -345,28 +345,13 @@ int fg_cli_forward(int argc, char **argv)
 			break;
 		case O_METRICS: metrics_addr = optarg; break;
 		case O_WORKERS:
-			errno = 0;
-			n = strtoll(optarg, &end, 10);
-			if (errno || *end || end == optarg || n < 1 || n > 64) {
-				fprintf(stderr,
-					"flowgate: --workers: \"%s\" is not a number 1-64\n",
-					optarg);
+			if (fg_cli_opt_workers(optarg, &workers))
 				goto out;
-			}
-			workers = (unsigned)n;
 			break;
-		case O_LOG: {
-			enum fg_log_level lvl;
-			if (fg_log_parse_level(optarg, &lvl) < 0) {
-				fprintf(stderr,
-					"flowgate: --log-level: \"%s\" is not error, warn, info or "
-					"debug\n",
-					optarg);
+		case O_LOG:
+			if (fg_cli_opt_log_level(optarg))
 				goto out;
-			}
-			fg_log_set_level(lvl);
 			break;
-		}
 		case ':':
 			fprintf(stderr, "flowgate: %s: needs a value\n", argv[optind - 1]);
 			goto out;
