@@ -34,8 +34,9 @@ export function LimitFields({ fields, form, err, setEv }) {
   });
 }
 
-// Save and cancel for a writer; a note saying why not for a reader.
-export function FormActions({ writable, busy, submitLabel, onCancel, role }) {
+// Save and cancel for a writer (every dialog and editor ends with them); a
+// note saying why not for a reader.
+export function FormActions({ writable = true, busy = false, submitLabel, onCancel, role }) {
   const { t } = useI18n();
   if (!writable)
     return (
@@ -49,7 +50,7 @@ export function FormActions({ writable, busy, submitLabel, onCancel, role }) {
         {t('common.cancel')}
       </Button>
       <Button type="submit" disabled={busy}>
-        {submitLabel}
+        {submitLabel || t('common.save')}
       </Button>
     </div>
   );

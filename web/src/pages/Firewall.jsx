@@ -4,6 +4,7 @@
 // iptables-save import. doc/api.md, "Firewall policies".
 import { useEffect, useState } from 'react';
 import { useI18n } from '../i18n/index.jsx';
+import { FormActions } from '../components/FormParts.jsx';
 import { api } from '../lib/api.js';
 import { useCanWrite } from '../auth.jsx';
 import { useResource } from '../lib/hooks.js';
@@ -180,14 +181,7 @@ function PolicyDialog({ policy, nodes, groups, open, onOpenChange, onSaved }) {
           {(c) => <TextBox {...c} rows={4} value={form.sets} onChange={(e) => set('sets')(e.target.value)} />}
         </Field>
         <ErrorBanner error={err} />
-        <div className="flex justify-end gap-2">
-          <Button variant="secondary" onClick={() => onOpenChange(false)}>
-            {t('common.cancel')}
-          </Button>
-          <Button type="submit" disabled={busy}>
-            {t('common.save')}
-          </Button>
-        </div>
+        <FormActions onCancel={() => onOpenChange(false)} busy={busy} />
       </form>
     </Dialog>
   );

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react';
 import { useI18n } from '../i18n/index.jsx';
+import { FormActions } from '../components/FormParts.jsx';
 import { api } from '../lib/api.js';
 import { useCanWrite } from '../auth.jsx';
 import { useResource } from '../lib/hooks.js';
@@ -74,14 +75,7 @@ function GroupDialog({ group, nodes, open, onOpenChange, onSaved }) {
           error={errs.nodes}
         />
         <ErrorBanner error={err} />
-        <div className="flex justify-end gap-2">
-          <Button variant="secondary" onClick={() => onOpenChange(false)}>
-            {t('common.cancel')}
-          </Button>
-          <Button type="submit" disabled={busy}>
-            {t('common.save')}
-          </Button>
-        </div>
+        <FormActions onCancel={() => onOpenChange(false)} busy={busy} />
       </form>
     </Dialog>
   );

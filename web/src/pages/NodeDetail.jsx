@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { Link, useNavigate, useParams } from 'react-router-dom';
 import { useI18n } from '../i18n/index.jsx';
+import { FormActions } from '../components/FormParts.jsx';
 import { useLive } from '../live.jsx';
 import { useCanWrite } from '../auth.jsx';
 import { api } from '../lib/api.js';
@@ -65,12 +66,7 @@ function RenameDialog({ node, open, onOpenChange, onSaved }) {
           {(c) => <Input {...c} value={name} onChange={(e) => setName(e.target.value)} autoFocus />}
         </Field>
         <ErrorBanner error={err} />
-        <div className="flex justify-end gap-2">
-          <Button variant="secondary" onClick={() => onOpenChange(false)}>
-            {t('common.cancel')}
-          </Button>
-          <Button type="submit">{t('common.save')}</Button>
-        </div>
+        <FormActions onCancel={() => onOpenChange(false)} />
       </form>
     </Dialog>
   );
@@ -107,12 +103,7 @@ function GroupsDialog({ node, groups, open, onOpenChange, onSaved }) {
           emptyText={t('nodes.no_groups_yet')}
         />
         <ErrorBanner error={err} />
-        <div className="flex justify-end gap-2">
-          <Button variant="secondary" onClick={() => onOpenChange(false)}>
-            {t('common.cancel')}
-          </Button>
-          <Button type="submit">{t('common.save')}</Button>
-        </div>
+        <FormActions onCancel={() => onOpenChange(false)} />
       </form>
     </Dialog>
   );

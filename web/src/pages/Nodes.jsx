@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import { Link } from 'react-router-dom';
 import { useI18n } from '../i18n/index.jsx';
+import { FormActions } from '../components/FormParts.jsx';
 import { useLive } from '../live.jsx';
 import { useCanWrite } from '../auth.jsx';
 import { api } from '../lib/api.js';
@@ -99,14 +100,7 @@ export function AddNodeDialog({ open, onOpenChange, groups, onAdded }) {
             error={errs.groups}
           />
           <ErrorBanner error={err} />
-          <div className="flex justify-end gap-2">
-            <Button variant="secondary" onClick={() => close(false)}>
-              {t('common.cancel')}
-            </Button>
-            <Button type="submit" disabled={busy}>
-              {t('nodes.add_submit')}
-            </Button>
-          </div>
+          <FormActions onCancel={() => close(false)} busy={busy} submitLabel={t('nodes.add_submit')} />
         </form>
       )}
     </Dialog>
