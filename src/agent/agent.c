@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/metrics.h"
+#include "core/work.h"
 #include "fwd/config.h"
 #include "fwd/engine.h"
 #include "kernel/nft.h"
@@ -60,7 +61,18 @@ struct ctr {
 	uint64_t base_up, base_down, base_conns;
 };
 
-enum link_state { L_IDLE, L_CONNECTING, L_HELLO, L_READY };
+enum link_state { L_IDLE, L_RESOLVING, L_CONNECTING, L_HELLO, L_READY };
+
+/* The server's name is looked up on a work thread: getaddrinfo can wait
+ * for seconds when DNS is down, and this loop also runs the tunnels and
+ * the commit-confirm timer. One lookup at a time; the job lives in the
+ * agent. */
+struct resolve_job {
+	struct fg_agent *a;
+	const struct fg_agent_url *u;
+	struct addrinfo *res; /* set by the work thread, owned by the job */
+	int gai;
+};
 
 struct fg_agent {
 	struct fg_loop *loop;
@@ -92,6 +104,8 @@ struct fg_agent {
 	char hostname[256];
 
 	enum link_state link;
+	struct fg_work *resolver; /* made at the first dial */
+	struct resolve_job rj;
 	struct fg_ws_hs *hs;
 	struct fg_ws *ws;
 	struct fg_timer retry_timer, report_timer;
@@ -1252,16 +1266,9 @@ static void open_cb(struct fg_ws *ws, int err, int http_status, void *data)
 
 /* Starts a connection to u: TCP connect, then (wss://) the TLS handshake,
  * then the upgrade; open_cb gets the outcome. Returns 0 or -errno with err. */
-static int dial(struct fg_agent *a, const struct fg_agent_url *u, char *err, size_t errlen)
+static int dial(struct fg_agent *a, const struct fg_agent_url *u, struct addrinfo *res, char *err,
+		size_t errlen)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-	/* blocking for a name (numeric addresses never wait); see
-	 * doc/protocol.md on server names */
-	int g = getaddrinfo(u->host, u->port, &hints, &res);
-	if (g) {
-		snprintf(err, errlen, "cannot resolve %s: %s", u->host, gai_strerror(g));
-		return -EHOSTUNREACH;
-	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		int e = errno;
@@ -1291,14 +1298,47 @@ static int dial(struct fg_agent *a, const struct fg_agent_url *u, char *err, siz
 	return 0;
 }
 
+static void resolve_run(void *arg)
+{
+	struct resolve_job *j = arg;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	j->gai = getaddrinfo(j->u->host, j->u->port, &hints, &j->res);
+}
+
+static void resolve_done(void *arg)
+{
+	struct resolve_job *j = arg;
+	struct fg_agent *a = j->a;
+	struct addrinfo *res = j->res;
+	char err[512];
+	j->res = NULL;
+	if (a->stopping || a->link != L_RESOLVING) {
+		if (res)
+			freeaddrinfo(res);
+		return;
+	}
+	if (j->gai) {
+		snprintf(err, sizeof(err), "cannot resolve %s: %s", j->u->host,
+			 gai_strerror(j->gai));
+		link_failed(a, err);
+		return;
+	}
+	a->link = L_CONNECTING;
+	if (dial(a, j->u, res, err, sizeof(err)) < 0)
+		link_failed(a, err);
+}
+
 static void connect_next(struct fg_agent *a)
 {
-	char err[512];
 	const struct fg_agent_url *u = &a->urls[a->url_idx];
-	a->link = L_CONNECTING;
-	int rc = dial(a, u, err, sizeof(err));
-	if (rc < 0)
-		link_failed(a, err);
+	if (!a->resolver && !(a->resolver = fg_work_new(a->loop, 1))) {
+		link_failed(a, "out of memory");
+		return;
+	}
+	a->rj = (struct resolve_job){.a = a, .u = u};
+	a->link = L_RESOLVING;
+	if (fg_work_submit(a->resolver, resolve_run, resolve_done, &a->rj) < 0)
+		link_failed(a, "cannot start the name lookup");
 }
 
 /* ---- public ---------------------------------------------------------- */
@@ -1522,6 +1562,9 @@ void fg_agent_free(struct fg_agent *a)
 		return;
 	if (a->engine)
 		fg_agent_shutdown(a);
+	fg_work_free(a->resolver); /* a lookup still running is waited for */
+	if (a->rj.res)		   /* looked up, never delivered */
+		freeaddrinfo(a->rj.res);
 	fg_agent_tunnels_free(a->tunnels);
 	fg_engine_free(a->engine);
 	if (a->kp)
