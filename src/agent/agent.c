@@ -16,6 +16,7 @@
 #include "agent/tunnels.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/dir.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/metrics.h"
@@ -1474,8 +1475,14 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 	if (gethostname(a->hostname, sizeof(a->hostname) - 1) < 0)
 		snprintf(a->hostname, sizeof(a->hostname), "unknown");
 
-	/* fail early on a directory we cannot write: the state file is what
-	 * keeps the node forwarding through a restart */
+	/* made on first start (the enroll command names it); fail early on
+	 * one we cannot write: the state file is what keeps the node
+	 * forwarding through a restart */
+	int drc = fg_dir_make(a->dir);
+	if (drc < 0) {
+		snprintf(err, errlen, "--state %s: %s", a->dir, strerror(-drc));
+		goto err;
+	}
 	if (access(a->dir, W_OK) < 0) {
 		snprintf(err, errlen, "--state %s: %s", a->dir, strerror(errno));
 		goto err;

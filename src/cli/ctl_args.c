@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/ctl.h"
+#include "core/dir.h"
 #include "core/units.h"
 #include "core/util.h"
 
@@ -92,8 +93,8 @@ int fg_ctl_config_load(const char *path, struct fg_ctl_config *c, char *err, siz
 	return 0;
 }
 
-/* mkdir -p of path's parent directories; the last one gets mode 0700. */
-static int make_dirs(const char *file, char *err, size_t errlen)
+/* The directory a credentials file goes in: ours alone (core/dir.h). */
+static int make_parent(const char *file, char *err, size_t errlen)
 {
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s", file);
@@ -101,32 +102,15 @@ static int make_dirs(const char *file, char *err, size_t errlen)
 	if (!slash || slash == dir)
 		return 0;
 	*slash = 0;
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-			int rc = -errno;
-			snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-			return rc;
-		}
-		*p = '/';
-	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		int rc = -errno;
-		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-		return rc;
-	}
-	struct stat sb;
-	/* our own directory: a token must not sit where others can list it */
-	if (stat(dir, &sb) == 0 && (sb.st_mode & 077) && sb.st_uid == geteuid())
-		chmod(dir, 0700);
-	return 0;
+	int rc = fg_dir_make(dir);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(-rc));
+	return rc;
 }
 
 int fg_ctl_config_save(const char *path, const struct fg_ctl_config *c, char *err, size_t errlen)
 {
-	int rc = make_dirs(path, err, errlen);
+	int rc = make_parent(path, err, errlen);
 	if (rc < 0)
 		return rc;
 	json_t *j = json_object();

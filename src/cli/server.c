@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/dir.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/work.h"
@@ -84,23 +85,6 @@ static void maint_cb(struct fg_loop *loop, struct fg_timer *t)
 		fg_warn("stats rollup failed: %s", strerror(-rc));
 	app->st->ops->token_purge_expired(app->st, now);
 	fg_timer_start(loop, t, MAINT_INTERVAL_NS);
-}
-
-static int make_dir(const char *dir)
-{
-	char buf[PATH_MAX];
-	snprintf(buf, sizeof(buf), "%s", dir);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /* The UI next to the sources this binary came from, if it was built. */
@@ -200,7 +184,7 @@ int fg_cli_server(int argc, char **argv)
 		fprintf(stderr, "flowgate server: libsodium failed to initialise\n");
 		goto out;
 	}
-	int e = make_dir(data);
+	int e = fg_dir_make(data);
 	if (e < 0) {
 		fprintf(stderr, "flowgate server: --data %s: %s\n", data, strerror(-e));
 		rc = 2;

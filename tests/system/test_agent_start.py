@@ -1,11 +1,15 @@
-"""The agent looks its server's name up off its event loop.
+"""How `flowgate agent` starts on a fresh node, before any server answers.
 
-That loop also runs the node's tunnels, its metrics endpoint and the
-firewall's commit-confirm timer; a DNS server that does not answer must not
-stop them while getaddrinfo waits out its timeout.
+- It makes its state directory (the enroll command names one that does not
+  exist yet), private to it.
+- It looks its server's name up off its event loop. That loop also runs the
+  node's tunnels, its metrics endpoint and the firewall's commit-confirm
+  timer; a DNS server that does not answer must not stop them while
+  getaddrinfo waits out its timeout.
 """
 import os
 import socket
+import stat
 import time
 
 import fgnet
@@ -21,7 +25,6 @@ def test_agent_keeps_serving_while_the_server_name_lookup_hangs(topo, fg_bin, lo
     with fgnet.in_netns(topo.node.name):
         dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         dns.bind(("127.0.0.1", 53))
-    (tmp_path / "state").mkdir(mode=0o700)
     mport = port()
     maddr = f"127.0.0.1:{mport}"
     env = dict(os.environ, RES_OPTIONS=f"timeout:{LOOKUP_S} attempts:1")
@@ -56,3 +59,37 @@ def test_agent_keeps_serving_while_the_server_name_lookup_hangs(topo, fg_bin, lo
     finally:
         agent.close()
         dns.close()
+
+
+def test_agent_makes_its_private_state_dir(topo, fg_bin, logdir, port, tmp_path):
+    state = tmp_path / "var" / "lib" / "flowgate" / "agent"
+    mport = port()
+    agent = Proc(topo.node,
+                 [fg_bin, "agent", "--server", "ws://127.0.0.1:9", "--token", "fgn_x",
+                  "--state", str(state), "--metrics", f"127.0.0.1:{mport}"],
+                 "agent", logdir, json_stdout=False)
+    try:
+        fgnet.wait_for(lambda: mport in {p for _, p in topo.node.listeners("tcp")}, 5,
+                       what="agent metrics listening")
+        assert state.is_dir()
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        # the node's tunnel certificate is made in it at first start
+        assert any(state.iterdir()), "nothing written to the state directory"
+        rc = agent.stop(5)
+        assert rc == 0, agent.stderr_text()[-2000:]
+    finally:
+        agent.close()
+
+    # a path that cannot be a directory: a clear error naming it, exit 2
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    agent = Proc(topo.node,
+                 [fg_bin, "agent", "--server", "ws://127.0.0.1:9", "--token", "fgn_x",
+                  "--state", str(blocker / "agent")], "agent-bad", logdir, json_stdout=False)
+    try:
+        rc = agent.proc.wait(10)
+        err = agent.stderr_text()
+        assert rc == 2, (rc, err)
+        assert f"--state {blocker}/agent: Not a directory" in err, err
+    finally:
+        agent.close()
