@@ -8,17 +8,14 @@ commit-confirm restores the previous table when nobody confirms, and another
 tool's table is never touched.
 """
 
-import errno
 import json
-import os
-import socket
 import subprocess
-import threading
 
 import pytest
 
 import fgnet
 from conftest import CLIENT_IP, CLIENT_IPS, NODE_IP, SANITIZER_MARKERS
+from probes import ProbeServers, tcp_probe, udp_probe
 
 TABLE = "flowgate_local"
 
@@ -63,88 +60,21 @@ def clean_table(topo):
     nft(topo, "delete", "table", "inet", TABLE, check=False)
 
 
-class Services:
+class Services(ProbeServers):
     """TCP and UDP listeners in the node and client namespaces (test-process sockets)."""
 
     def __init__(self, topo, port):
+        super().__init__()
         self.topo = topo
         self.tcp_in = [port() for _ in range(3)]   # node listeners
         self.udp_in = [port() for _ in range(2)]
         self.tcp_out = [port() for _ in range(2)]  # client listeners (node dials out)
-        self.socks = []
-        self.stop = threading.Event()
         for p in self.tcp_in:
-            self._serve_tcp(topo.node.listen_tcp(("0.0.0.0", p)))
+            self.tcp(topo.node, ("0.0.0.0", p))
         for p in self.tcp_out:
-            self._serve_tcp(topo.client.listen_tcp((CLIENT_IP, p)))
+            self.tcp(topo.client, (CLIENT_IP, p))
         for p in self.udp_in:
-            s = topo.node.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("0.0.0.0", p))
-            self.socks.append(s)
-            threading.Thread(target=self._udp_echo, args=(s,), daemon=True).start()
-
-    def _serve_tcp(self, ls):
-        self.socks.append(ls)
-
-        def run():
-            ls.settimeout(0.2)
-            while not self.stop.is_set():
-                try:
-                    c, _ = ls.accept()
-                except (socket.timeout, OSError):
-                    continue
-                try:
-                    c.sendall(b"hi\n")
-                finally:
-                    c.close()
-        threading.Thread(target=run, daemon=True).start()
-
-    def _udp_echo(self, s):
-        s.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                d, a = s.recvfrom(2048)
-                s.sendto(d, a)
-            except (socket.timeout, OSError):
-                continue
-
-    def close(self):
-        self.stop.set()
-        for s in self.socks:
-            s.close()
-
-
-def tcp_probe(ns, dst, src=None):
-    """'open' (banner read), 'refused' (RST) or 'dropped' (no answer)."""
-    try:
-        s = ns.connect(dst, src=src, timeout=1.0)
-    except socket.timeout:
-        return "dropped"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError as e:
-        if e.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH):
-            return "dropped"
-        raise
-    try:
-        return "open" if fgnet.recv_line(s, 2) == "hi" else "garbled"
-    finally:
-        s.close()
-
-
-def udp_probe(ns, dst, src=None):
-    u = ns.udp(src=src)
-    u.settimeout(1.0)
-    try:
-        u.sendto(b"ping", dst)
-        d, _ = u.recvfrom(100)
-        return "open" if d == b"ping" else "garbled"
-    except socket.timeout:
-        return "dropped"
-    except ConnectionRefusedError:
-        return "refused"
-    finally:
-        u.close()
+            self.udp(topo.node, ("0.0.0.0", p))
 
 
 @pytest.fixture

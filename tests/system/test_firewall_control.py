@@ -21,13 +21,10 @@ kernel forward and policies share the node's table and survive each other's
 changes.
 """
 
-import errno
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -40,6 +37,7 @@ from conftest import SANITIZER_MARKERS, Proc  # noqa: E402
 from fgnet import wait_for  # noqa: E402
 from fgserver import ServerProc  # noqa: E402
 import fgplane  # noqa: E402
+from probes import ProbeServers, tcp_probe, udp_probe  # noqa: E402
 
 PREFIX = "fgf-"
 SRV_IP = "10.79.0.1"
@@ -67,90 +65,19 @@ def nft(plane, node, *args, check=True):
     return r
 
 
-class Listeners:
+class Listeners(ProbeServers):
     """TCP banner servers and a UDP echo in every node, TCP banner servers in
     the client namespace (for probes out of the nodes)."""
 
     def __init__(self, plane):
-        self.stop = threading.Event()
-        self.socks = []
+        super().__init__()
         for node in NODE_IPS:
             ns = plane.ns[node]
             for p in IN_PORTS:
-                self._tcp(ns.listen_tcp(("0.0.0.0", p)))
-            u = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            u.bind(("0.0.0.0", UDP_PORT))
-            self.socks.append(u)
-            threading.Thread(target=self._udp, args=(u,), daemon=True).start()
+                self.tcp(ns, ("0.0.0.0", p))
+            self.udp(ns, ("0.0.0.0", UDP_PORT))
         for p in OUT_PORTS:
-            self._tcp(plane.ns["cl"].listen_tcp((CL_IP, p)))
-
-    def _tcp(self, ls):
-        self.socks.append(ls)
-
-        def run():
-            ls.settimeout(0.2)
-            while not self.stop.is_set():
-                try:
-                    c, _ = ls.accept()
-                except (socket.timeout, OSError):
-                    continue
-                try:
-                    c.sendall(b"hi\n")
-                except OSError:
-                    pass
-                finally:
-                    c.close()
-        threading.Thread(target=run, daemon=True).start()
-
-    def _udp(self, s):
-        s.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                d, a = s.recvfrom(2048)
-                s.sendto(d, a)
-            except (socket.timeout, OSError):
-                continue
-
-    def close(self):
-        self.stop.set()
-        for s in self.socks:
-            s.close()
-
-
-def tcp_probe(ns, dst):
-    """'open' (banner read), 'refused' (RST) or 'dropped' (no answer)."""
-    try:
-        s = ns.connect(dst, timeout=1.0)
-    except socket.timeout:
-        return "dropped"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError as e:
-        if e.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH):
-            return "dropped"
-        raise
-    try:
-        return "open" if fgnet.recv_line(s, 2) == "hi" else "garbled"
-    except (socket.timeout, OSError):
-        return "dropped"
-    finally:
-        s.close()
-
-
-def udp_probe(ns, dst):
-    u = ns.udp()
-    u.settimeout(1.0)
-    try:
-        u.sendto(b"ping", dst)
-        d, _ = u.recvfrom(100)
-        return "open" if d == b"ping" else "garbled"
-    except socket.timeout:
-        return "dropped"
-    except ConnectionRefusedError:
-        return "refused"
-    finally:
-        u.close()
+            self.tcp(plane.ns["cl"], (CL_IP, p))
 
 
 class Agent(Proc):
