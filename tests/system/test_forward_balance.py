@@ -4,8 +4,6 @@ passive failure detection and the active health check."""
 import collections
 import time
 
-import pytest
-
 import fgnet
 from conftest import CLIENT_IPS, NODE_IP, TARGET_IPS
 

@@ -20,7 +20,7 @@ import time
 import pytest
 
 import fgnet
-from conftest import (CLIENT_IP, NODE_IP, NODE_IP6, NODE_IP_LO, NODE_IP_T, TARGET_IP6, TARGET_IPS,
+from conftest import (NODE_IP, NODE_IP6, NODE_IP_LO, NODE_IP_T, TARGET_IP6, TARGET_IPS,
                       run_flowgate_once)
 
 TABLE = "flowgate_forward"
@@ -398,8 +398,8 @@ def test_rate_down_is_an_nft_limit(topo, peers, flowgate, port, client):
     tp, lp = port(), port()
     n = 4 << 20
     peers("source", f"{TARGET_IPS[0]}:{tp}", bytes=n, seed=77)
-    fg = kernel_fwd(flowgate, topo, f"{NODE_IP}:{lp}", [f"{TARGET_IPS[0]}:{tp}"],
-                    "--rate-down", "1MiB", "--burst", "64KiB")
+    kernel_fwd(flowgate, topo, f"{NODE_IP}:{lp}", [f"{TARGET_IPS[0]}:{tp}"],
+               "--rate-down", "1MiB", "--burst", "64KiB")
     assert "limit fwd_cli_down" in our_table(topo)
     t0 = time.monotonic()
     s = client.connect((NODE_IP, lp))

@@ -341,7 +341,7 @@ def test_stats_series_json_csv_and_bad_ranges(admin):
     f = api.ok("POST", "/forwards", fwd("web"))
     b = api.ok("GET", f"/forwards/{f['id']}/stats?from=0&to=3600&step=600")
     assert len(b["series"]) == 6 and b["total"] == {"bytes_up": 0, "bytes_down": 0, "conns": 0}
-    st, text = api.get(f"/nodes/n1/stats?from=0&to=180&format=csv")
+    st, text = api.get("/nodes/n1/stats?from=0&to=180&format=csv")
     assert st == 200 and text.splitlines()[0] == "t,bytes_up,bytes_down,conns"
     assert len(text.splitlines()) == 4
     for q, field in (("step=61", "step"), ("from=100&to=50", "from"), ("to=abc", "to"),
