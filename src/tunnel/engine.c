@@ -706,4 +706,20 @@ void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
 			fg_prom_sample(b, fam[f].name, l, v);
 		}
 	}
+	/* integer microseconds: the writer has no floats */
+	fg_prom_family(b, "flowgate_tunnel_link_rtt_microseconds", "gauge",
+		       "Round trip of the slowest live link of a side (prev: towards the entry, "
+		       "next: towards the exit); absent until measured.");
+	for (struct tun *t = e->tuns; t; t = t->next_t) {
+		struct fg_tunnel_link_stats ls[2];
+		if (t->dying || fg_tunnel_engine_links(e, t->cfg.name, ls) < 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			const char *l[] = {"tunnel", t->cfg.name, "side", i ? "next" : "prev",
+					   NULL};
+			if (ls[i].present && ls[i].rtt_us >= 0)
+				fg_prom_sample(b, "flowgate_tunnel_link_rtt_microseconds", l,
+					       (uint64_t)ls[i].rtt_us);
+		}
+	}
 }
