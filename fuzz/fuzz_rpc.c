@@ -41,6 +41,10 @@ static void walk_list(const json_t *a, bool status)
 			struct fg_counter_rec c;
 			CHECK(fg_counter_decode(v, "c", &c, err, sizeof(err)) == 0);
 			CHECK(c.id > 0);
+			/* link fields: absent (-1) or within the documented bounds */
+			CHECK(c.links_up >= -1 && c.links_up <= FG_RPC_LINKS_UP_MAX);
+			CHECK(c.rtt_prev_us >= -1 && c.rtt_prev_us <= FG_RPC_RTT_MAX_US);
+			CHECK(c.rtt_next_us >= -1 && c.rtt_next_us <= FG_RPC_RTT_MAX_US);
 		}
 	}
 }

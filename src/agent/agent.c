@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/metrics.h"
+#include "core/util.h"
 #include "core/work.h"
 #include "fwd/config.h"
 #include "fwd/engine.h"
@@ -419,6 +420,26 @@ static json_t *counter_json(const char *kind, const char *id, uint64_t up, uint6
 			 "active", (json_int_t)active);
 }
 
+/* A running tunnel's link health on its counter entry: links_up (its
+ * presence says the engine runs the tunnel) and, per side this node has
+ * and once measured, rtt_prev_us / rtt_next_us (doc/protocol.md). */
+static void add_links(struct fg_agent *a, const char *name, json_t *cj)
+{
+	struct fg_agent_tunnel_links ls[2];
+	if (fg_agent_tunnels_links(a->tunnels, name, ls) < 0)
+		return;
+	static const char *const key[2] = {"rtt_prev_us", "rtt_next_us"};
+	/* within the bounds the server's decoder holds them to */
+	uint64_t up = (uint64_t)ls[0].links_up + ls[1].links_up;
+	json_object_set_new(cj, "links_up",
+			    json_integer((json_int_t)FG_MIN(up, (uint64_t)FG_RPC_LINKS_UP_MAX)));
+	for (int i = 0; i < 2; i++)
+		if (ls[i].present && ls[i].rtt_us >= 0)
+			json_object_set_new(
+			    cj, key[i],
+			    json_integer(FG_MIN(ls[i].rtt_us, (int64_t)FG_RPC_RTT_MAX_US)));
+}
+
 /* Reports this boot's counters (one report in flight at a time: the next
  * one carries the newer absolute values anyway) and each earlier boot's
  * final ones until the server acknowledges them. */
@@ -438,12 +459,13 @@ static void send_reports(struct fg_agent *a)
 		json_t *ctrs = json_array();
 		for (size_t i = 0; i < a->nctrs; i++) {
 			const struct ctr *c = &a->ctrs[i];
-			json_array_append_new(ctrs,
-					      counter_json(kind_name(c->kind), c->id,
-							   c->base_up + c->raw.bytes_up,
-							   c->base_down + c->raw.bytes_down,
-							   c->base_conns + c->raw.conns_total,
-							   c->name[0] ? c->raw.conns_active : 0));
+			json_t *cj = counter_json(
+			    kind_name(c->kind), c->id, c->base_up + c->raw.bytes_up,
+			    c->base_down + c->raw.bytes_down, c->base_conns + c->raw.conns_total,
+			    c->name[0] ? c->raw.conns_active : 0);
+			if (cj && c->kind == K_TUNNEL && c->name[0])
+				add_links(a, c->name, cj);
+			json_array_append_new(ctrs, cj);
 		}
 		json_t *status = json_object_get(a->last_result, "status");
 		status = status ? json_incref(status) : json_array();

@@ -102,6 +102,19 @@ int fg_agent_tunnels_counters(struct fg_agent_tunnels *t, const char *name,
 	return 0;
 }
 
+int fg_agent_tunnels_links(struct fg_agent_tunnels *t, const char *name,
+			   struct fg_agent_tunnel_links out[2])
+{
+	struct fg_tunnel_link_stats ls[2];
+	int rc = fg_tunnel_engine_links(t->eng, name, ls);
+	for (int i = 0; i < 2; i++) {
+		out[i].present = ls[i].present;
+		out[i].links_up = ls[i].links_up;
+		out[i].rtt_us = ls[i].rtt_us;
+	}
+	return rc;
+}
+
 void fg_agent_tunnels_metrics(struct fg_agent_tunnels *t, struct fg_strbuf *out)
 {
 	fg_tunnel_engine_metrics(t->eng, out);

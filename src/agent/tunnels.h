@@ -41,6 +41,17 @@ int fg_agent_tunnels_apply(struct fg_agent_tunnels *t, struct fg_tunnel_set *set
 int fg_agent_tunnels_counters(struct fg_agent_tunnels *t, const char *name,
 			      struct fg_agent_tunnel_counters *out);
 
+/* Link health of one side (prev: towards the entry, next: towards the
+ * exit) of a running tunnel, for reports. */
+struct fg_agent_tunnel_links {
+	bool present;	   /* this node has that side */
+	uint32_t links_up; /* its link connections up now */
+	int64_t rtt_us;	   /* round trip, -1 until measured */
+};
+/* out[0] prev, out[1] next of the running tunnel name: 0, or -ENOENT. */
+int fg_agent_tunnels_links(struct fg_agent_tunnels *t, const char *name,
+			   struct fg_agent_tunnel_links out[2]);
+
 void fg_agent_tunnels_metrics(struct fg_agent_tunnels *t, struct fg_strbuf *out);
 
 #endif

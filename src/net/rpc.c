@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,26 @@ int fg_counter_decode(const json_t *o, const char *path, struct fg_counter_rec *
 	out->bytes_down = (uint64_t)down;
 	out->conns = (uint64_t)conns;
 	out->active = (uint64_t)active;
+	static const struct {
+		const char *key;
+		int64_t max;
+		size_t off;
+	} opt[] = {
+	    {"links_up", FG_RPC_LINKS_UP_MAX, offsetof(struct fg_counter_rec, links_up)},
+	    {"rtt_prev_us", FG_RPC_RTT_MAX_US, offsetof(struct fg_counter_rec, rtt_prev_us)},
+	    {"rtt_next_us", FG_RPC_RTT_MAX_US, offsetof(struct fg_counter_rec, rtt_next_us)},
+	};
+	for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++) {
+		int64_t v = -1;
+		if (json_object_get(o, opt[i].key) &&
+		    (rc = get_uint(o, path, opt[i].key, 0, &v, err, errlen)))
+			return rc;
+		if (v > opt[i].max)
+			return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+				    "%s.%s: %lld is more than %lld", path, opt[i].key, (long long)v,
+				    (long long)opt[i].max);
+		memcpy((char *)out + opt[i].off, &v, sizeof(v));
+	}
 	return 0;
 }
 

@@ -93,11 +93,19 @@ struct fg_status_rec {
 int fg_status_decode(const json_t *o, const char *path, struct fg_status_rec *out, char *err,
 		     size_t errlen);
 
-/* One entry of a counters list: absolute values since boot. */
+/* Upper bounds of a tunnel counter entry's link fields: a round trip
+ * past a minute or more links than a node can hold are not measurements. */
+#define FG_RPC_RTT_MAX_US   60000000
+#define FG_RPC_LINKS_UP_MAX 1000000
+
+/* One entry of a counters list: absolute values since boot. A tunnel's
+ * entry may carry its link health (doc/protocol.md). */
 struct fg_counter_rec {
 	const char *kind;
 	int64_t id; /* > 0 */
 	uint64_t bytes_up, bytes_down, conns, active;
+	int64_t links_up;		  /* -1 if absent (not running, older agent) */
+	int64_t rtt_prev_us, rtt_next_us; /* -1 if absent (no such side, not measured) */
 };
 int fg_counter_decode(const json_t *o, const char *path, struct fg_counter_rec *out, char *err,
 		      size_t errlen);

@@ -103,10 +103,34 @@ static void reported_error(const struct fg_node *n, int64_t tid, char *out, size
 	json_decref(e);
 }
 
+static json_t *ms_or_null(int64_t us)
+{
+	return us >= 0 ? json_real((double)us / 1000.0) : json_null();
+}
+
+/* A path node's link health as its agent last reported it (nulls when it
+ * is offline, the tunnel disabled, or nothing reported): links_up, the
+ * round trip of each side, and rtt_ms, the hop it dials or accepts
+ * towards the exit (at an exit: towards the previous node). */
+static void add_links(struct fg_api *api, json_t *o, int64_t node_id, int64_t tunnel_id,
+		      bool is_exit, bool live)
+{
+	struct fg_hub_tunnel_links l;
+	if (!live || fg_hub_tunnel_links(api->hub, node_id, tunnel_id, &l) < 0)
+		l.links_up = l.rtt_prev_us = l.rtt_next_us = -1;
+	json_object_set_new(o, "links_up",
+			    l.links_up >= 0 ? json_integer(l.links_up) : json_null());
+	json_object_set_new(o, "rtt_prev_ms", ms_or_null(l.rtt_prev_us));
+	json_object_set_new(o, "rtt_next_ms", ms_or_null(l.rtt_next_us));
+	json_object_set_new(o, "rtt_ms", ms_or_null(is_exit ? l.rtt_prev_us : l.rtt_next_us));
+}
+
 /* path: one element per position (entry, hops, exits), each with its
- * nodes' state: ok, offline, waiting (cannot run yet: a peer's address or
+ * nodes' state: ok, pending (online, the revision with the tunnel not yet
+ * applied), offline, waiting (cannot run yet: a peer's address or
  * fingerprint is missing), error (two places in the tunnel, or what the
- * agent reported), disabled. problems: the non-ok ones as sentences. */
+ * agent reported), disabled; and their link health (add_links).
+ * problems: the non-ok ones as sentences (not pending ones). */
 static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view)
 {
 	struct fg_store *st = api->st;
@@ -157,14 +181,29 @@ static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view
 					    : rc < 0 || rep[0] ? "error"
 					    : !online	       ? "offline"
 							       : "ok";
-			const char *detail = rep[0] && rc == 0 ? rep : why;
+			/* the document holding the tunnel is not applied yet: the
+			 * node does not run it (as it is now) before it answers */
+			int64_t applied, desired;
+			char pend[96] = "";
+			if (strcmp(state, "ok") == 0 &&
+			    fg_hub_node_revs(api->hub, row->id, &applied, &desired) &&
+			    applied < desired) {
+				state = "pending";
+				snprintf(pend, sizeof(pend),
+					 "applying revision %lld (the node runs %lld)",
+					 (long long)desired, (long long)applied);
+			}
+			const char *detail = pend[0] ? pend : rep[0] && rc == 0 ? rep : why;
 			const char *addr = row->address[0] ? row->address : row->seen_address;
-			json_array_append_new(nodes,
-					      json_pack("{s:I, s:s, s:b, s:s, s:s, s:s}", "id",
-							(json_int_t)row->id, "name", row->name,
-							"online", online, "address", addr, "state",
-							state, "detail", t->enabled ? detail : ""));
-			if (t->enabled && (rc < 0 || rep[0] || why[0]))
+			json_t *no =
+			    json_pack("{s:I, s:s, s:b, s:s, s:s, s:s}", "id", (json_int_t)row->id,
+				      "name", row->name, "online", online, "address", addr, "state",
+				      state, "detail", t->enabled ? detail : "");
+			add_links(api, no, row->id, t->id, p == last, online && t->enabled);
+			json_array_append_new(nodes, no);
+			if (strcmp(state, "pending") == 0)
+				; /* on its way: not a problem */
+			else if (t->enabled && (rc < 0 || rep[0] || why[0]))
 				json_array_append_new(problems,
 						      json_sprintf("%s: %s", row->name, detail));
 			else if (t->enabled && !online)

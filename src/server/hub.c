@@ -50,6 +50,9 @@ struct fwd_live {
 	 * again (an idle forward costs no SQL) until a flush fails */
 	struct fg_counters stored;
 	bool stored_ok;
+	/* tunnels: the link health of the last report (-1 = absent; links_up
+	 * present means the node's engine runs the tunnel) */
+	int64_t links_up, rtt_prev_us, rtt_next_us;
 };
 
 /* What the hub knows of a node. Created on first contact or refresh, kept
@@ -704,6 +707,7 @@ static struct fwd_live *fwd_live_get(struct nstate *ns, uint8_t kind, int64_t fw
 	memset(f, 0, sizeof(*f));
 	f->kind = kind;
 	f->fwd_id = fwd_id;
+	f->links_up = f->rtt_prev_us = f->rtt_next_us = -1;
 	return f;
 }
 
@@ -749,6 +753,9 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 			f->active = c.active;
 			f->t_ns = tnow;
 			f->ts = now;
+			f->links_up = c.links_up;
+			f->rtt_prev_us = c.rtt_prev_us;
+			f->rtt_next_us = c.rtt_next_us;
 			if (f->stored_ok && !memcmp(&f->stored, &abs, sizeof(abs)))
 				continue; /* nothing moved: the delta would be 0 */
 			f->stored = abs;
@@ -1186,6 +1193,35 @@ const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, in
 	if (ts)
 		*ts = ns->fw_ts;
 	return ns->fw;
+}
+
+int fg_hub_tunnel_links(const struct fg_hub *hub, int64_t node_id, int64_t tunnel_id,
+			struct fg_hub_tunnel_links *out)
+{
+	const struct nstate *ns = node_find(hub, node_id);
+	out->links_up = out->rtt_prev_us = out->rtt_next_us = -1;
+	out->ts = 0;
+	for (uint32_t i = 0; ns && i < ns->nfl; i++) {
+		const struct fwd_live *f = &ns->fl[i];
+		if (f->kind != K_TUNNEL || f->fwd_id != tunnel_id)
+			continue;
+		out->links_up = f->links_up;
+		out->rtt_prev_us = f->rtt_prev_us;
+		out->rtt_next_us = f->rtt_next_us;
+		out->ts = f->ts;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+bool fg_hub_node_revs(const struct fg_hub *hub, int64_t node_id, int64_t *applied, int64_t *desired)
+{
+	const struct nstate *ns = node_find(hub, node_id);
+	if (!ns || ns->desired_rev < 0)
+		return false;
+	*applied = ns->applied_rev;
+	*desired = ns->desired_rev;
+	return true;
 }
 
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id)

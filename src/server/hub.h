@@ -77,6 +77,22 @@ void fg_hub_kick(struct fg_hub *hub, int64_t node_id);
  * the next call into the hub; *ts (optional) = when. NULL if none. */
 const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, int64_t *ts);
 
+/* What a node's agent said of one tunnel in its latest report of its
+ * current boot (doc/protocol.md, a counter entry's link fields). */
+struct fg_hub_tunnel_links {
+	int64_t links_up;		  /* -1: not reported as running */
+	int64_t rtt_prev_us, rtt_next_us; /* -1: no such side or not measured */
+	int64_t ts;			  /* Unix seconds of that report */
+};
+/* 0, or -ENOENT (out all -1) when the node has not reported the tunnel
+ * since its session began. */
+int fg_hub_tunnel_links(const struct fg_hub *hub, int64_t node_id, int64_t tunnel_id,
+			struct fg_hub_tunnel_links *out);
+/* The node's applied and desired revisions as the hub holds them (fresher
+ * than the store, which gets them batched); false if the hub has not
+ * compiled the node since it started. */
+bool fg_hub_node_revs(const struct fg_hub *hub, int64_t node_id, int64_t *applied,
+		      int64_t *desired);
 bool fg_hub_online(const struct fg_hub *hub, int64_t node_id);
 /* False only for a connected node whose agent said in hello that it cannot
  * run tunnels (no "tunnel" capability: an agent older than tunnels). */

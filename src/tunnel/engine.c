@@ -599,6 +599,71 @@ void fg_tunnel_engine_foreach(struct fg_tunnel_engine *e,
 		cb(t->cfg.name, t->cfg.id, &t->stats->c, arg);
 }
 
+/* The kernel's smoothed round trip of a TCP socket (TCP_INFO tcpi_rtt,
+ * microseconds), in ns; 0 when it has none (not TCP, no sample yet). */
+static int64_t sock_rtt_ns(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_rttvar))
+		return 0;
+	return (int64_t)ti.tcpi_rtt * 1000;
+}
+
+/* A link's round trip: its mux PING's (smoothed; a ping is answered by
+ * the peer's engine, so TLS, AEAD and anything between the two nodes
+ * count) once one came back, else the kernel's estimate of its socket. */
+static int64_t link_rtt_ns(const struct link *l)
+{
+	if (l->mux) {
+		struct fg_mux_info mi;
+		fg_mux_info(l->mux, &mi);
+		if (mi.srtt_ns > 0)
+			return mi.srtt_ns;
+	}
+	return sock_rtt_ns(l->io.fd);
+}
+
+void link_note_rtt(struct link *l)
+{
+	int64_t rtt = link_rtt_ns(l);
+	if (rtt > 0)
+		l->ls->last_rtt_ns = rtt;
+}
+
+int fg_tunnel_engine_links(struct fg_tunnel_engine *e, const char *name,
+			   struct fg_tunnel_link_stats out[2])
+{
+	memset(out, 0, 2 * sizeof(*out));
+	out[0].rtt_us = out[1].rtt_us = -1;
+	struct tun *t = e->tuns;
+	while (t && (t->dying || strcmp(t->cfg.name, name) != 0))
+		t = t->next_t;
+	if (!t)
+		return -ENOENT;
+	struct lside *sides[2] = {&t->prev, &t->next};
+	for (int i = 0; i < 2; i++) {
+		struct lside *ls = sides[i];
+		if (!ls->cfg)
+			continue;
+		out[i].present = 1;
+		int64_t worst = 0;
+		for (struct link *l = ls->links; l; l = l->next_l) {
+			if (l->state != LS_UP)
+				continue;
+			out[i].links_up++;
+			int64_t rtt = link_rtt_ns(l);
+			worst = rtt > worst ? rtt : worst;
+		}
+		if (worst > 0)
+			ls->last_rtt_ns = worst;
+		if (ls->last_rtt_ns > 0)
+			out[i].rtt_us = (ls->last_rtt_ns + 999) / 1000;
+	}
+	return 0;
+}
+
 void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
 {
 	if (!e->stats)
@@ -639,6 +704,22 @@ void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
 			uint64_t v;
 			memcpy(&v, (const char *)&s->c + fam[f].off, sizeof(v));
 			fg_prom_sample(b, fam[f].name, l, v);
+		}
+	}
+	/* integer microseconds: the writer has no floats */
+	fg_prom_family(b, "flowgate_tunnel_link_rtt_microseconds", "gauge",
+		       "Round trip of the slowest live link of a side (prev: towards the entry, "
+		       "next: towards the exit); absent until measured.");
+	for (struct tun *t = e->tuns; t; t = t->next_t) {
+		struct fg_tunnel_link_stats ls[2];
+		if (t->dying || fg_tunnel_engine_links(e, t->cfg.name, ls) < 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			const char *l[] = {"tunnel", t->cfg.name, "side", i ? "next" : "prev",
+					   NULL};
+			if (ls[i].present && ls[i].rtt_us >= 0)
+				fg_prom_sample(b, "flowgate_tunnel_link_rtt_microseconds", l,
+					       (uint64_t)ls[i].rtt_us);
 		}
 	}
 }

@@ -71,6 +71,22 @@ struct fg_tunnel_counters {
 /* Returns 0 or -ENOENT (no tunnel of that name). */
 int fg_tunnel_engine_counters(struct fg_tunnel_engine *e, const char *name,
 			      struct fg_tunnel_counters *out);
+/* The health of one side of a tunnel's links on this node. */
+struct fg_tunnel_link_stats {
+	int present;	   /* this node has the side (an entry has no prev, an exit no next) */
+	uint32_t links_up; /* link connections of this side up now */
+	/* round trip in microseconds, -1 until measured: the slowest live
+	 * link's (a mux link: its PING's, smoothed; otherwise the kernel's
+	 * TCP estimate of the link socket, TCP_INFO); with no link up, the
+	 * last one measured on this side (without mux: at a link's handshake) */
+	int64_t rtt_us;
+};
+/* out[0]: the prev side (towards the entry), out[1]: next (towards the
+ * exit). Cheap (a getsockopt per live link, no allocation): for reports,
+ * not for the data path. Returns 0 or -ENOENT (no running tunnel of that
+ * name; out is zeroed, rtt -1). */
+int fg_tunnel_engine_links(struct fg_tunnel_engine *e, const char *name,
+			   struct fg_tunnel_link_stats out[2]);
 /* Calls cb for each running tunnel (name, server id or "", counters). */
 void fg_tunnel_engine_foreach(struct fg_tunnel_engine *e,
 			      void (*cb)(const char *name, const char *id,

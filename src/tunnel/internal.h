@@ -132,6 +132,10 @@ struct lside {
 	size_t npeers;
 	unsigned rr;
 	struct link *links; /* every link of this side */
+	/* the last round trip measured on a link of this side, 0 = none yet:
+	 * what fg_tunnel_engine_links reports while no link is up (a
+	 * per-stream link's, taken when its handshake finished) */
+	int64_t last_rtt_ns;
 };
 
 struct link {
@@ -239,6 +243,8 @@ struct fg_tunnel_engine {
 /* engine.c */
 void eng_schedule_reap(struct fg_tunnel_engine *e);
 void set_link_sockopts(int fd, int64_t keepalive_ns);
+/* The link came up: remember its socket's round trip on its side. */
+void link_note_rtt(struct link *l);
 
 /* stream.c */
 void ts_check_later(struct tstream *ts);

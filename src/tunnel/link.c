@@ -510,6 +510,7 @@ static void link_up(struct link *l)
 	l->up_since_ns = fg_loop_now(e->loop);
 	l->counted_up = true;
 	t->stats->c.links_up++;
+	link_note_rtt(l);
 	if (l->peer)
 		l->peer->backoff_ns = 0;
 	fg_timer_start(e->loop, &l->timer, cfg->keepalive_ns / 2);

@@ -196,6 +196,11 @@ test('tunnels: created with the form, the path turns to Running and bytes go thr
   await path.locator('li[data-role="entry"]').getByText('t-entry').waitFor();
   await path.locator('li[data-role="exit"]').getByText('t-exit').waitFor();
   assert.equal(await path.locator('li[data-state="ok"]').count(), 2);
+  // the hop's round trip as the agents measured it, and each node's links
+  // (the page re-reads the path every 5 s)
+  await waitFor('the hop RTT in the path', async () => (await path.getByTestId('hop-rtt').count()) === 1, 15000);
+  assert.match(await path.getByTestId('hop-rtt').innerText(), /\d+(\.\d+)? (ms|s)$/);
+  await waitFor('both nodes with links up', async () => (await path.getByTestId('node-links').count()) === 2, 15000);
   for (const width of [1280, 390]) {
     await page.setViewportSize({ width, height: 900 });
     await sleep(150);

@@ -138,6 +138,13 @@ def test_tunnel_carries_bytes_both_ways_over_every_transport(nodes, targets, por
     en.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
     ex.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
     assert en.metric("flowgate_tunnel_refused_total") == 0
+    # both ends measured the hop's round trip (mux PING, else the kernel's
+    # TCP estimate, kept after the per-stream links closed): one veth, so
+    # above 0 and well below 200 ms; no side the role does not have
+    rtt = "flowgate_tunnel_link_rtt_microseconds"
+    en.wait_metric(rtt, lambda v: 0 < v < 200_000, side="next")
+    ex.wait_metric(rtt, lambda v: 0 < v < 200_000, side="prev")
+    assert en.metric(rtt, side="prev") is None and ex.metric(rtt, side="next") is None
 
 
 @pytest.mark.parametrize("mux", [True, False], ids=["mux", "nomux"])

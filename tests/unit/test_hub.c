@@ -586,11 +586,19 @@ static void test_hub_tunnel_counters_and_hello_fingerprint(void **state)
 	fa_next(f, &m);						/* the first apply */
 	assert_string_equal(m.method, "apply");
 	fg_rpc_msg_deinit(&m);
+	/* pushed, not answered: the path view says pending until it is */
+	int64_t applied, desired;
+	assert_true(fg_hub_node_revs(f->fr.hub, f->node, &applied, &desired));
+	assert_true(applied < desired);
+	struct fg_hub_tunnel_links tl;
+	assert_int_equal(fg_hub_tunnel_links(f->fr.hub, f->node, t.id, &tl), -ENOENT);
+	assert_int_equal(tl.links_up, -1);
 
 	snprintf(buf, sizeof(buf),
 		 "{\"jsonrpc\":\"2.0\",\"method\":\"report\",\"params\":{\"boot_id\":\"b1\","
 		 "\"counters\":[{\"kind\":\"tunnel\",\"id\":\"%lld\",\"bytes_up\":300,"
-		 "\"bytes_down\":70,\"conns\":2,\"active\":1},{\"kind\":\"tunnel\",\"id\":\"999\","
+		 "\"bytes_down\":70,\"conns\":2,\"active\":1,\"links_up\":1,"
+		 "\"rtt_next_us\":21500},{\"kind\":\"tunnel\",\"id\":\"999\","
 		 "\"bytes_up\":5,\"bytes_down\":5}]},\"id\":2}",
 		 (long long)t.id);
 	fa_send(f, buf);
@@ -630,6 +638,15 @@ static void test_hub_tunnel_counters_and_hello_fingerprint(void **state)
 	assert_int_equal(json_integer_value(json_object_get(c, "active")), 1);
 	assert_null(json_object_get(json_object_get(live, "forwards"), tid));
 	json_decref(live);
+	/* the link health of that report, per (node, tunnel) */
+	assert_int_equal(fg_hub_tunnel_links(f->fr.hub, f->node, t.id, &tl), 0);
+	assert_int_equal(tl.links_up, 1);
+	assert_int_equal(tl.rtt_next_us, 21500);
+	assert_int_equal(tl.rtt_prev_us, -1);
+	assert_true(tl.ts > 0);
+	assert_int_equal(fg_hub_tunnel_links(f->fr.hub, f->node, 999, &tl), 0);
+	assert_int_equal(tl.links_up, -1); /* an older agent's entry: no link fields */
+	assert_int_equal(fg_hub_tunnel_links(f->fr.hub, exit_node, t.id, &tl), -ENOENT);
 }
 
 static int failing_record(struct fg_store *st, const char *kind, int64_t object_id, int64_t node_id,

@@ -189,6 +189,50 @@ static void test_rpc_report_decode(void **state)
 	}
 }
 
+/* A tunnel's counter entry carries its link health; absent fields read
+ * -1 (an older agent, a tunnel not running) and wrong ones are refused
+ * naming the field, so the hub never shows a made-up round trip. */
+static void test_rpc_tunnel_counter_link_fields(void **state)
+{
+	char err[FG_RPC_ERR_MAX];
+	struct fg_counter_rec c;
+	json_t *o = J("{\"kind\":\"tunnel\",\"id\":\"17\",\"bytes_up\":1,\"bytes_down\":2,"
+		      "\"links_up\":2,\"rtt_next_us\":21500}");
+	assert_int_equal(fg_counter_decode(o, "counters[0]", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.links_up, 2);
+	assert_int_equal(c.rtt_next_us, 21500);
+	assert_int_equal(c.rtt_prev_us, -1);
+	json_decref(o);
+	o = J("{\"kind\":\"tunnel\",\"id\":17,\"bytes_up\":1,\"bytes_down\":2}");
+	assert_int_equal(fg_counter_decode(o, "c", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.links_up, -1);
+	assert_int_equal(c.rtt_prev_us, -1);
+	assert_int_equal(c.rtt_next_us, -1);
+	json_decref(o);
+
+	static const struct {
+		const char *extra, *needle;
+	} bad[] = {
+	    {"\"links_up\":-1", "c.links_up: -1 is negative"},
+	    {"\"links_up\":\"2\"", "c.links_up: must be a non-negative integer, not a string"},
+	    {"\"rtt_prev_us\":1.5", "c.rtt_prev_us: must be a non-negative integer"},
+	    {"\"rtt_next_us\":60000001", "c.rtt_next_us: 60000001 is more than 60000000"},
+	    {"\"links_up\":1000001", "c.links_up: 1000001 is more than 1000000"},
+	    {"\"rtt_next_us\":null", "c.rtt_next_us: must be a non-negative integer"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text),
+			 "{\"kind\":\"tunnel\",\"id\":1,\"bytes_up\":1,\"bytes_down\":1,%s}",
+			 bad[i].extra);
+		o = J(text);
+		int rc = fg_counter_decode(o, "c", &c, err, sizeof(err));
+		if (rc != FG_RPC_INVALID_PARAMS || !strstr(err, bad[i].needle))
+			fail_msg("%s: got %d \"%s\"", text, rc, err);
+		json_decref(o);
+	}
+}
+
 static void test_rpc_apply_decode(void **state)
 {
 	char err[FG_RPC_ERR_MAX];
@@ -336,6 +380,7 @@ int main(void)
 	    cmocka_unit_test(test_rpc_envelope_rejects_malformed),
 	    cmocka_unit_test(test_rpc_hello_decode),
 	    cmocka_unit_test(test_rpc_report_decode),
+	    cmocka_unit_test(test_rpc_tunnel_counter_link_fields),
 	    cmocka_unit_test(test_rpc_apply_decode),
 	    cmocka_unit_test(test_rpc_task_and_firewall_show_decode),
 	    cmocka_unit_test(test_rpc_encoders_roundtrip),

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { agoParts, formatBytes, formatRate, revState, toUnix, RANGES, formatCount } from '../src/lib/format.js';
+import {
+  agoParts,
+  formatBytes,
+  formatRate,
+  formatRtt,
+  revState,
+  toUnix,
+  RANGES,
+  formatCount,
+} from '../src/lib/format.js';
 
 describe('formatBytes', () => {
   it('uses decimal units with three significant digits', () => {
@@ -61,5 +70,23 @@ describe('revState', () => {
   it('synced and unknown', () => {
     expect(revState({ desired_rev: 4, applied_rev: 4 })).toBe('synced');
     expect(revState({ desired_rev: 0, applied_rev: null })).toBe('unknown');
+  });
+});
+
+describe('formatRtt', () => {
+  it('keeps three significant digits and switches to seconds at 1000 ms', () => {
+    expect(formatRtt(0.4217)).toBe('0.42 ms');
+    expect(formatRtt(2.345)).toBe('2.3 ms');
+    expect(formatRtt(21.5)).toBe('22 ms');
+    expect(formatRtt(20)).toBe('20 ms');
+    expect(formatRtt(999.4)).toBe('999 ms');
+    expect(formatRtt(1500)).toBe('1.50 s');
+    expect(formatRtt(0)).toBe('0.00 ms');
+  });
+  it('shows a dash when nothing was measured', () => {
+    expect(formatRtt(null)).toBe('–');
+    expect(formatRtt(undefined)).toBe('–');
+    expect(formatRtt(-1)).toBe('–');
+    expect(formatRtt('x')).toBe('–');
   });
 });

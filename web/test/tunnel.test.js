@@ -10,6 +10,7 @@ import {
   formFieldForTunnelField,
   formFromTunnel,
   NODE_STATES,
+  hopRtts,
   pathOf,
   TRANSPORTS,
   tunnelLive,
@@ -172,6 +173,35 @@ describe('path and live view', () => {
     expect(worstState(stored)).toBe('waiting');
     expect(worstState({ path: [] })).toBe('unknown');
   });
+  it('a node that has not applied the tunnel yet is pending, between ok and offline', () => {
+    const path = (a, b) => ({
+      path: [
+        { role: 'entry', nodes: [{ state: a }] },
+        { role: 'exit', nodes: [{ state: b }] },
+      ],
+    });
+    expect(worstState(path('ok', 'pending'))).toBe('pending');
+    expect(worstState(path('ok', 'ok'))).toBe('ok');
+    expect(worstState(path('pending', 'offline'))).toBe('offline');
+    expect(worstState(path('pending', 'disabled'))).toBe('pending');
+  });
+  it('each hop’s round trip is the slowest either end measured', () => {
+    const path = [
+      { role: 'entry', nodes: [{ rtt_next_ms: 1.2, rtt_prev_ms: null }, { rtt_next_ms: 3.4 }] },
+      { role: 'relay', nodes: [{ rtt_prev_ms: 1.1, rtt_next_ms: 21.7 }] },
+      { role: 'exit', nodes: [{ rtt_prev_ms: 22.5 }, { rtt_prev_ms: null }] },
+      { role: 'exit', nodes: [] },
+    ];
+    expect(hopRtts(path)).toEqual([3.4, 22.5, null]);
+    expect(
+      hopRtts([
+        { role: 'entry', nodes: [{}] },
+        { role: 'exit', nodes: [{}] },
+      ]),
+    ).toEqual([null]);
+    expect(hopRtts([])).toEqual([]);
+    expect(hopRtts(undefined)).toEqual([]);
+  });
   it('before a save the path comes from the body', () => {
     const p = pathOf({ entry: { group: 'edge' }, hops: ['r'], exits: ['a', 'b'] });
     expect(p.map((x) => x.role)).toEqual(['entry', 'relay', 'exit']);
@@ -203,6 +233,9 @@ describe('path and live view', () => {
       ...EXIT_BALANCES.map((x) => 'balance.' + x),
       ...[...NODE_STATES, 'unknown'].map((x) => 'tstate.' + x),
       ...['entry', 'relay', 'exit'].map((x) => 'tun.role_' + x),
+      'tun.rtt',
+      'tun.links_up',
+      'tun.hop_rtt',
     ];
     expect(need.filter((k) => !(k in en) || !(k in zh))).toEqual([]);
   });

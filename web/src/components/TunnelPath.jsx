@@ -1,13 +1,17 @@
 // A tunnel drawn as its chain: entry → hops → exit(s), each position a box
-// with its nodes and their state (online, waiting for a peer, error, ...)
-// as the API's path view says. Screen readers get it as an ordered list.
+// with its nodes and their state (online, pending, waiting for a peer,
+// error, ...) as the API's path view says, each arrow with the hop's round
+// trip as the agents measured it, and each node's link count and RTT.
+// Screen readers get it as an ordered list.
 import { Link } from 'react-router-dom';
 import { useI18n } from '../i18n/index.jsx';
 import { cx } from './ui.jsx';
-import { pathOf } from '../lib/tunnel.js';
+import { hopRtts, pathOf } from '../lib/tunnel.js';
+import { formatRtt } from '../lib/format.js';
 
 const DOT = {
   ok: 'bg-green-600',
+  pending: 'bg-sky-500',
   offline: 'bg-slate-400',
   waiting: 'bg-amber-500',
   error: 'bg-red-600',
@@ -18,6 +22,7 @@ const DOT = {
 export default function TunnelPath({ tunnel, compact = false }) {
   const { t } = useI18n();
   const path = pathOf(tunnel);
+  const hops = hopRtts(path);
   return (
     <ol
       aria-label={t('tun.path_label', { name: tunnel.name || '' })}
@@ -26,8 +31,20 @@ export default function TunnelPath({ tunnel, compact = false }) {
       {path.map((pos, i) => (
         <li key={i} className="flex items-center gap-1" data-role={pos.role}>
           {i > 0 ? (
-            <span aria-hidden="true" className="px-0.5 text-slate-400">
-              →
+            <span className="flex flex-col items-center px-0.5 leading-tight">
+              <span aria-hidden="true" className="text-slate-400">
+                →
+              </span>
+              {hops[i - 1] !== null ? (
+                <span
+                  className="whitespace-nowrap text-[0.7rem] text-slate-500"
+                  data-testid="hop-rtt"
+                  title={t('tun.hop_rtt', { rtt: formatRtt(hops[i - 1]) })}
+                >
+                  <span className="sr-only">{t('tun.hop_rtt', { rtt: formatRtt(hops[i - 1]) })}</span>
+                  <span aria-hidden="true">{formatRtt(hops[i - 1])}</span>
+                </span>
+              ) : null}
             </span>
           ) : null}
           <div
@@ -58,6 +75,12 @@ export default function TunnelPath({ tunnel, compact = false }) {
                       <span className="block text-xs text-slate-600">
                         {t('tstate.' + (n.state || 'unknown'))}
                         {n.address ? ' · ' + n.address : ''}
+                      </span>
+                    ) : null}
+                    {!compact && (n.links_up ?? null) !== null ? (
+                      <span className="block text-xs text-slate-600" data-testid="node-links">
+                        {t('tun.links_up', { n: n.links_up })}
+                        {typeof n.rtt_ms === 'number' ? ' · ' + t('tun.rtt', { rtt: formatRtt(n.rtt_ms) }) : ''}
                       </span>
                     ) : null}
                     {!compact && n.detail ? (

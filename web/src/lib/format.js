@@ -29,6 +29,17 @@ export function formatRate(bps) {
   return formatBytes(bps) + '/s';
 }
 
+// A round trip in milliseconds -> "0.42 ms", "2.3 ms", "21 ms", "1.50 s":
+// three significant digits at most, a dash when nothing was measured.
+export function formatRtt(ms) {
+  if (ms === null || ms === undefined || ms === '' || Number.isNaN(Number(ms)) || Number(ms) < 0) return '–';
+  const v = Number(ms);
+  if (v >= 1000) return (v / 1000).toFixed(2) + ' s';
+  if (v >= 10) return Math.round(v) + ' ms';
+  if (v >= 1) return v.toFixed(1) + ' ms';
+  return v.toFixed(2) + ' ms';
+}
+
 // Thousands separators in the reader's locale.
 export function formatCount(n, locale) {
   if (n === null || n === undefined) return '–';

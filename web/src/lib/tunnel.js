@@ -18,7 +18,9 @@ export const TRANSPORTS = ['tls', 'tcp', 'ws', 'wss', 'aead'];
 export const DIRECTIONS = ['entry_to_exit', 'exit_to_entry'];
 export const EXIT_BALANCES = ['failover', 'round-robin'];
 // Per-node states of the API's path view, worst last.
-export const NODE_STATES = ['ok', 'disabled', 'offline', 'waiting', 'error'];
+// pending: online, but its agent has not applied the revision with the
+// tunnel yet (it does not run it: never shown as running before it does).
+export const NODE_STATES = ['ok', 'disabled', 'pending', 'offline', 'waiting', 'error'];
 const LINK_FIELDS = ['transport', 'mux', 'direction', 'ws_path', 'ws_host', 'port'];
 const LIMITS = ['rate_up', 'rate_down', 'max_conns', 'max_conns_per_ip'];
 const DURATIONS = ['connect_timeout', 'idle_timeout'];
@@ -259,6 +261,23 @@ export function worstState(t) {
   let worst = -1;
   for (const p of t.path || []) for (const n of p.nodes || []) worst = Math.max(worst, NODE_STATES.indexOf(n.state));
   return worst < 0 ? 'unknown' : NODE_STATES[worst];
+}
+
+// The round trip of each hop of a path (hop i joins position i and i + 1),
+// in ms, as the agents measured it: both ends of a hop measure it (the
+// nearer node's rtt_next_ms, the farther one's rtt_prev_ms) and a position
+// may hold several nodes (a group entry, balanced exits); the slowest one
+// is the hop's. null where nothing was measured.
+export function hopRtts(path) {
+  const out = [];
+  for (let i = 0; i + 1 < (path || []).length; i++) {
+    const vals = [
+      ...(path[i].nodes || []).map((n) => n.rtt_next_ms),
+      ...(path[i + 1].nodes || []).map((n) => n.rtt_prev_ms),
+    ].filter((v) => typeof v === 'number' && v >= 0);
+    out.push(vals.length ? Math.max(...vals) : null);
+  }
+  return out;
 }
 
 // Live counters of a tunnel as its entry sees them (every node passes the

@@ -21,7 +21,15 @@ import {
 } from '../components/ui.jsx';
 import TunnelPath from '../components/TunnelPath.jsx';
 
-const TONE = { ok: 'green', waiting: 'amber', error: 'red', offline: 'slate', disabled: 'slate', unknown: 'slate' };
+const TONE = {
+  ok: 'green',
+  pending: 'sky',
+  waiting: 'amber',
+  error: 'red',
+  offline: 'slate',
+  disabled: 'slate',
+  unknown: 'slate',
+};
 
 export default function Tunnels() {
   const { t } = useI18n();
