@@ -56,10 +56,13 @@ static const char *peer_text(const struct link *l, char *buf, size_t len)
 int key_lookup_cb(void *arg, uint32_t key_id, uint8_t *psk, size_t *psk_len)
 {
 	struct lside *ls = arg;
-	if (key_id != ls->cfg->psk_id)
+	/* any key the link accepts: during a rotation the new and the
+	 * previous one */
+	const struct fg_tunnel_key *k = fg_tunnel_link_key(ls->cfg, key_id);
+	if (!k)
 		return -ENOKEY;
-	memcpy(psk, ls->cfg->psk, ls->cfg->psk_len);
-	*psk_len = ls->cfg->psk_len;
+	memcpy(psk, k->key, k->len);
+	*psk_len = k->len;
 	return 0;
 }
 
