@@ -471,6 +471,9 @@ static void tun_set_keys(struct tun *t, const struct fg_tunnel_cfg *c)
 		lk[k]->psk_len = nk[k]->psk_len;
 		memcpy(lk[k]->keys, nk[k]->keys, sizeof(lk[k]->keys));
 		lk[k]->nkeys = nk[k]->nkeys;
+		struct lside *ls = k ? &t->next : &t->prev;
+		for (size_t i = 0; i < ls->npeers; i++)
+			ls->peers[i].key_alt = 0; /* the new dial key first */
 		fg_info("tunnel %s: %s link keys changed: dials with key id %u, accepts %zu "
 			"key(s)",
 			t->cfg.name, k ? "next" : "prev", lk[k]->psk_id, lk[k]->nkeys);
