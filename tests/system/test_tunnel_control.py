@@ -523,7 +523,14 @@ def test_key_rotation_keeps_running_links_and_new_links_use_the_new_key(fleet, p
             assert n not in text
             assert n.encode() not in blob
 
-    # an unknown tunnel is 404, another method 405
+    # a viewer may not rotate (403, nothing changes); an unknown tunnel is 404,
+    # another method 405
+    fleet.api.ok("POST", "/users", {"username": "vic", "password": "viewer-pw1",
+                                    "role": "viewer"})
+    viewer = fleet.srv.login("vic", "viewer-pw1")
+    st_, b = viewer.post(f"/tunnels/{t['id']}/rotate-key")
+    assert st_ == 403 and b["error"]["code"] == "forbidden", b
+    assert fleet.api.ok("GET", "/tunnels/rot")["key"] == r["key"]
     st_, b = fleet.api.request("POST", "/tunnels/nope/rotate-key")
     assert st_ == 404, b
     st_, b = fleet.api.request("GET", f"/tunnels/{t['id']}/rotate-key")
