@@ -1720,9 +1720,14 @@ static int tunnels_rotate(struct ctl *c, int argc, char **argv)
 /* ---- one dispatcher for the resources ------------------------------------------ */
 
 struct resource;
+/* One subcommand: exactly one of run (shared by the resources), plain
+ * (the resource's own), write (create/update, update says which). */
 struct res_cmd {
 	const char *name, *alias;
 	int (*run)(struct ctl *c, const struct resource *r, int argc, char **argv);
+	int (*plain)(struct ctl *c, int argc, char **argv);
+	int (*write)(struct ctl *c, bool update, int argc, char **argv);
+	bool update;
 };
 
 /* A resource under /api/v1/<kind>: its subcommands, the first one that
@@ -1749,6 +1754,7 @@ static int res_stats(struct ctl *c, const struct resource *r, int argc, char **a
 	return cmd_stats(c, r->kind, argc, argv);
 }
 
+/* enable REF / disable REF (argv[0] says which) */
 static int res_enable(struct ctl *c, const struct resource *r, int argc, char **argv)
 {
 	bool on = strcmp(argv[0], "enable") == 0;
@@ -1761,54 +1767,37 @@ static int res_enable(struct ctl *c, const struct resource *r, int argc, char **
 	return EXIT_OK;
 }
 
-#define RES_WRITE(fn, write, update)                                                               \
-	static int fn(struct ctl *c, const struct resource *r, int argc, char **argv)              \
-	{                                                                                          \
-		(void)r;                                                                           \
-		return write(c, update, argc, argv);                                               \
-	}
-#define RES_PLAIN(fn, impl)                                                                        \
-	static int fn(struct ctl *c, const struct resource *r, int argc, char **argv)              \
-	{                                                                                          \
-		(void)r;                                                                           \
-		return impl(c, argc, argv);                                                        \
-	}
-RES_WRITE(forwards_create, forwards_write, false)
-RES_WRITE(forwards_update, forwards_write, true)
-RES_WRITE(policies_create, policies_write, false)
-RES_WRITE(policies_update, policies_write, true)
-RES_WRITE(tunnels_create, tunnels_write, false)
-RES_WRITE(tunnels_update, tunnels_write, true)
-RES_PLAIN(forwards_ls, forwards_list)
-RES_PLAIN(policies_ls, policies_list)
-RES_PLAIN(policies_pv, policies_preview)
-RES_PLAIN(policies_ipt, policies_import)
-RES_PLAIN(tunnels_ls, tunnels_list)
-RES_PLAIN(tunnels_rot, tunnels_rotate)
-
 static const struct res_cmd forward_cmds[] = {
-    {"list", "ls", forwards_ls},	{"get", "show", res_get},
-    {"create", "add", forwards_create}, {"update", "set", forwards_update},
-    {"enable", NULL, res_enable},	{"disable", NULL, res_enable},
-    {"delete", "rm", res_delete},	{"stats", NULL, res_stats},
+    {"list", "ls", .plain = forwards_list},
+    {"get", "show", .run = res_get},
+    {"create", "add", .write = forwards_write},
+    {"update", "set", .write = forwards_write, .update = true},
+    {"enable", NULL, .run = res_enable},
+    {"disable", NULL, .run = res_enable},
+    {"delete", "rm", .run = res_delete},
+    {"stats", NULL, .run = res_stats},
 };
 static const struct res_cmd policy_cmds[] = {
-    {"list", "ls", policies_ls},
-    {"get", "show", res_get},
-    {"create", "add", policies_create},
-    {"update", "set", policies_update},
-    {"enable", NULL, res_enable},
-    {"disable", NULL, res_enable},
-    {"delete", "rm", res_delete},
-    {"preview", NULL, policies_pv},
-    {"import-iptables", NULL, policies_ipt},
+    {"list", "ls", .plain = policies_list},
+    {"get", "show", .run = res_get},
+    {"create", "add", .write = policies_write},
+    {"update", "set", .write = policies_write, .update = true},
+    {"enable", NULL, .run = res_enable},
+    {"disable", NULL, .run = res_enable},
+    {"delete", "rm", .run = res_delete},
+    {"preview", NULL, .plain = policies_preview},
+    {"import-iptables", NULL, .plain = policies_import},
 };
 static const struct res_cmd tunnel_cmds[] = {
-    {"list", "ls", tunnels_ls},	       {"get", "show", res_get},
-    {"create", "add", tunnels_create}, {"update", "set", tunnels_update},
-    {"enable", NULL, res_enable},      {"disable", NULL, res_enable},
-    {"delete", "rm", res_delete},      {"rotate-key", NULL, tunnels_rot},
-    {"stats", NULL, res_stats},
+    {"list", "ls", .plain = tunnels_list},
+    {"get", "show", .run = res_get},
+    {"create", "add", .write = tunnels_write},
+    {"update", "set", .write = tunnels_write, .update = true},
+    {"enable", NULL, .run = res_enable},
+    {"disable", NULL, .run = res_enable},
+    {"delete", "rm", .run = res_delete},
+    {"rotate-key", NULL, .plain = tunnels_rotate},
+    {"stats", NULL, .run = res_stats},
 };
 #define RES(kind, one, cmds)                                                                       \
 	{                                                                                          \
@@ -1835,8 +1824,13 @@ static int cmd_resource(struct ctl *c, const struct resource *r, int argc, char 
 	const char *sub = argv[1];
 	for (size_t i = 0; i < r->ncmds; i++) {
 		const struct res_cmd *k = &r->cmds[i];
-		if (strcmp(sub, k->name) == 0 || (k->alias && strcmp(sub, k->alias) == 0))
+		if (strcmp(sub, k->name) != 0 && !(k->alias && strcmp(sub, k->alias) == 0))
+			continue;
+		if (k->run)
 			return k->run(c, r, argc - 1, argv + 1);
+		if (k->plain)
+			return k->plain(c, argc - 1, argv + 1);
+		return k->write(c, k->update, argc - 1, argv + 1);
 	}
 	return usage_err("%s: unknown command \"%s\"", r->kind, sub);
 }
