@@ -1,6 +1,7 @@
 /* libFuzzer harness: arbitrary documents into the tunnel schema parser
  * (doc/tunnel.md). It must never crash, leave the set empty on error with
- * a one-line message, and accept a copy of what it accepted as equal. */
+ * a one-line message, accept a copy of what it accepted as equal, and
+ * dial every link with one of the keys the link accepts. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +29,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct fg_tunnel_cfg c;
 		CHECK(fg_tunnel_cfg_copy(&c, &s.v[i]) == 0);
 		CHECK(fg_tunnel_cfg_equal(&c, &s.v[i]));
+		CHECK(fg_tunnel_cfg_equal_but_keys(&c, &s.v[i]));
+		/* every link dials with a key it also accepts */
+		const struct fg_tunnel_link_cfg *lk[2] = {&c.prev, &c.next};
+		for (int k = 0; k < 2; k++) {
+			const struct fg_tunnel_key *dk =
+			    lk[k]->present ? fg_tunnel_link_key(lk[k], lk[k]->psk_id) : NULL;
+			CHECK(!lk[k]->present || (dk && dk->len == lk[k]->psk_len &&
+						  memcmp(dk->key, lk[k]->psk, dk->len) == 0));
+		}
 		fg_tunnel_cfg_deinit(&c);
 	}
 	fg_tunnel_set_free(&s);

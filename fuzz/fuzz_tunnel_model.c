@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nodes[nn++] = (struct fg_tm_node){m.hops[i], "hop", "2001:db8::2", fp};
 	for (size_t i = 0; i < m.nexits; i++)
 		nodes[nn++] = (struct fg_tm_node){m.exits[i], "exit", "exit.example", fp};
-	uint8_t psk[FG_TM_PSK_LEN] = {7};
+	uint8_t psk[FG_TM_PSK_LEN] = {7}, prev[FG_TM_PSK_LEN] = {8};
 	struct fg_tm_ctx ctx = {.tunnel_id = 42,
 				.name = "t",
 				.nodes = nodes,
@@ -69,7 +69,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				.entry_members = &entry,
 				.nentry = 1,
 				.psk = psk,
-				.psk_len = sizeof(psk)};
+				.psk_len = sizeof(psk),
+				.key_id = 43};
+	/* every other input in a key rotation's grace period: "keys" */
+	if (size && (data[size - 1] & 1)) {
+		ctx.prev_psk = prev;
+		ctx.prev_psk_len = sizeof(prev);
+		ctx.prev_key_id = 42;
+	}
 	for (size_t i = 0; i < nn; i++) {
 		json_t *o = NULL;
 		char why[512];

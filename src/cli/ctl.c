@@ -94,8 +94,24 @@ static void usage(FILE *f)
 	    "                                               diff against what it runs\n"
 	    "  policies import-iptables FILE|- [--name N] [--create]\n"
 	    "                                               iptables-save -> policy\n\n"
+	    "tunnels:\n"
+	    "  tunnels list [--node N] | get REF | delete REF | enable REF | disable REF\n"
+	    "  tunnels create --name NAME (--node N | --group G) --listen ADDR --exit N\n"
+	    "                 --target HOST:PORT [--hop N ...] [tunnel options]\n"
+	    "  tunnels create -f FILE.json [tunnel options that override the file]\n"
+	    "  tunnels update REF [tunnel options] [-f FILE.json] [--unset FIELD ...]\n"
+	    "  tunnels rotate-key REF                      new key; the old one is accepted\n"
+	    "                                               for a grace period (10 min)\n"
+	    "  tunnels stats REF [--node N] [--from T] [--to T] [--step D] [--csv]\n"
+	    "    tunnel options: --exit N (repeat: balanced exits), --balance failover|\n"
+	    "    round-robin, --transport tcp|tls|ws|wss|aead, --mux, --no-mux,\n"
+	    "    --direction entry_to_exit|exit_to_entry, --link-port P, --ws-path P,\n"
+	    "    --ws-host H, --rate-up R, --rate-down R, --max-conns N,\n"
+	    "    --max-conns-per-ip N, --connect-timeout D, --idle-timeout D,\n"
+	    "    --enabled, --disabled\n\n"
 	    "configuration:\n"
-	    "  export [-o FILE]                             all groups, nodes, forwards as JSON\n"
+	    "  export [-o FILE]                             groups, nodes, forwards, policies,\n"
+	    "                                               tunnels as JSON (no keys)\n"
 	    "  import FILE|-                                create or update from an export\n\n"
 	    "global options:\n"
 	    "  --server URL      http[s]://host[:port] (else $FLOWGATE_SERVER, else the saved\n"
@@ -823,7 +839,7 @@ static int cmd_stats(struct ctl *c, const char *kind, int argc, char **argv)
 			m = opt_value(argc, argv, &i, "--to", NULL, &to);
 		if (!m)
 			m = opt_value(argc, argv, &i, "--step", NULL, &step);
-		if (!m && strcmp(kind, "forwards") == 0)
+		if (!m && (strcmp(kind, "forwards") == 0 || strcmp(kind, "tunnels") == 0))
 			m = opt_value(argc, argv, &i, "--node", NULL, &node);
 		if (m < 0)
 			return EXIT_USAGE;
@@ -1328,42 +1344,6 @@ static int forwards_write(struct ctl *c, bool update, int argc, char **argv)
 	return EXIT_OK;
 }
 
-static int forwards_enable(struct ctl *c, bool on, int argc, char **argv)
-{
-	json_t *j;
-	int rc = positional(argc, argv, 1, 1, on ? "enable" : "disable");
-	if (rc || (rc = patch(c, "forwards", argv[1], json_pack("{s:b}", "enabled", on), &j)) || !j)
-		return rc;
-	printf("forward %s %s\n", str(j, "name", argv[1]), on ? "enabled" : "disabled");
-	json_decref(j);
-	return EXIT_OK;
-}
-
-static int cmd_forwards(struct ctl *c, int argc, char **argv)
-{
-	if (argc < 2)
-		return usage_err("forwards: list, get, create, update, enable, disable, delete or "
-				 "stats?");
-	const char *sub = argv[1];
-	argc--;
-	argv++;
-	if (strcmp(sub, "list") == 0 || strcmp(sub, "ls") == 0)
-		return forwards_list(c, argc, argv);
-	if (strcmp(sub, "get") == 0 || strcmp(sub, "show") == 0)
-		return cmd_get(c, "forwards", argc, argv);
-	if (strcmp(sub, "create") == 0 || strcmp(sub, "add") == 0)
-		return forwards_write(c, false, argc, argv);
-	if (strcmp(sub, "update") == 0 || strcmp(sub, "set") == 0)
-		return forwards_write(c, true, argc, argv);
-	if (strcmp(sub, "delete") == 0 || strcmp(sub, "rm") == 0)
-		return cmd_delete(c, "forwards", "forward", argc, argv);
-	if (strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0)
-		return forwards_enable(c, strcmp(sub, "enable") == 0, argc, argv);
-	if (strcmp(sub, "stats") == 0)
-		return cmd_stats(c, "forwards", argc, argv);
-	return usage_err("forwards: unknown command \"%s\"", sub);
-}
-
 /* ---- policies ----------------------------------------------------------------- */
 
 /* Reads a JSON object from FILE or "-" (stdin); NULL after saying why. */
@@ -1470,17 +1450,6 @@ static int policies_write(struct ctl *c, bool update, int argc, char **argv)
 	       b.s ? b.s : "nothing yet",
 	       json_is_false(json_object_get(j, "enabled")) ? " (disabled)" : "");
 	fg_strbuf_deinit(&b);
-	json_decref(j);
-	return EXIT_OK;
-}
-
-static int policies_enable(struct ctl *c, bool on, int argc, char **argv)
-{
-	json_t *j;
-	int rc = positional(argc, argv, 1, 1, on ? "enable" : "disable");
-	if (rc || (rc = patch(c, "policies", argv[1], json_pack("{s:b}", "enabled", on), &j)) || !j)
-		return rc;
-	printf("policy %s %s\n", str(j, "name", argv[1]), on ? "enabled" : "disabled");
 	json_decref(j);
 	return EXIT_OK;
 }
@@ -1610,31 +1579,260 @@ static int policies_import(struct ctl *c, int argc, char **argv)
 	return rc;
 }
 
-static int cmd_policies(struct ctl *c, int argc, char **argv)
+/* ---- tunnels ------------------------------------------------------------------ */
+
+static void tunnel_exits(json_t *t, struct fg_strbuf *b)
 {
+	json_t *ex = json_object_get(t, "exits");
+	if (json_is_array(ex))
+		fmt_value(ex, b);
+	else
+		fg_strbuf_printf(b, "%s", str(t, "exit", "?"));
+}
+
+/* entry -> hop -> ... -> exit(s), by node names */
+static void tunnel_route(json_t *t, struct fg_strbuf *b)
+{
+	json_t *en = json_object_get(t, "entry"), *h;
+	size_t i;
+	if (str(en, "group", NULL))
+		fg_strbuf_printf(b, "group %s", str(en, "group", "?"));
+	else
+		fg_strbuf_printf(b, "%s", str(en, "node", "?"));
+	json_array_foreach(json_object_get(t, "hops"), i, h)
+	    fg_strbuf_printf(b, " -> %s", json_string_value(h) ? json_string_value(h) : "?");
+	fg_strbuf_printf(b, " -> ");
+	tunnel_exits(t, b);
+}
+
+/* ok, or the first non-ok node state ("offline", "waiting", "error") */
+static const char *tunnel_state(json_t *t)
+{
+	if (json_is_false(json_object_get(t, "enabled")))
+		return "disabled";
+	json_t *p, *n;
+	size_t i, k;
+	json_array_foreach(json_object_get(t, "path"), i, p)
+	{
+		json_array_foreach(json_object_get(p, "nodes"), k, n)
+		{
+			const char *st = str(n, "state", "ok");
+			if (strcmp(st, "ok") != 0)
+				return st;
+		}
+	}
+	return "ok";
+}
+
+static int tunnels_list(struct ctl *c, int argc, char **argv)
+{
+	const char *node = NULL;
+	for (int i = 1; i < argc;) {
+		int m = opt_value(argc, argv, &i, "--node", NULL, &node);
+		if (m < 0)
+			return EXIT_USAGE;
+		if (!m)
+			return usage_err("tunnels list: unexpected argument \"%s\"", argv[i]);
+	}
+	char path[600] = "/tunnels", esc[512];
+	if (node) {
+		if (fg_ctl_path_escape(node, esc, sizeof(esc)) < 0)
+			return usage_err("--node: too long");
+		snprintf(path, sizeof(path), "/tunnels?node=%s", esc);
+	}
+	json_t *j;
+	int rc = call_json(c, "GET", path, NULL, &j);
+	if (rc || !j)
+		return rc;
+	json_t *a = json_object_get(j, "tunnels"), *t;
+	size_t i;
+	if (json_array_size(a) == 0) {
+		printf("no tunnels%s\n", node ? " there" : "");
+		json_decref(j);
+		return EXIT_OK;
+	}
+	struct table tb = {.ncols = 7};
+	table_add(&tb, "ID", "NAME", "LISTEN", "PATH", "TARGET", "TRANSPORT", "STATE");
+	json_array_foreach(a, i, t)
+	{
+		char id[24];
+		struct fg_strbuf b;
+		fg_strbuf_init(&b);
+		tunnel_route(t, &b);
+		snprintf(id, sizeof(id), "%lld", num(t, "id"));
+		table_add(&tb, id, str(t, "name", "?"),
+			  str(json_object_get(t, "entry"), "listen", "?"), b.s ? b.s : "?",
+			  str(t, "target", "?"), str(t, "transport", "tls"), tunnel_state(t));
+		fg_strbuf_deinit(&b);
+	}
+	table_print(&tb);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int tunnels_write(struct ctl *c, bool update, int argc, char **argv)
+{
+	json_t *body, *j;
+	const char *ref;
+	char err[512], path[600] = "/tunnels";
+	if (fg_ctl_tunnel_body(argc, argv, update, &body, &ref, err, sizeof(err)) < 0)
+		return usage_err("%s", err);
+	int rc = update ? ref_path("tunnels", ref, NULL, path, sizeof(path)) : 0;
+	c->body_from_flags = true;
+	if (rc == 0)
+		rc = call_json(c, update ? "PATCH" : "POST", path, body, &j);
+	json_decref(body);
+	if (rc || !j)
+		return rc;
+	struct fg_strbuf b;
+	fg_strbuf_init(&b);
+	tunnel_route(j, &b);
+	printf("%s tunnel %s (id %lld): %s via %s -> %s%s\n", update ? "updated" : "created",
+	       str(j, "name", "?"), num(j, "id"), str(json_object_get(j, "entry"), "listen", "?"),
+	       b.s ? b.s : "?", str(j, "target", "?"),
+	       json_is_false(json_object_get(j, "enabled")) ? " (disabled)" : "");
+	fg_strbuf_deinit(&b);
+	json_t *pr = json_object_get(j, "problems"), *p;
+	size_t i;
+	json_array_foreach(pr, i, p) fprintf(stderr, "  note: %s\n", json_string_value(p));
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static int tunnels_rotate(struct ctl *c, int argc, char **argv)
+{
+	char path[600];
+	json_t *j;
+	int rc = positional(argc, argv, 1, 1, "rotate-key");
+	if (rc || (rc = ref_path("tunnels", argv[1], "/rotate-key", path, sizeof(path))))
+		return rc;
+	if ((rc = call_json(c, "POST", path, NULL, &j)) || !j)
+		return rc;
+	json_t *k = json_object_get(j, "key");
+	char until[64];
+	fmt_time(num(k, "previous_until"), until, sizeof(until));
+	printf("tunnel %s: new key id %lld; the previous key (id %lld) is accepted until %s\n",
+	       str(j, "name", argv[1]), num(k, "id"), num(k, "previous_id"), until);
+	json_decref(j);
+	return EXIT_OK;
+}
+
+/* ---- one dispatcher for the resources ------------------------------------------ */
+
+struct resource;
+/* One subcommand: exactly one of run (shared by the resources), plain
+ * (the resource's own), write (create/update, update says which). */
+struct res_cmd {
+	const char *name, *alias;
+	int (*run)(struct ctl *c, const struct resource *r, int argc, char **argv);
+	int (*plain)(struct ctl *c, int argc, char **argv);
+	int (*write)(struct ctl *c, bool update, int argc, char **argv);
+	bool update;
+};
+
+/* A resource under /api/v1/<kind>: its subcommands, the first one that
+ * matches by name or alias runs with argv[0] = the subcommand. */
+struct resource {
+	const char *kind; /* "forwards": the path and the command */
+	const char *one;  /* "forward": in messages */
+	const struct res_cmd *cmds;
+	size_t ncmds;
+};
+
+static int res_get(struct ctl *c, const struct resource *r, int argc, char **argv)
+{
+	return cmd_get(c, r->kind, argc, argv);
+}
+
+static int res_delete(struct ctl *c, const struct resource *r, int argc, char **argv)
+{
+	return cmd_delete(c, r->kind, r->one, argc, argv);
+}
+
+static int res_stats(struct ctl *c, const struct resource *r, int argc, char **argv)
+{
+	return cmd_stats(c, r->kind, argc, argv);
+}
+
+/* enable REF / disable REF (argv[0] says which) */
+static int res_enable(struct ctl *c, const struct resource *r, int argc, char **argv)
+{
+	bool on = strcmp(argv[0], "enable") == 0;
+	json_t *j;
+	int rc = positional(argc, argv, 1, 1, on ? "enable" : "disable");
+	if (rc || (rc = patch(c, r->kind, argv[1], json_pack("{s:b}", "enabled", on), &j)) || !j)
+		return rc;
+	printf("%s %s %s\n", r->one, str(j, "name", argv[1]), on ? "enabled" : "disabled");
+	json_decref(j);
+	return EXIT_OK;
+}
+
+static const struct res_cmd forward_cmds[] = {
+    {"list", "ls", .plain = forwards_list},
+    {"get", "show", .run = res_get},
+    {"create", "add", .write = forwards_write},
+    {"update", "set", .write = forwards_write, .update = true},
+    {"enable", NULL, .run = res_enable},
+    {"disable", NULL, .run = res_enable},
+    {"delete", "rm", .run = res_delete},
+    {"stats", NULL, .run = res_stats},
+};
+static const struct res_cmd policy_cmds[] = {
+    {"list", "ls", .plain = policies_list},
+    {"get", "show", .run = res_get},
+    {"create", "add", .write = policies_write},
+    {"update", "set", .write = policies_write, .update = true},
+    {"enable", NULL, .run = res_enable},
+    {"disable", NULL, .run = res_enable},
+    {"delete", "rm", .run = res_delete},
+    {"preview", NULL, .plain = policies_preview},
+    {"import-iptables", NULL, .plain = policies_import},
+};
+static const struct res_cmd tunnel_cmds[] = {
+    {"list", "ls", .plain = tunnels_list},
+    {"get", "show", .run = res_get},
+    {"create", "add", .write = tunnels_write},
+    {"update", "set", .write = tunnels_write, .update = true},
+    {"enable", NULL, .run = res_enable},
+    {"disable", NULL, .run = res_enable},
+    {"delete", "rm", .run = res_delete},
+    {"rotate-key", NULL, .plain = tunnels_rotate},
+    {"stats", NULL, .run = res_stats},
+};
+#define RES(kind, one, cmds)                                                                       \
+	{                                                                                          \
+		kind, one, cmds, FG_ARRAY_LEN(cmds)                                                \
+	}
+static const struct resource resources[] = {
+    RES("forwards", "forward", forward_cmds),
+    RES("policies", "policy", policy_cmds),
+    RES("tunnels", "tunnel", tunnel_cmds),
+};
+
+/* argv[0] is the resource word, argv[1] the subcommand. */
+static int cmd_resource(struct ctl *c, const struct resource *r, int argc, char **argv)
+{
+	char menu[256] = "";
+	for (size_t i = 0; i < r->ncmds; i++)
+		snprintf(menu + strlen(menu), sizeof(menu) - strlen(menu), "%s%s",
+			 i == 0		     ? ""
+			 : i + 1 == r->ncmds ? " or "
+					     : ", ",
+			 r->cmds[i].name);
 	if (argc < 2)
-		return usage_err("policies: list, get, create, update, enable, disable, delete, "
-				 "preview or import-iptables?");
+		return usage_err("%s: %s?", r->kind, menu);
 	const char *sub = argv[1];
-	argc--;
-	argv++;
-	if (strcmp(sub, "list") == 0 || strcmp(sub, "ls") == 0)
-		return policies_list(c, argc, argv);
-	if (strcmp(sub, "get") == 0 || strcmp(sub, "show") == 0)
-		return cmd_get(c, "policies", argc, argv);
-	if (strcmp(sub, "create") == 0 || strcmp(sub, "add") == 0)
-		return policies_write(c, false, argc, argv);
-	if (strcmp(sub, "update") == 0 || strcmp(sub, "set") == 0)
-		return policies_write(c, true, argc, argv);
-	if (strcmp(sub, "delete") == 0 || strcmp(sub, "rm") == 0)
-		return cmd_delete(c, "policies", "policy", argc, argv);
-	if (strcmp(sub, "enable") == 0 || strcmp(sub, "disable") == 0)
-		return policies_enable(c, strcmp(sub, "enable") == 0, argc, argv);
-	if (strcmp(sub, "preview") == 0)
-		return policies_preview(c, argc, argv);
-	if (strcmp(sub, "import-iptables") == 0)
-		return policies_import(c, argc, argv);
-	return usage_err("policies: unknown command \"%s\"", sub);
+	for (size_t i = 0; i < r->ncmds; i++) {
+		const struct res_cmd *k = &r->cmds[i];
+		if (strcmp(sub, k->name) != 0 && !(k->alias && strcmp(sub, k->alias) == 0))
+			continue;
+		if (k->run)
+			return k->run(c, r, argc - 1, argv + 1);
+		if (k->plain)
+			return k->plain(c, argc - 1, argv + 1);
+		return k->write(c, k->update, argc - 1, argv + 1);
+	}
+	return usage_err("%s: unknown command \"%s\"", r->kind, sub);
 }
 
 /* ---- export / import ------------------------------------------------------------ */
@@ -1697,12 +1895,14 @@ static int cmd_export(struct ctl *c, int argc, char **argv)
 	if (out && strcmp(out, "-") != 0) {
 		rc = write_file_atomic(out, s, len);
 		if (rc == 0)
-			fprintf(
-			    stderr,
-			    "flowgate ctl: exported %zu groups, %zu nodes, %zu forwards to %s\n",
-			    json_array_size(json_object_get(j, "groups")),
-			    json_array_size(json_object_get(j, "nodes")),
-			    json_array_size(json_object_get(j, "forwards")), out);
+			fprintf(stderr,
+				"flowgate ctl: exported %zu groups, %zu nodes, %zu forwards, %zu "
+				"policies, %zu tunnels to %s\n",
+				json_array_size(json_object_get(j, "groups")),
+				json_array_size(json_object_get(j, "nodes")),
+				json_array_size(json_object_get(j, "forwards")),
+				json_array_size(json_object_get(j, "policies")),
+				json_array_size(json_object_get(j, "tunnels")), out);
 	} else if (fwrite(s, 1, len, stdout) != len || fflush(stdout) != 0) {
 		if (errno != EPIPE) /* `| head`: the reader has all it wanted */
 			say_err("writing the export: %s", strerror(errno));
@@ -1743,7 +1943,8 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	}
 	if (!json_is_object(body)) {
 		json_decref(body);
-		say_err("%s: an export is one JSON object ({\"groups\", \"nodes\", \"forwards\"})",
+		say_err("%s: an export is one JSON object ({\"groups\", \"nodes\", \"forwards\", "
+			"\"policies\", \"tunnels\"})",
 			file);
 		return EXIT_USAGE;
 	}
@@ -1954,9 +2155,11 @@ int fg_cli_ctl(int argc, char **argv)
 		rc = cmd_groups(&c, nrest, rest);
 	else if (strcmp(cmd, "forwards") == 0 || strcmp(cmd, "forward") == 0 ||
 		 strcmp(cmd, "fwd") == 0)
-		rc = cmd_forwards(&c, nrest, rest);
+		rc = cmd_resource(&c, &resources[0], nrest, rest);
 	else if (strcmp(cmd, "policies") == 0 || strcmp(cmd, "policy") == 0)
-		rc = cmd_policies(&c, nrest, rest);
+		rc = cmd_resource(&c, &resources[1], nrest, rest);
+	else if (strcmp(cmd, "tunnels") == 0 || strcmp(cmd, "tunnel") == 0)
+		rc = cmd_resource(&c, &resources[2], nrest, rest);
 	else if (strcmp(cmd, "export") == 0)
 		rc = cmd_export(&c, nrest, rest);
 	else if (strcmp(cmd, "import") == 0)

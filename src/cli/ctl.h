@@ -52,7 +52,17 @@ int fg_ctl_parse_time(const char *s, int64_t now, int64_t *out);
  * reason naming the flag in err. Uses getopt: not reentrant. */
 int fg_ctl_forward_body(int argc, char **argv, bool update, json_t **body, const char **ref,
 			char *err, size_t errlen);
-/* The flag that sets an API field ("rate_up" -> "--rate-up"), or NULL. */
+/* The same for `tunnels create` / `tunnels update`: --name, the entry
+ * (--node or --group, --listen), --hop (repeat), --exit (once: "exit";
+ * several: "exits"), --target, --transport, --mux/--no-mux, --direction,
+ * --link-port, --ws-path, --ws-host, --balance, --rate-up, --rate-down,
+ * --max-conns, --max-conns-per-ip, --connect-timeout, --idle-timeout,
+ * --enabled/--disabled, -f FILE, --unset FIELD. create without -f needs
+ * the name, the entry node or group, listen, an exit and the target. */
+int fg_ctl_tunnel_body(int argc, char **argv, bool update, json_t **body, const char **ref,
+		       char *err, size_t errlen);
+/* The flag that sets an API field ("rate_up" -> "--rate-up",
+ * "entry.listen" -> "--listen", "targets[1]" -> "--target"), or NULL. */
 const char *fg_ctl_field_flag(const char *field);
 
 /* Writes s to out percent-encoded for a path segment or query value

@@ -280,12 +280,30 @@ static const struct {
     {"idle_timeout", "--idle-timeout"},
     {"udp_idle_timeout", "--udp-idle-timeout"},
     {"enabled", "--enabled/--disabled"},
+    /* tunnels */
+    {"entry.node", "--node"},
+    {"entry.group", "--group"},
+    {"entry.listen", "--listen"},
+    {"entry", "--node/--group/--listen"},
+    {"hops", "--hop"},
+    {"exit", "--exit"},
+    {"exits", "--exit"},
+    {"target", "--target"},
+    {"transport", "--transport"},
+    {"mux", "--mux/--no-mux"},
+    {"direction", "--direction"},
+    {"link_port", "--link-port"},
+    {"ws_path", "--ws-path"},
+    {"ws_host", "--ws-host"},
 };
 
 const char *fg_ctl_field_flag(const char *field)
 {
+	/* "targets[1]", "hops[0]": the option of the list */
+	char base[64];
+	snprintf(base, sizeof(base), "%.*s", (int)strcspn(field, "["), field);
 	for (size_t i = 0; i < FG_ARRAY_LEN(field_flags); i++)
-		if (strcmp(field_flags[i].field, field) == 0)
+		if (strcmp(field_flags[i].field, base) == 0)
 			return field_flags[i].flag;
 	return NULL;
 }
@@ -305,7 +323,7 @@ static json_t *load_object(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	if (!json_is_object(j)) {
-		snprintf(err, errlen, "%s: must hold one JSON object (a forward)", path);
+		snprintf(err, errlen, "%s: must hold one JSON object", path);
 		json_decref(j);
 		return NULL;
 	}
@@ -529,6 +547,252 @@ int fg_ctl_forward_body(int argc, char **argv, bool update, json_t **body, const
 out:
 	json_decref(flags);
 	json_decref(targets);
+	json_decref(unset);
+	return rc;
+}
+
+/* ---- tunnel bodies ------------------------------------------------------------ */
+
+int fg_ctl_tunnel_body(int argc, char **argv, bool update, json_t **body, const char **ref,
+		       char *err, size_t errlen)
+{
+	enum {
+		O_NAME = 256,
+		O_NODE,
+		O_GROUP,
+		O_LISTEN,
+		O_HOP,
+		O_EXIT,
+		O_TARGET,
+		O_BALANCE,
+		O_TRANSPORT,
+		O_MUX,
+		O_NO_MUX,
+		O_DIRECTION,
+		O_LINK_PORT,
+		O_WS_PATH,
+		O_WS_HOST,
+		O_RATE_UP,
+		O_RATE_DOWN,
+		O_MAX_CONNS,
+		O_MAX_PER_IP,
+		O_CTO,
+		O_ITO,
+		O_ENABLED,
+		O_DISABLED,
+		O_UNSET,
+	};
+	static const struct option opts[] = {
+	    {"name", required_argument, 0, O_NAME},
+	    {"node", required_argument, 0, O_NODE},
+	    {"group", required_argument, 0, O_GROUP},
+	    {"listen", required_argument, 0, O_LISTEN},
+	    {"hop", required_argument, 0, O_HOP},
+	    {"exit", required_argument, 0, O_EXIT},
+	    {"target", required_argument, 0, O_TARGET},
+	    {"balance", required_argument, 0, O_BALANCE},
+	    {"transport", required_argument, 0, O_TRANSPORT},
+	    {"mux", no_argument, 0, O_MUX},
+	    {"no-mux", no_argument, 0, O_NO_MUX},
+	    {"direction", required_argument, 0, O_DIRECTION},
+	    {"link-port", required_argument, 0, O_LINK_PORT},
+	    {"ws-path", required_argument, 0, O_WS_PATH},
+	    {"ws-host", required_argument, 0, O_WS_HOST},
+	    {"rate-up", required_argument, 0, O_RATE_UP},
+	    {"rate-down", required_argument, 0, O_RATE_DOWN},
+	    {"max-conns", required_argument, 0, O_MAX_CONNS},
+	    {"max-conns-per-ip", required_argument, 0, O_MAX_PER_IP},
+	    {"connect-timeout", required_argument, 0, O_CTO},
+	    {"idle-timeout", required_argument, 0, O_ITO},
+	    {"enabled", no_argument, 0, O_ENABLED},
+	    {"disabled", no_argument, 0, O_DISABLED},
+	    {"unset", required_argument, 0, O_UNSET},
+	    {"file", required_argument, 0, 'f'},
+	    {0, 0, 0, 0},
+	};
+	/* optional fields --unset may remove (the API's defaults apply again) */
+	static const char *const optional[] = {
+	    "hops",
+	    "balance",
+	    "transport",
+	    "mux",
+	    "ws_path",
+	    "ws_host",
+	    "direction",
+	    "link_port",
+	    "links",
+	    "rate_up",
+	    "rate_down",
+	    "max_conns",
+	    "max_conns_per_ip",
+	    "connect_timeout",
+	    "idle_timeout",
+	};
+	json_t *flags = json_object(), *entry = json_object(), *hops = json_array(),
+	       *exits = json_array(), *unset = json_array();
+	const char *file = NULL;
+	int c, rc = -EINVAL;
+	*body = NULL;
+	*ref = NULL;
+	opterr = 0;
+	optind = 0; /* GNU: re-initialise, so one process may parse twice */
+	while ((c = getopt_long(argc, argv, ":f:", opts, NULL)) != -1) {
+		const char *key = NULL;
+		json_t *val = NULL;
+		switch (c) {
+		case 'f': file = optarg; break;
+		case O_NAME: key = "name"; break;
+		case O_NODE: json_object_set_new(entry, "node", json_string(optarg)); break;
+		case O_GROUP: json_object_set_new(entry, "group", json_string(optarg)); break;
+		case O_LISTEN: json_object_set_new(entry, "listen", json_string(optarg)); break;
+		case O_HOP: json_array_append_new(hops, json_string(optarg)); break;
+		case O_EXIT: json_array_append_new(exits, json_string(optarg)); break;
+		case O_TARGET: key = "target"; break;
+		case O_BALANCE: key = "balance"; break;
+		case O_TRANSPORT: key = "transport"; break;
+		case O_MUX:
+		case O_NO_MUX:
+			key = "mux";
+			val = json_boolean(c == O_MUX);
+			break;
+		case O_DIRECTION: key = "direction"; break;
+		case O_LINK_PORT:
+			key = "link_port";
+			val = count_value(optarg);
+			break;
+		case O_WS_PATH: key = "ws_path"; break;
+		case O_WS_HOST: key = "ws_host"; break;
+		case O_RATE_UP: key = "rate_up"; break;
+		case O_RATE_DOWN: key = "rate_down"; break;
+		case O_MAX_CONNS:
+			key = "max_conns";
+			val = count_value(optarg);
+			break;
+		case O_MAX_PER_IP:
+			key = "max_conns_per_ip";
+			val = count_value(optarg);
+			break;
+		case O_CTO: key = "connect_timeout"; break;
+		case O_ITO: key = "idle_timeout"; break;
+		case O_ENABLED:
+		case O_DISABLED:
+			key = "enabled";
+			val = json_boolean(c == O_ENABLED);
+			break;
+		case O_UNSET: {
+			char fb[64];
+			bool ok = false;
+			snprintf(fb, sizeof(fb), "%s", optarg);
+			for (char *p = fb; *p; p++)
+				if (*p == '-')
+					*p = '_';
+			for (size_t i = 0; i < FG_ARRAY_LEN(optional); i++)
+				ok |= strcmp(optional[i], fb) == 0;
+			if (!ok) {
+				snprintf(err, errlen,
+					 "--unset: \"%s\" is not an optional tunnel field (e.g. "
+					 "rate_up, max_conns, hops, link_port)",
+					 optarg);
+				goto out;
+			}
+			json_array_append_new(unset, json_string(fb));
+			break;
+		}
+		case ':': snprintf(err, errlen, "%s: needs a value", argv[optind - 1]); goto out;
+		default:
+			snprintf(err, errlen, "unknown option \"%s\" for tunnels %s",
+				 argv[optind - 1], argv[0]);
+			goto out;
+		}
+		if (key)
+			json_object_set_new(flags, key, val ? val : json_string(optarg));
+	}
+	int npos = argc - optind;
+	if (update && npos != 1) {
+		snprintf(err, errlen, "tunnels update: give exactly one tunnel (name or id)%s",
+			 npos > 1 ? "; options come as --flag VALUE" : "");
+		goto out;
+	}
+	if (!update && npos != 0) {
+		snprintf(err, errlen,
+			 "tunnels create: unexpected argument \"%s\" (the name is --name NAME)",
+			 argv[optind]);
+		goto out;
+	}
+	if (update)
+		*ref = argv[optind];
+	if (json_object_get(entry, "node") && json_object_get(entry, "group")) {
+		snprintf(err, errlen,
+			 "--node and --group: a tunnel enters at one node or one group");
+		goto out;
+	}
+	json_t *b = NULL;
+	if (file && !(b = load_object(file, err, errlen)))
+		goto out;
+	if (!b)
+		b = json_object();
+	json_object_update(b, flags);
+	if (json_object_size(entry)) {
+		/* the entry merges: --listen alone keeps the file's node (and
+		 * on update the server merges it into the stored entry) */
+		json_t *fe = json_object_get(b, "entry");
+		if (json_is_object(fe)) {
+			if (json_object_get(entry, "node"))
+				json_object_del(fe, "group");
+			if (json_object_get(entry, "group"))
+				json_object_del(fe, "node");
+			json_object_update(fe, entry);
+		} else {
+			json_object_set(b, "entry", entry);
+		}
+	}
+	if (json_array_size(hops))
+		json_object_set(b, "hops", hops);
+	if (json_array_size(exits) == 1) {
+		json_object_del(b, "exits");
+		json_object_set(b, "exit", json_array_get(exits, 0));
+	} else if (json_array_size(exits) > 1) {
+		json_object_del(b, "exit");
+		json_object_set(b, "exits", exits);
+	}
+	size_t i;
+	json_t *u;
+	json_array_foreach(unset, i, u)
+	{
+		if (update)
+			json_object_set_new(b, json_string_value(u), json_null());
+		else
+			json_object_del(b, json_string_value(u));
+	}
+	if (!update) {
+		json_t *e = json_object_get(b, "entry");
+		const char *missing = !json_object_get(b, "name") ? "--name NAME"
+				      : !json_object_get(e, "node") && !json_object_get(e, "group")
+					  ? "--node NODE or --group GROUP (the entry)"
+				      : !json_object_get(e, "listen") ? "--listen ADDR"
+				      : !json_object_get(b, "exit") && !json_object_get(b, "exits")
+					  ? "--exit NODE"
+				      : !json_object_get(b, "target") ? "--target HOST:PORT"
+								      : NULL;
+		if (missing) {
+			snprintf(err, errlen, "tunnels create: %s is required%s", missing,
+				 file ? " (not in the file either)" : "");
+			json_decref(b);
+			goto out;
+		}
+	} else if (json_object_size(b) == 0) {
+		snprintf(err, errlen,
+			 "tunnels update: nothing to change (give options or -f FILE)");
+		json_decref(b);
+		goto out;
+	}
+	*body = b;
+	rc = 0;
+out:
+	json_decref(flags);
+	json_decref(entry);
+	json_decref(hops);
+	json_decref(exits);
 	json_decref(unset);
 	return rc;
 }

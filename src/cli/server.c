@@ -75,7 +75,8 @@ static void signal_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 	}
 }
 
-/* Once a minute: roll old minute buckets into hours, drop expired tokens. */
+/* Once a minute: roll old minute buckets into hours, drop expired tokens,
+ * end the grace period of rotated tunnel keys. */
 static void maint_cb(struct fg_loop *loop, struct fg_timer *t)
 {
 	struct server_app *app = t->data;
@@ -84,6 +85,8 @@ static void maint_cb(struct fg_loop *loop, struct fg_timer *t)
 	if (rc < 0)
 		fg_warn("stats rollup failed: %s", strerror(-rc));
 	app->st->ops->token_purge_expired(app->st, now);
+	if ((rc = fg_api_tunnel_keys_expire(app->api, now)) < 0)
+		fg_warn("tunnel key grace periods: %s", strerror(-rc));
 	fg_timer_start(loop, t, MAINT_INTERVAL_NS);
 }
 

@@ -862,6 +862,8 @@ struct fg_api *fg_api_new(struct fg_loop *loop, struct fg_store *st, struct fg_h
 	api->live = o ? o->live : NULL;
 	api->secret = o ? o->secret : NULL;
 	api->session_ttl_s = o && o->session_ttl_s ? o->session_ttl_s : 12 * 3600;
+	api->tunnel_key_grace_s =
+	    o && o->tunnel_key_grace_s > 0 ? o->tunnel_key_grace_s : FG_API_TUNNEL_KEY_GRACE_S;
 	api->limiter = fg_calloc(LIMITER_SLOTS, sizeof(*api->limiter));
 	if (!api->limiter)
 		goto err;

@@ -40,6 +40,7 @@ struct fg_api {
 	char *web_dir, *public_url;
 	bool tls;
 	int64_t session_ttl_s;
+	int64_t tunnel_key_grace_s; /* a rotated-out tunnel key is accepted this long */
 	struct login_slot *limiter; /* LIMITER_SLOTS entries */
 	uint64_t logins_ok, logins_failed, logins_limited;
 };

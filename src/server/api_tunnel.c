@@ -22,7 +22,7 @@
 
 /* Fields the view computes; a body may carry them back (GET, edit, PUT):
  * they are ignored. */
-static const char *const computed[] = {"path", "problems"};
+static const char *const computed[] = {"path", "problems", "key"};
 
 /* ---- ids <-> names --------------------------------------------------- */
 
@@ -214,10 +214,24 @@ static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view
 	fg_desired_tunnel_deinit(&d);
 }
 
+/* The key's ids and rotation times: never key material. */
+static json_t *key_info(const struct fg_api *api, const struct fg_tunnel *t)
+{
+	json_t *k = json_pack("{s:I}", "id", (json_int_t)t->key_id);
+	json_object_set_new(k, "rotated", t->rotated ? json_integer(t->rotated) : json_null());
+	json_object_set_new(k, "previous_id",
+			    t->prev_psk ? json_integer(t->prev_key_id) : json_null());
+	json_object_set_new(k, "previous_until",
+			    t->prev_psk ? json_integer(t->rotated + api->tunnel_key_grace_s)
+					: json_null());
+	return k;
+}
+
 static json_t *tunnel_view(struct fg_api *api, const struct fg_tunnel *t)
 {
 	json_t *j = tunnel_editable(api->st, t);
 	add_path(api, t, j);
+	json_object_set_new(j, "key", key_info(api, t));
 	return j;
 }
 
@@ -786,6 +800,78 @@ out:
 	return v;
 }
 
+/* POST /tunnels/{ref}/rotate-key: a new key with the next key id. The
+ * nodes then dial with it and, for the grace period, still accept the key
+ * it replaces (fg_api_tunnel_keys_expire drops that one afterwards); links
+ * up stay up. A rotation during a grace period drops the oldest key at
+ * once. */
+static enum fg_http_verdict tunnel_rotate(struct api_call *c, const struct fg_tunnel *t)
+{
+	struct fg_store *st = c->api->st;
+	struct idset s = {0};
+	char *sealed = new_psk(c);
+	if (!sealed)
+		return FG_HTTP_DONE;
+	int64_t now = api_now();
+	int64_t key_id = (t->key_id + 1) & 0xffffffff;
+	int rc = st->ops->tunnel_set_keys(st, t->id, sealed, key_id, t->psk, t->key_id, now);
+	fg_free(sealed);
+	if (rc < 0)
+		return api_store_fail(c->r, rc, "rotating the tunnel's key");
+	struct fg_tunnel after;
+	if ((rc = st->ops->tunnel_get(st, t->id, &after)) < 0)
+		return api_store_fail(c->r, rc, "reading the tunnel");
+	json_t *b = key_info(c->api, t), *a = key_info(c->api, &after);
+	api_audit(c, "rotate-key", "tunnel", t->id, b, a);
+	json_decref(b);
+	json_decref(a);
+	fg_info("api: tunnel %lld (%s): key rotated by %s: key id %lld, previous %lld accepted "
+		"until %lld",
+		(long long)t->id, t->name, c->who.name, (long long)key_id, (long long)t->key_id,
+		(long long)(now + c->api->tunnel_key_grace_s));
+	api_tunnel_nodes(st, &after, &s);
+	api_idset_refresh(c->api, &s);
+	fg_free(s.v);
+	enum fg_http_verdict v = api_reply(c->r, 200, tunnel_view(c->api, &after));
+	fg_tunnel_deinit(&after);
+	return v;
+}
+
+int fg_api_tunnel_keys_expire(struct fg_api *api, int64_t now)
+{
+	struct fg_store *st = api->st;
+	struct fg_tunnel *v;
+	size_t n;
+	struct idset s = {0};
+	int rc = st->ops->tunnel_list(st, &v, &n);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		const struct fg_tunnel *t = &v[i];
+		if (!t->prev_psk || t->rotated + api->tunnel_key_grace_s > now)
+			continue;
+		rc = st->ops->tunnel_set_keys(st, t->id, t->psk, t->key_id, NULL, 0, t->rotated);
+		if (rc < 0)
+			break;
+		json_t *b = key_info(api, t);
+		char *bt = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
+		char at[96];
+		snprintf(at, sizeof(at), "{\"id\":%lld,\"previous_id\":null,\"rotated\":%lld}",
+			 (long long)t->key_id, (long long)t->rotated);
+		st->ops->audit_add(st, now, "server", "key-grace-end", "tunnel", t->id, bt, at);
+		free(bt);
+		json_decref(b);
+		fg_info("tunnel %lld (%s): previous key id %lld no longer accepted",
+			(long long)t->id, t->name, (long long)t->prev_key_id);
+		api_tunnel_nodes(st, t, &s);
+	}
+	fg_tunnel_list_free(v, n);
+	if (s.n)
+		api_idset_refresh(api, &s);
+	fg_free(s.v);
+	return rc < 0 ? rc : 0;
+}
+
 static int tunnel_by_ref(struct fg_store *st, const char *ref, struct fg_tunnel *out)
 {
 	return api_is_id(ref) ? st->ops->tunnel_get(st, strtoll(ref, NULL, 10), out)
@@ -856,6 +942,8 @@ enum fg_http_verdict api_tunnels(struct api_call *c)
 					     : api_store_fail(c->r, rc, "reading the node");
 		}
 		v = api_series(c, &q);
+	} else if (c->nseg == 3 && strcmp(c->seg[2], "rotate-key") == 0) {
+		v = strcmp(m, "POST") == 0 ? tunnel_rotate(c, &t) : api_bad_method(c);
 	} else if (c->nseg != 2) {
 		v = api_fail(c->r, 404, "not_found", NULL, "no such resource");
 	} else if (strcmp(m, "GET") == 0) {

@@ -206,6 +206,7 @@ int fg_desired_tunnel_load(struct fg_store *st, const struct fg_secret_key *key,
 		return rc;
 	d->ctx.tunnel_id = t->id;
 	d->ctx.name = t->name;
+	d->ctx.key_id = (uint32_t)t->key_id;
 	if (d->model.entry_group) {
 		rc = st->ops->group_members(st, d->model.entry_group, &d->entry, &d->ctx.nentry);
 		if (rc == -ENOENT)
@@ -254,6 +255,20 @@ int fg_desired_tunnel_load(struct fg_store *st, const struct fg_secret_key *key,
 		}
 		d->ctx.psk = d->psk;
 		d->ctx.psk_len = (size_t)len;
+		if (t->prev_psk) {
+			len = fg_secret_open(key, t->prev_psk, d->prev_psk);
+			if (len < 0) {
+				rc = len;
+				snprintf(err, errlen,
+					 "its previous pre-shared key does not open with this "
+					 "server's key (%s)",
+					 strerror(-rc));
+				goto err;
+			}
+			d->ctx.prev_psk = d->prev_psk;
+			d->ctx.prev_psk_len = (size_t)len;
+			d->ctx.prev_key_id = (uint32_t)t->prev_key_id;
+		}
 	}
 	return 0;
 err:
@@ -264,6 +279,7 @@ err:
 void fg_desired_tunnel_deinit(struct fg_desired_tunnel *d)
 {
 	sodium_memzero(d->psk, sizeof(d->psk));
+	sodium_memzero(d->prev_psk, sizeof(d->prev_psk));
 	fg_tm_deinit(&d->model);
 	fg_node_list_free(d->rows, d->ctx.nnodes);
 	fg_free(d->nodes);

@@ -55,7 +55,8 @@ int fg_desired_compile(struct fg_store *st, int64_t node_id, json_t **state, cha
 
 /* Everything fg_tm_compile needs for one stored tunnel: its parsed model,
  * its nodes (effective addresses: the operator's, else the session's),
- * the entry's members, the opened PSK. */
+ * the entry's members, the opened PSK (and the previous one while links
+ * still accept it after a key rotation). */
 struct fg_desired_tunnel {
 	struct fg_tm model;
 	struct fg_tm_ctx ctx;
@@ -63,6 +64,7 @@ struct fg_desired_tunnel {
 	struct fg_tm_node *nodes;
 	int64_t *entry; /* owned */
 	uint8_t psk[FG_SECRET_PLAIN_MAX];
+	uint8_t prev_psk[FG_SECRET_PLAIN_MAX]; /* during a rotation's grace period */
 };
 
 /* Loads t's context. key NULL: no PSK (ctx.psk NULL; compile then fails

@@ -90,9 +90,10 @@ void fg_tunnel_deinit(struct fg_tunnel *t)
 {
 	fg_free(t->json);
 	fg_free(t->psk);
+	fg_free(t->prev_psk);
 	fg_free(t->nodes);
 	fg_free(t->ports);
-	t->json = t->psk = NULL;
+	t->json = t->psk = t->prev_psk = NULL;
 	t->nodes = NULL;
 	t->ports = NULL;
 	t->nnodes = t->nports = 0;

@@ -110,8 +110,14 @@ struct fg_tunnel {
 	char name[FG_STORE_NAME_MAX + 1];
 	int64_t entry_node_id, entry_group_id; /* exactly one is > 0 */
 	bool enabled;
-	char *json;	/* owned when returned by the store, borrowed when passed in */
-	char *psk;	/* idem; on update NULL keeps the stored one */
+	char *json; /* owned when returned by the store, borrowed when passed in */
+	char *psk;  /* idem; on update NULL keeps the stored one */
+	/* Key rotation (read-only here: tunnel_set_keys writes them). key_id
+	 * is psk's handshake key id; prev_psk (sealed, NULL when none) the
+	 * previous key that links still accept until the grace period after
+	 * the rotation at `rotated` (unix s, 0 never) ends. */
+	int64_t key_id, prev_key_id, rotated;
+	char *prev_psk;
 	int64_t *nodes; /* hops and exits; owned when returned, borrowed when passed in */
 	size_t nnodes;
 	struct fg_tunnel_port *ports; /* idem */
@@ -268,6 +274,9 @@ struct fg_store_ops {
 	int (*tunnel_list)(struct fg_store *st, struct fg_tunnel **v, size_t *n);
 	int (*tunnel_update)(struct fg_store *st, const struct fg_tunnel *t);
 	int (*tunnel_delete)(struct fg_store *st, int64_t id);
+	/* Sets a tunnel's keys (sealed texts; prev_psk NULL: none). */
+	int (*tunnel_set_keys)(struct fg_store *st, int64_t id, const char *psk, int64_t key_id,
+			       const char *prev_psk, int64_t prev_key_id, int64_t rotated);
 	/* The tunnels node_id takes part in: as entry (directly or through a
 	 * group), hop or exit. */
 	int (*tunnels_for_node)(struct fg_store *st, int64_t node_id, struct fg_tunnel **v,

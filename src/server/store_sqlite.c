@@ -159,6 +159,14 @@ static const char *const migrations[] = {
     " CHECK ((node_id IS NULL) <> (group_id IS NULL)),"
     " CHECK (port_lo BETWEEN 1 AND port_hi AND port_hi <= 65535));"
     "CREATE INDEX tunnel_ports_tunnel ON tunnel_ports(tunnel_id);",
+    /* 4: tunnel key rotation. key_id NULL: the id a tunnel's first key has
+     * always had (its id, low 32 bits). prev_psk: the previous key, sealed
+     * like psk, while links still accept it (a grace period after a
+     * rotation); rotated: when (unix seconds), 0 never. */
+    "ALTER TABLE tunnels ADD COLUMN key_id INTEGER;"
+    "ALTER TABLE tunnels ADD COLUMN prev_psk TEXT;"
+    "ALTER TABLE tunnels ADD COLUMN prev_key_id INTEGER;"
+    "ALTER TABLE tunnels ADD COLUMN rotated INTEGER NOT NULL DEFAULT 0;",
 };
 
 enum stmt_id {
@@ -226,6 +234,7 @@ enum stmt_id {
 	S_TUN_LIST,
 	S_TUN_UPDATE,
 	S_TUN_DELETE,
+	S_TUN_SET_KEYS,
 	S_TUN_DELETE_BY_NODE,
 	S_TUN_FOR_NODE,
 	S_TUN_NODES_CLEAR,
@@ -257,8 +266,10 @@ enum stmt_id {
 #define GROUP_COLS "id, name, created"
 #define FWD_COLS   "id, name, node_id, group_id, enabled, port_lo, port_hi, proto, json"
 #define POL_COLS   "id, name, priority, enabled, json, created"
-#define TUN_COLS   "id, name, entry_node_id, entry_group_id, enabled, json, psk"
-#define STAT_COLS  "kind, object_id, node_id, ts, bytes_up, bytes_down, conns"
+#define TUN_COLS                                                                                   \
+	"id, name, entry_node_id, entry_group_id, enabled, json, psk,"                             \
+	" COALESCE(key_id, id & 4294967295), prev_psk, COALESCE(prev_key_id, 0), rotated"
+#define STAT_COLS "kind, object_id, node_id, ts, bytes_up, bytes_down, conns"
 
 static const char *const sql[S__N] = {
     [S_SCHEMA_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM schema_version",
@@ -371,6 +382,8 @@ static const char *const sql[S__N] = {
     [S_TUN_UPDATE] = "UPDATE tunnels SET name = ?2, entry_node_id = ?3, entry_group_id = ?4,"
 		     " enabled = ?5, json = ?6, psk = COALESCE(?7, psk) WHERE id = ?1",
     [S_TUN_DELETE] = "DELETE FROM tunnels WHERE id = ?1",
+    [S_TUN_SET_KEYS] = "UPDATE tunnels SET psk = ?2, key_id = ?3, prev_psk = ?4,"
+		       " prev_key_id = ?5, rotated = ?6 WHERE id = ?1",
     [S_TUN_DELETE_BY_NODE] = "DELETE FROM tunnels WHERE id IN"
 			     " (SELECT tunnel_id FROM tunnel_nodes WHERE node_id = ?1)",
     [S_TUN_FOR_NODE] =
@@ -791,7 +804,10 @@ static int read_tunnel(sqlite3_stmt *q, void *out)
 	t->entry_node_id = sqlite3_column_int64(q, 2);
 	t->entry_group_id = sqlite3_column_int64(q, 3);
 	t->enabled = sqlite3_column_int(q, 4);
-	if (col_dup(q, 5, &t->json) || col_dup(q, 6, &t->psk)) {
+	t->key_id = sqlite3_column_int64(q, 7);
+	t->prev_key_id = sqlite3_column_int64(q, 9);
+	t->rotated = sqlite3_column_int64(q, 10);
+	if (col_dup(q, 5, &t->json) || col_dup(q, 6, &t->psk) || col_dup(q, 8, &t->prev_psk)) {
 		fg_tunnel_deinit(t);
 		return -ENOMEM;
 	}
@@ -1347,6 +1363,15 @@ static int tunnel_update(struct fg_store *st, const struct fg_tunnel *t)
 	return sp_end(s, rc);
 }
 
+static int tunnel_set_keys(struct fg_store *st, int64_t id, const char *psk, int64_t key_id,
+			   const char *prev_psk, int64_t prev_key_id, int64_t rotated)
+{
+	if (!psk)
+		return -EINVAL;
+	return change(S(st), S_TUN_SET_KEYS, "ititii", id, psk, key_id, prev_psk, prev_key_id,
+		      rotated);
+}
+
 static int tunnel_delete(struct fg_store *st, int64_t id)
 {
 	return change(S(st), S_TUN_DELETE, "i", id);
@@ -1515,6 +1540,7 @@ static const struct fg_store_ops sqlite_ops = {
     .tunnel_list = tunnel_list,
     .tunnel_update = tunnel_update,
     .tunnel_delete = tunnel_delete,
+    .tunnel_set_keys = tunnel_set_keys,
     .tunnels_for_node = tunnels_for_node,
     .port_conflict = port_conflict,
     .config_rev = config_rev,

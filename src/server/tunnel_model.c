@@ -596,8 +596,20 @@ static json_t *link_json(const struct fg_tm *m, const struct fg_tm_ctx *c, size_
 		return NULL;
 	}
 	sodium_bin2base64(b64, sizeof(b64), c->psk, c->psk_len, sodium_base64_VARIANT_ORIGINAL);
-	json_t *o = json_pack("{s:s, s:b, s:{s:I, s:s}}", "transport", l->transport, "mux", l->mux,
-			      "psk", "id", (json_int_t)(c->tunnel_id & 0xffffffff), "key", b64);
+	json_t *o;
+	if (c->prev_psk && c->prev_psk_len && c->prev_psk_len <= 64) {
+		/* a rotation's grace period: dial with the new key, accept both */
+		char pb64[sizeof(b64)];
+		sodium_bin2base64(pb64, sizeof(pb64), c->prev_psk, c->prev_psk_len,
+				  sodium_base64_VARIANT_ORIGINAL);
+		o = json_pack("{s:s, s:b, s:[{s:I, s:s, s:b}, {s:I, s:s}]}", "transport",
+			      l->transport, "mux", l->mux, "keys", "id", (json_int_t)c->key_id,
+			      "key", b64, "dial", 1, "id", (json_int_t)c->prev_key_id, "key", pb64);
+		sodium_memzero(pb64, sizeof(pb64));
+	} else {
+		o = json_pack("{s:s, s:b, s:{s:I, s:s}}", "transport", l->transport, "mux", l->mux,
+			      "psk", "id", (json_int_t)c->key_id, "key", b64);
+	}
 	sodium_memzero(b64, sizeof(b64));
 	if (!o)
 		return NULL;

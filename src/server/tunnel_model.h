@@ -88,6 +88,12 @@ struct fg_tm_ctx {
 	size_t nentry;
 	const uint8_t *psk; /* plaintext, FG_TM_PSK_LEN bytes */
 	size_t psk_len;
+	uint32_t key_id; /* psk's handshake key id */
+	/* during a key rotation's grace period: the previous key, which links
+	 * still accept (emitted as "keys" with psk marked "dial"); NULL none */
+	const uint8_t *prev_psk;
+	size_t prev_psk_len;
+	uint32_t prev_key_id;
 };
 
 /* Compiles node_id's role in the tunnel: the element of its desired

@@ -47,6 +47,8 @@ static void link_deinit(struct fg_tunnel_link_cfg *l)
 	fg_free(l->peers);
 	l->peers = NULL;
 	l->npeers = 0;
+	explicit_bzero(l->psk, sizeof(l->psk));
+	explicit_bzero(l->keys, sizeof(l->keys));
 }
 
 void fg_tunnel_cfg_deinit(struct fg_tunnel_cfg *c)
@@ -92,17 +94,31 @@ static bool endpoint_equal(const struct fg_endpoint *a, const struct fg_endpoint
 	       a->port_hi == b->port_hi;
 }
 
-static bool link_equal(const struct fg_tunnel_link_cfg *a, const struct fg_tunnel_link_cfg *b)
+static bool keys_equal(const struct fg_tunnel_link_cfg *a, const struct fg_tunnel_link_cfg *b)
+{
+	if (a->psk_id != b->psk_id || a->psk_len != b->psk_len ||
+	    memcmp(a->psk, b->psk, a->psk_len) || a->nkeys != b->nkeys)
+		return false;
+	for (size_t i = 0; i < a->nkeys; i++)
+		if (a->keys[i].id != b->keys[i].id || a->keys[i].len != b->keys[i].len ||
+		    memcmp(a->keys[i].key, b->keys[i].key, a->keys[i].len))
+			return false;
+	return true;
+}
+
+static bool link_equal(const struct fg_tunnel_link_cfg *a, const struct fg_tunnel_link_cfg *b,
+		       bool with_keys)
 {
 	if (a->present != b->present)
 		return false;
 	if (!a->present)
 		return true;
-	if (a->transport != b->transport || a->mux != b->mux || a->psk_id != b->psk_id ||
-	    a->psk_len != b->psk_len || memcmp(a->psk, b->psk, a->psk_len) ||
-	    a->is_listen != b->is_listen || a->npeers != b->npeers || a->balance != b->balance ||
-	    strcmp(a->ws_path, b->ws_path) || strcmp(a->ws_host, b->ws_host) ||
-	    a->pool != b->pool || a->keepalive_ns != b->keepalive_ns)
+	if (with_keys && !keys_equal(a, b))
+		return false;
+	if (a->transport != b->transport || a->mux != b->mux || a->is_listen != b->is_listen ||
+	    a->npeers != b->npeers || a->balance != b->balance || strcmp(a->ws_path, b->ws_path) ||
+	    strcmp(a->ws_host, b->ws_host) || a->pool != b->pool ||
+	    a->keepalive_ns != b->keepalive_ns)
 		return false;
 	if (a->is_listen && !endpoint_equal(&a->listen, &b->listen))
 		return false;
@@ -114,11 +130,11 @@ static bool link_equal(const struct fg_tunnel_link_cfg *a, const struct fg_tunne
 	return true;
 }
 
-bool fg_tunnel_cfg_equal(const struct fg_tunnel_cfg *a, const struct fg_tunnel_cfg *b)
+static bool cfg_equal(const struct fg_tunnel_cfg *a, const struct fg_tunnel_cfg *b, bool with_keys)
 {
 	if (strcmp(a->name, b->name) || strcmp(a->id, b->id) || a->role != b->role ||
-	    !endpoint_equal(&a->listen, &b->listen) || !link_equal(&a->prev, &b->prev) ||
-	    !link_equal(&a->next, &b->next) || a->ntargets != b->ntargets ||
+	    !endpoint_equal(&a->listen, &b->listen) || !link_equal(&a->prev, &b->prev, with_keys) ||
+	    !link_equal(&a->next, &b->next, with_keys) || a->ntargets != b->ntargets ||
 	    a->target_balance != b->target_balance || a->rate_up != b->rate_up ||
 	    a->rate_down != b->rate_down || a->rate_up_conn != b->rate_up_conn ||
 	    a->rate_down_conn != b->rate_down_conn || a->burst != b->burst ||
@@ -130,6 +146,24 @@ bool fg_tunnel_cfg_equal(const struct fg_tunnel_cfg *a, const struct fg_tunnel_c
 		if (!endpoint_equal(&a->targets[i], &b->targets[i]))
 			return false;
 	return true;
+}
+
+bool fg_tunnel_cfg_equal(const struct fg_tunnel_cfg *a, const struct fg_tunnel_cfg *b)
+{
+	return cfg_equal(a, b, true);
+}
+
+bool fg_tunnel_cfg_equal_but_keys(const struct fg_tunnel_cfg *a, const struct fg_tunnel_cfg *b)
+{
+	return cfg_equal(a, b, false);
+}
+
+const struct fg_tunnel_key *fg_tunnel_link_key(const struct fg_tunnel_link_cfg *l, uint32_t id)
+{
+	for (size_t i = 0; i < l->nkeys; i++)
+		if (l->keys[i].id == id)
+			return &l->keys[i];
+	return NULL;
 }
 
 bool fg_tunnel_link_needs_cert(const struct fg_tunnel_link_cfg *l)
@@ -230,15 +264,18 @@ static int parse_balance(const json_t *v, const char *path, const char *field,
 	return 0;
 }
 
-static int parse_psk(const json_t *o, const char *path, struct fg_tunnel_link_cfg *l, char *err,
+/* One key object at path p: {"id": u32, "key": base64 of 16-64 bytes},
+ * plus "dial": bool when it is an element of "keys" (dial != NULL). The
+ * key text is never echoed in full. */
+static int parse_key(const json_t *o, const char *p, struct fg_tunnel_key *k, bool *dial, char *err,
 		     size_t errlen)
 {
-	char p[96], vt[72];
-	snprintf(p, sizeof(p), "%s.psk", path);
+	char vt[72];
 	if (!json_is_object(o)) {
 		fg_json_value_text(o, vt, sizeof(vt));
-		return fg_errf(err, errlen, "%s: %s must be an object {\"id\": N, \"key\": base64}",
-			       p, vt);
+		return fg_errf(err, errlen,
+			       "%s: %s must be an object {\"id\": N, \"key\": base64%s}", p, vt,
+			       dial ? ", \"dial\": bool" : "");
 	}
 	const char *key, *s = NULL;
 	json_t *v;
@@ -247,23 +284,25 @@ static int parse_psk(const json_t *o, const char *path, struct fg_tunnel_link_cf
 	json_object_foreach((json_t *)o, key, v)
 	{
 		if (strcmp(key, "id") == 0) {
-			if ((rc = fg_json_get_uint(v, p, key, 0, UINT32_MAX, &l->psk_id, err,
-						   errlen)))
+			if ((rc = fg_json_get_uint(v, p, key, 0, UINT32_MAX, &k->id, err, errlen)))
 				return rc;
 			have_id = true;
 		} else if (strcmp(key, "key") == 0) {
 			if ((rc = fg_json_get_string(v, p, key, &s, err, errlen)))
 				return rc;
-			int n = b64_decode(s, l->psk, sizeof(l->psk));
+			int n = b64_decode(s, k->key, sizeof(k->key));
 			if (n < 16 || n > 64) {
-				memset(l->psk, 0, sizeof(l->psk));
+				explicit_bzero(k->key, sizeof(k->key));
 				/* never echo a secret in full */
 				return fg_errf(err, errlen,
 					       "%s.key: \"%.4s...\" is not base64 of 16-64 bytes",
 					       p, s);
 			}
-			l->psk_len = (size_t)n;
+			k->len = (size_t)n;
 			have_key = true;
+		} else if (dial && strcmp(key, "dial") == 0) {
+			if ((rc = fg_json_get_bool(v, p, key, dial, err, errlen)))
+				return rc;
 		} else {
 			return fg_errf(err, errlen, "%s.%.64s: unknown field", p, key);
 		}
@@ -272,6 +311,59 @@ static int parse_psk(const json_t *o, const char *path, struct fg_tunnel_link_cf
 		return fg_errf(err, errlen, "%s.id: missing", p);
 	if (!have_key)
 		return fg_errf(err, errlen, "%s.key: missing", p);
+	return 0;
+}
+
+/* "psk": the link's one key, which it dials with and accepts. */
+static int parse_psk(const json_t *o, const char *path, struct fg_tunnel_link_cfg *l, char *err,
+		     size_t errlen)
+{
+	char p[96];
+	snprintf(p, sizeof(p), "%s.psk", path);
+	int rc = parse_key(o, p, &l->keys[0], NULL, err, errlen);
+	if (rc)
+		return rc;
+	l->nkeys = 1;
+	l->psk_id = l->keys[0].id;
+	return 0;
+}
+
+/* "keys": 1-FG_TUNNEL_MAX_KEYS keys with distinct ids, exactly one
+ * marked "dial" (the one this node dials with); a listener accepts all of
+ * them. What a key rotation sends: the new key to dial with, the previous
+ * one still accepted for a grace period. */
+static int parse_keys(const json_t *a, const char *path, struct fg_tunnel_link_cfg *l, char *err,
+		      size_t errlen)
+{
+	char p[96], vt[72];
+	snprintf(p, sizeof(p), "%s.keys", path);
+	if (!json_is_array(a) || json_array_size(a) == 0 ||
+	    json_array_size(a) > FG_TUNNEL_MAX_KEYS) {
+		fg_json_value_text(a, vt, sizeof(vt));
+		return fg_errf(err, errlen, "%s: %s must be an array of 1-%d keys", p, vt,
+			       FG_TUNNEL_MAX_KEYS);
+	}
+	size_t ndial = 0;
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		char kp[160];
+		bool dial = false;
+		snprintf(kp, sizeof(kp), "%s[%zu]", p, i);
+		int rc = parse_key(json_array_get(a, i), kp, &l->keys[i], &dial, err, errlen);
+		if (rc)
+			return rc;
+		for (size_t k = 0; k < i; k++)
+			if (l->keys[k].id == l->keys[i].id)
+				return fg_errf(err, errlen, "%s.id: %u is also the id of %s[%zu]",
+					       kp, l->keys[i].id, p, k);
+		l->nkeys = i + 1;
+		if (dial) {
+			ndial++;
+			l->psk_id = l->keys[i].id;
+		}
+	}
+	if (ndial != 1)
+		return fg_errf(err, errlen,
+			       "%s: exactly one key must have \"dial\": true (%zu have)", p, ndial);
 	return 0;
 }
 
@@ -374,8 +466,8 @@ static int parse_link(const json_t *o, const char *path, bool is_prev, struct fg
 	const char *key, *s = NULL, *why;
 	json_t *v;
 	int rc = 0;
-	bool have_transport = false, have_psk = false, have_listen = false, have_peers = false,
-	     have_ws = false, have_pool = false;
+	bool have_transport = false, have_psk = false, have_keys = false, have_listen = false,
+	     have_peers = false, have_ws = false, have_pool = false;
 
 	memset(l, 0, sizeof(*l));
 	l->present = true;
@@ -415,6 +507,9 @@ static int parse_link(const json_t *o, const char *path, bool is_prev, struct fg
 		} else if (strcmp(key, "psk") == 0) {
 			rc = parse_psk(v, path, l, err, errlen);
 			have_psk = true;
+		} else if (strcmp(key, "keys") == 0) {
+			rc = parse_keys(v, path, l, err, errlen);
+			have_keys = true;
 		} else if (strcmp(key, "listen") == 0) {
 			if ((rc = fg_json_get_string(v, path, key, &s, err, errlen)))
 				return rc;
@@ -464,9 +559,15 @@ static int parse_link(const json_t *o, const char *path, bool is_prev, struct fg
 	}
 	if (!have_transport)
 		return fg_errf(err, errlen, "%s.transport: missing", path);
-	if (!have_psk)
+	if (have_psk && have_keys)
+		return fg_errf(err, errlen, "%s.keys: give \"psk\" or \"keys\", not both", path);
+	if (!have_psk && !have_keys)
 		return fg_errf(err, errlen, "%s.psk: missing (every link authenticates with a key)",
 			       path);
+	/* the dial key, where the handshake's dialer takes it */
+	const struct fg_tunnel_key *dk = fg_tunnel_link_key(l, l->psk_id);
+	memcpy(l->psk, dk->key, dk->len);
+	l->psk_len = dk->len;
 	if (l->transport == FG_TT_AEAD && l->psk_len < 16)
 		return fg_errf(err, errlen, "%s.psk.key: aead needs at least 16 bytes", path);
 	if (have_listen == have_peers)

@@ -18,6 +18,7 @@
 #define FG_TUNNEL_MAX_TARGETS 64
 #define FG_TUNNEL_WS_PATH_MAX 255
 #define FG_TUNNEL_PATH_MAX    4096
+#define FG_TUNNEL_MAX_KEYS    4 /* keys a link accepts at once (rotation) */
 
 enum fg_tunnel_role { FG_TUNNEL_ENTRY = 1, FG_TUNNEL_RELAY = 2, FG_TUNNEL_EXIT = 3 };
 
@@ -37,13 +38,27 @@ struct fg_tunnel_peer {
 	char node[FG_NAME_MAX + 1];	    /* informational, may be "" */
 };
 
+/* One pre-shared key of a link. Key material: wipe copies after use, never
+ * log or print it (the id is fine). */
+struct fg_tunnel_key {
+	uint32_t id;
+	uint8_t key[FG_HS_PSK_MAX];
+	size_t len;
+};
+
 struct fg_tunnel_link_cfg {
 	bool present;
 	enum fg_tunnel_transport transport;
 	bool mux;
+	/* the key this node dials with (the "psk" of a file, or the "keys"
+	 * entry marked "dial") */
 	uint32_t psk_id;
 	uint8_t psk[FG_HS_PSK_MAX];
 	size_t psk_len;
+	/* every key a listener accepts, the dial key included (during a key
+	 * rotation the previous key too); at least 1 */
+	struct fg_tunnel_key keys[FG_TUNNEL_MAX_KEYS];
+	size_t nkeys;
 	bool is_listen; /* listen set; else peers */
 	struct fg_endpoint listen;
 	struct fg_tunnel_peer *peers; /* owned array */
@@ -87,6 +102,11 @@ void fg_tunnel_cfg_deinit(struct fg_tunnel_cfg *c);
 int fg_tunnel_cfg_copy(struct fg_tunnel_cfg *dst, const struct fg_tunnel_cfg *src);
 /* Every field equal (an unchanged tunnel keeps its links and streams). */
 bool fg_tunnel_cfg_equal(const struct fg_tunnel_cfg *a, const struct fg_tunnel_cfg *b);
+/* Equal apart from the links' keys: a key rotation, which the engine
+ * applies in place (links up stay up; new handshakes use the new keys). */
+bool fg_tunnel_cfg_equal_but_keys(const struct fg_tunnel_cfg *a, const struct fg_tunnel_cfg *b);
+/* The key with this id that the link accepts, or NULL. Borrowed. */
+const struct fg_tunnel_key *fg_tunnel_link_key(const struct fg_tunnel_link_cfg *l, uint32_t id);
 /* Does this link's far end need a TLS server certificate on this node? */
 bool fg_tunnel_link_needs_cert(const struct fg_tunnel_link_cfg *l);
 

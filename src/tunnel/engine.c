@@ -457,6 +457,29 @@ static int load_cert(struct fg_tunnel_engine *e, const struct fg_tunnel_set *set
 	return 0;
 }
 
+/* Takes c's link keys into the running t (the lsides read t->cfg, so the
+ * next handshake uses them). */
+static void tun_set_keys(struct tun *t, const struct fg_tunnel_cfg *c)
+{
+	struct fg_tunnel_link_cfg *lk[2] = {&t->cfg.prev, &t->cfg.next};
+	const struct fg_tunnel_link_cfg *nk[2] = {&c->prev, &c->next};
+	for (int k = 0; k < 2; k++) {
+		if (!lk[k]->present)
+			continue;
+		lk[k]->psk_id = nk[k]->psk_id;
+		memcpy(lk[k]->psk, nk[k]->psk, sizeof(lk[k]->psk));
+		lk[k]->psk_len = nk[k]->psk_len;
+		memcpy(lk[k]->keys, nk[k]->keys, sizeof(lk[k]->keys));
+		lk[k]->nkeys = nk[k]->nkeys;
+		struct lside *ls = k ? &t->next : &t->prev;
+		for (size_t i = 0; i < ls->npeers; i++)
+			ls->peers[i].key_alt = 0; /* the new dial key first */
+		fg_info("tunnel %s: %s link keys changed: dials with key id %u, accepts %zu "
+			"key(s)",
+			t->cfg.name, k ? "next" : "prev", lk[k]->psk_id, lk[k]->nkeys);
+	}
+}
+
 static struct tun *find_running(struct fg_tunnel_engine *e, const char *name)
 {
 	for (struct tun *t = e->tuns; t; t = t->next_t)
@@ -471,8 +494,9 @@ int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_se
 	struct fg_tls_server *srv = NULL;
 	struct tun **fresh = fg_calloc(set->n + 1, sizeof(*fresh));
 	bool *keep = fg_calloc(set->n + 1, sizeof(*keep));
+	bool *rekey = fg_calloc(set->n + 1, sizeof(*rekey));
 	int rc = 0;
-	if (!fresh || !keep) {
+	if (!fresh || !keep || !rekey) {
 		snprintf(err, errlen, "out of memory");
 		rc = -ENOMEM;
 		goto out;
@@ -507,6 +531,12 @@ int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_se
 			keep[i] = true;
 			continue;
 		}
+		if (old && fg_tunnel_cfg_equal_but_keys(&old->cfg, c)) {
+			/* a key rotation: the links up were authenticated at their
+			 * handshake and stay; the keys change below, in place */
+			keep[i] = rekey[i] = true;
+			continue;
+		}
 		fresh[i] = tun_new(e, c, err, errlen);
 		if (!fresh[i]) {
 			rc = -EINVAL;
@@ -518,6 +548,11 @@ int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_se
 		fg_tls_server_free(e->tls_srv);
 		e->tls_srv = srv;
 		srv = NULL;
+	}
+	for (size_t i = 0; i < set->n; i++) {
+		struct tun *t = rekey[i] ? find_running(e, set->v[i].name) : NULL;
+		if (t)
+			tun_set_keys(t, &set->v[i]);
 	}
 	struct tun *keepers = NULL, **tail = &keepers;
 	for (struct tun *t = e->tuns, *nx; t; t = nx) {
@@ -557,6 +592,7 @@ out:
 	fg_tls_server_free(srv);
 	fg_free(fresh);
 	fg_free(keep);
+	fg_free(rekey);
 	return rc;
 }
 

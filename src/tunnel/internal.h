@@ -96,6 +96,7 @@ struct tstream {
 	uint8_t up_skip; /* open header bytes not to count as client bytes */
 	uint16_t port_off;
 	unsigned attempts; /* dial attempts (next side) or targets tried (exit) */
+	bool key_retried;  /* one more dial after a peer did not know our key */
 	size_t target_idx, target_base;
 	struct fg_timer timer;		   /* waiting for a link, connecting a target */
 	struct fg_timer throttle;	   /* entry: a rate limit said wait */
@@ -118,6 +119,10 @@ struct peer_slot {
 	int64_t backoff_ns;
 	int64_t down_until_ns; /* per-stream dialing: skip until then */
 	struct fg_timer retry;
+	/* 0: dial with the link's dial key; k > 0: with its k-th other key,
+	 * because the peer refused the dial key as unknown (it has not got a
+	 * key rotation's new key yet). Reset when the keys change. */
+	unsigned key_alt;
 };
 
 /* The runtime of one link config (prev or next) of a tunnel. */
@@ -162,7 +167,8 @@ struct link {
 	struct fg_hs_listener *hl;
 	uint8_t hsbuf[FG_HS_AUTH_MAX + FG_HS_ACCEPT_MAX];
 	size_t hslen;
-	bool hs_refused; /* REFUSE queued: close once it is written */
+	bool hs_refused;  /* REFUSE queued: close once it is written */
+	bool key_unknown; /* dialer: the peer refused our key id as unknown */
 	bool aead;
 	struct fg_aead_sealer sealer;
 	struct fg_aead_opener *opener;

@@ -56,10 +56,13 @@ static const char *peer_text(const struct link *l, char *buf, size_t len)
 int key_lookup_cb(void *arg, uint32_t key_id, uint8_t *psk, size_t *psk_len)
 {
 	struct lside *ls = arg;
-	if (key_id != ls->cfg->psk_id)
+	/* any key the link accepts: during a rotation the new and the
+	 * previous one */
+	const struct fg_tunnel_key *k = fg_tunnel_link_key(ls->cfg, key_id);
+	if (!k)
 		return -ENOKEY;
-	memcpy(psk, ls->cfg->psk, ls->cfg->psk_len);
-	*psk_len = ls->cfg->psk_len;
+	memcpy(psk, k->key, k->len);
+	*psk_len = k->len;
 	return 0;
 }
 
@@ -422,7 +425,12 @@ void link_close(struct link *l, const char *why)
 		ep->link = NULL;
 		ep->kind = EP_NONE;
 		struct tstream *ts = ep->ts;
-		/* a per-stream link that never came up: try another peer */
+		/* a per-stream link that never came up: try another peer (or the
+		 * same one once more with another key, see key_for_dial) */
+		if (!was_up && l->key_unknown && !ts->key_retried && ts->attempts) {
+			ts->key_retried = true;
+			ts->attempts--;
+		}
 		if (!was_up && ep->side == 1 && !ts->closed && !ls->cfg->is_listen &&
 		    ts->attempts < ls->npeers)
 			ts_attach_next(ts);
@@ -456,7 +464,7 @@ static void link_fail(struct link *l, const char *why)
 	if (l->state == LS_DEAD)
 		return;
 	l->tun->stats->c.link_failures++;
-	if (l->peer && l->state != LS_UP)
+	if (l->peer && l->state != LS_UP && !l->key_unknown)
 		l->peer->down_until_ns = fg_loop_now(l->tun->e->loop) + PEER_DOWN;
 	if (!is_persistent(l)) {
 		/* a per-stream link: a failure to come up matters to an operator;
@@ -637,6 +645,17 @@ static void hs_input(struct link *l, const uint8_t *p, size_t n)
 					 fg_hs_refuse_str(refuse));
 			else
 				snprintf(why, sizeof(why), "handshake: %s", fg_hs_strerror(rc));
+			if (rc == -ECONNREFUSED && refuse == FG_HS_R_UNKNOWN_KEY && l->peer &&
+			    l->ls->cfg->nkeys > 1) {
+				/* during a key rotation the peer may not have the new
+				 * key yet: the next dial to it tries our next key */
+				l->key_unknown = true;
+				l->peer->key_alt = (l->peer->key_alt + 1) % l->ls->cfg->nkeys;
+				fg_log_rl(FG_LOG_WARN,
+					  "tunnel %s: a peer does not know key id %u; trying the "
+					  "link's other keys",
+					  l->tun->cfg.name, l->hd->key_id);
+			}
 			link_fail(l, why);
 			return;
 		}
@@ -704,11 +723,26 @@ static void hs_input(struct link *l, const uint8_t *p, size_t n)
 		link_payload(l, p, n);
 }
 
+/* The key a dialer uses: the link's dial key, or after the peer refused
+ * that as unknown (peer->key_alt), the link's other keys in turn. Only keys
+ * the server put in this node's config are ever used. */
+static const struct fg_tunnel_key *key_for_dial(const struct link *l)
+{
+	const struct fg_tunnel_link_cfg *cfg = l->ls->cfg;
+	const struct fg_tunnel_key *dk = fg_tunnel_link_key(cfg, cfg->psk_id);
+	unsigned alt = l->peer ? l->peer->key_alt : 0;
+	if (!alt || cfg->nkeys < 2)
+		return dk;
+	for (size_t i = 0; i < cfg->nkeys; i++)
+		if (cfg->keys[i].id != cfg->psk_id && --alt == 0)
+			return &cfg->keys[i];
+	return dk;
+}
+
 static void start_hs(struct link *l)
 {
 	uint8_t nonce[FG_HS_NONCE_LEN], exp[32], out[FG_HS_HELLO_LEN];
 	size_t elen = 0;
-	const struct fg_tunnel_link_cfg *cfg = l->ls->cfg;
 	l->state = LS_HS;
 	if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
 		link_fail(l, "no random bytes");
@@ -723,8 +757,10 @@ static void start_hs(struct link *l)
 	}
 	if (l->dialer) {
 		l->hd = fg_calloc(1, sizeof(*l->hd));
-		if (!l->hd || fg_hs_dialer_init(l->hd, cfg->psk_id, cfg->psk, cfg->psk_len, nonce,
-						elen ? exp : NULL, elen)) {
+		const struct fg_tunnel_key *k = key_for_dial(l);
+		if (!l->hd || !k ||
+		    fg_hs_dialer_init(l->hd, k->id, k->key, k->len, nonce, elen ? exp : NULL,
+				      elen)) {
 			link_fail(l, "handshake setup failed");
 			return;
 		}

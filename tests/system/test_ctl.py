@@ -420,3 +420,102 @@ def test_ctl_policies_crud_preview_and_iptables_import(servers, ctl, tmp_path):
     assert ctl.json("policies", "get", "legacy")["enabled"] is False
     ctl.run("policies", "delete", "legacy", "base")
     assert ctl.json("policies", "list")["policies"] == []
+
+
+def test_ctl_tunnels_crud_bad_field_rotate_export_import(servers, ctl, tmp_path):
+    """`ctl tunnels`: create by flags and from a file, list/show (human and
+    --json), a bad field exits 2 naming the field and the option with nothing
+    created, update/--unset, enable/disable, rotate-key (key ids only, never a
+    key), export -> delete -> import (the import makes a fresh key), delete."""
+    srv = servers()
+    ctl.login(srv.url)
+    for n in ("n1", "n2", "n3"):
+        ctl.run("nodes", "create", n)
+    r = ctl.run("tunnels", "create", "--name", "db", "--node", "n1", "--listen",
+                "0.0.0.0:5432", "--hop", "n2", "--exit", "n3", "--target", "10.0.0.5:5432",
+                "--transport", "aead", "--no-mux", "--rate-down", "50mbit", "--max-conns", "500")
+    assert "created tunnel db" in r.stdout and "n1 -> n2 -> n3" in r.stdout
+    tfile = tmp_path / "t2.json"
+    tfile.write_text(json.dumps({"name": "web", "entry": {"node": "n1", "listen": "0.0.0.0:80"},
+                                 "exits": ["n2", "n3"], "balance": "round-robin",
+                                 "target": "10.0.0.6:80", "link_port": 21000}))
+    ctl.run("tunnels", "create", "-f", str(tfile), "--listen", "0.0.0.0:8080")
+
+    ts = {t["name"]: t for t in ctl.json("tunnels", "list")["tunnels"]}
+    assert set(ts) == {"db", "web"}
+    db = ts["db"]
+    assert (db["entry"], db["hops"], db["exit"], db["target"], db["transport"], db["mux"],
+            db["rate_down"], db["max_conns"]) == (
+        {"node": "n1", "listen": "0.0.0.0:5432"}, ["n2"], "n3", "10.0.0.5:5432", "aead", False,
+        "50mbit", 500)
+    web = ts["web"]
+    assert (web["entry"]["listen"], web["exits"], web["balance"], web["link_port"]) == (
+        "0.0.0.0:8080", ["n2", "n3"], "round-robin", 21000)
+    assert ctl.json("tunnels", "show", "db") == db
+    assert ctl.json("tunnels", "get", str(db["id"]))["name"] == "db"
+    out = ctl.run("tunnels", "list").stdout
+    assert "NAME" in out and "db" in out and "web" in out and "n1 -> n2 -> n3" in out
+    assert "waiting" in out  # no agent ever connected: no addresses to dial
+    out = ctl.run("tunnels", "show", "db").stdout
+    assert "10.0.0.5:5432" in out and "aead" in out
+    on_n2 = {t["name"] for t in ctl.json("tunnels", "list", "--node", "n2")["tunnels"]}
+    assert on_n2 == {"db", "web"}
+
+    # a bad field: exit 2, the API's field and the option named, nothing created
+    before = ctl.json("tunnels", "list")
+    r = ctl.run("tunnels", "create", "--name", "bad", "--node", "n1", "--listen",
+                "0.0.0.0:99999", "--exit", "n3", "--target", "10.0.0.5:1", expect=2)
+    assert 'field "entry.listen"' in r.stderr and "option --listen" in r.stderr, r.stderr
+    assert "99999" in r.stderr and r.stdout == ""
+    r = ctl.run("tunnels", "create", "--name", "bad", "--node", "n1", "--listen", "7000",
+                "--exit", "n3", "--target", "10.0.0.5:1", "--transport", "quic", expect=2)
+    assert 'field "transport"' in r.stderr and "option --transport" in r.stderr, r.stderr
+    r = ctl.run("tunnels", "create", "--name", "bad", "--node", "n1", "--listen", "7000",
+                "--exit", "nope", "--target", "10.0.0.5:1", expect=2)
+    assert 'field "exit"' in r.stderr and "option --exit" in r.stderr, r.stderr
+    assert ctl.json("tunnels", "list") == before
+    # bad usage, before any request
+    r = ctl.run("tunnels", "create", "--name", "x", "--node", "n1", expect=2)
+    assert "--listen ADDR is required" in r.stderr
+    assert "unknown command" in ctl.run("tunnels", "frob", expect=2).stderr
+    r = ctl.run("tunnels", expect=2)
+    assert "list, get, create, update, enable, disable, delete, rotate-key or stats" in r.stderr
+
+    # update: flags replace, --unset removes; the entry merges (--listen keeps the node)
+    ctl.run("tunnels", "update", "db", "--rate-up", "10mbit", "--unset", "rate_down",
+            "--listen", "0.0.0.0:5433")
+    db2 = ctl.json("tunnels", "show", "db")
+    assert (db2["rate_up"], "rate_down" in db2, db2["entry"]) == (
+        "10mbit", False, {"node": "n1", "listen": "0.0.0.0:5433"})
+    assert "disabled" in ctl.run("tunnels", "disable", "web").stdout
+    assert ctl.json("tunnels", "show", "web")["enabled"] is False
+    ctl.run("tunnels", "enable", "web")
+
+    # rotate-key: a new key id, the previous one accepted for 10 minutes
+    k0 = db2["key"]
+    assert k0["id"] == db["id"] and k0["previous_id"] is None
+    r = ctl.run("tunnels", "rotate-key", "db")
+    assert f"new key id {k0['id'] + 1}" in r.stdout and f"(id {k0['id']})" in r.stdout
+    k1 = ctl.json("tunnels", "show", "db")["key"]
+    assert (k1["id"], k1["previous_id"]) == (k0["id"] + 1, k0["id"])
+    assert k1["previous_until"] - k1["rotated"] == 600
+    assert ctl.run("tunnels", "rotate-key", "nope", expect=2).returncode == 2
+
+    # export holds the tunnels without keys; delete all; import makes them again
+    exp = tmp_path / "exp.json"
+    r = ctl.run("export", "-o", str(exp))
+    assert "2 tunnels" in r.stderr
+    first = json.loads(exp.read_text())
+    assert {t["name"] for t in first["tunnels"]} == {"db", "web"}
+    assert all("key" not in t and "psk" not in t for t in first["tunnels"])
+    r = ctl.run("tunnels", "delete", "db", "web")
+    assert "deleted tunnel db" in r.stdout and "deleted tunnel web" in r.stdout
+    assert "no tunnels" in ctl.run("tunnels", "list").stdout
+    r = ctl.run("import", str(exp))
+    assert "2 created, 0 updated" in r.stdout, r.stdout
+    again = {t["name"]: t for t in ctl.json("tunnels", "list")["tunnels"]}
+    # a fresh key: the first key of the new tunnel, no rotation pending
+    assert again["db"]["key"]["id"] == again["db"]["id"]
+    assert again["db"]["key"]["previous_id"] is None
+    assert again["db"]["rate_up"] == "10mbit"
+    assert without_time(json.loads(ctl.run("export").stdout)) == without_time(first)

@@ -560,3 +560,76 @@ def test_relay_that_dials_back_to_the_entry_and_on_to_the_exit(nodes, targets, p
     ok, bad = tn.many_transfers(net.cli, addr, 50, 32 << 10)
     assert ok == 50, bad[:5]
     rl.wait_metric("flowgate_tunnel_connections_total", lambda v: v == 51)
+
+
+def test_key_rotation_in_files_keeps_links_and_falls_back_for_a_peer_without_the_new_key(
+        nodes, targets, port, net):
+    """A key rotation as the server sends it ("keys": the new key to dial with, the
+    old one still accepted), applied node by node with SIGHUP: a dialer whose peer
+    has not got the new key yet (unknown key id) dials it again with the old key,
+    so no client connection fails; the keys change in place, so a connection
+    opened before keeps its link; once the old key is gone, a dialer that presents
+    it is refused and nothing reaches the target."""
+    tport, lport, cport, c2port = port(), port(), port(), port()
+    tgt = targets("echo", f"{tn.TGT}:{tport}")
+    old = tn.PSK  # id 7
+    new = {"id": 8, "key": tn.WRONG_PSK["key"]}
+    both = [dict(new, dial=True), old]
+    ex = start_exit(nodes, "aead", False, lport, [f"{tn.TGT}:{tport}"])  # old key only
+    peers = [{"address": f"{tn.EXT}:{lport}"}]
+
+    def entry_t(**keys):
+        return {"name": "t", "id": "17", "role": "entry", "listen": f"{tn.ENT_C}:{cport}",
+                "next": {"transport": "aead", "mux": False, "peers": peers, **keys}}
+    en = nodes("ent", {"tunnels": [entry_t(keys=both)]}, "entry")
+    addr = f"{tn.ENT_C}:{cport}"
+
+    # the entry got the new key first: every connection still goes through
+    for i in range(5):
+        data = os.urandom(50000 + i)
+        assert tn.transfer(net.cli, addr, data) == data
+    assert "does not know key id 8" in en.stderr()
+    assert en.metric("flowgate_tunnel_refused_total") == 0
+    c1 = net.cli.connect(addr)
+    assert fgnet.echo_roundtrip(c1, b"before\n")
+
+    def reload(node, doc):
+        n = node.stderr().count("reloaded")
+        node.write(doc)
+        node.proc.signal(signal.SIGHUP)
+        wait_for(lambda: node.stderr().count("reloaded") > n, 5, what="reloaded")
+
+    exit_doc = {"tunnels": [{"name": "t", "id": "17", "role": "exit",
+                             "targets": [f"{tn.TGT}:{tport}"],
+                             "prev": {"transport": "aead", "mux": False,
+                                      "listen": f"{tn.EXT}:{lport}"}}]}
+    # the exit gets the rotation, then both drop the old key (the grace is over)
+    exit_doc["tunnels"][0]["prev"]["keys"] = both
+    reload(ex, exit_doc)
+    assert "link keys changed" in ex.stderr()
+    assert fgnet.echo_roundtrip(c1, b"exit rotated\n")
+    del exit_doc["tunnels"][0]["prev"]["keys"]
+    exit_doc["tunnels"][0]["prev"]["psk"] = new
+    reload(ex, exit_doc)
+    reload(en, {"tunnels": [entry_t(psk=new)]})
+    # the connection from before the rotation kept its link throughout
+    assert fgnet.echo_roundtrip(c1, b"after\n")
+    c1.close()
+    refused0 = ex.metric("flowgate_tunnel_handshakes_refused_total")
+    for i in range(3):
+        data = os.urandom(40000 + i)
+        assert tn.transfer(net.cli, addr, data) == data
+    assert ex.metric("flowgate_tunnel_handshakes_refused_total") == refused0
+
+    # a node still dialing with the old key is refused; nothing reaches the target
+    stale = nodes("ent", {"tunnels": [dict(entry_t(psk=old), name="s",
+                                           listen=f"{tn.ENT_C}:{c2port}")]}, "stale")
+    s = net.cli.connect_refusable(f"{tn.ENT_C}:{c2port}")
+    fgnet.assert_refused(s, timeout=5)
+    if s:
+        s.close()
+    ex.wait_metric("flowgate_tunnel_handshakes_refused_total", lambda v: v > refused0)
+    assert "handshake refused by the peer: unknown key id" in stale.stderr()
+    time.sleep(0.3)
+    # the target saw exactly the 9 good connections (5 + c1 + 3)
+    assert len([e for e in tgt.drain() if e.get("event") == "accept"]) == 9

@@ -622,3 +622,106 @@ def _echo(plane, addr, payload, timeout=30.0):
     if err:
         raise err[0]
     return bytes(got)
+
+
+def _echo_roundtrip(s, data):
+    """Sends data on s and reads the same number of bytes back (echo peer)."""
+    s.sendall(data)
+    got = bytearray()
+    while len(got) < len(data):
+        b = s.recv(min(65536, len(data) - len(got)))
+        assert b, f"connection closed after {len(got)} of {len(data)} echoed bytes"
+        got += b
+    return bytes(got)
+
+
+def _db_blob(fleet):
+    blob = b""
+    for fn in os.listdir(fleet.data):
+        if fn.startswith("flowgate.db"):
+            with open(os.path.join(fleet.data, fn), "rb") as f:
+                blob += f.read()
+    assert blob, "no database files"
+    return blob
+
+
+def test_key_rotation_keeps_running_links_and_new_links_use_the_new_key(fleet, plane):
+    """POST /tunnels/{id}/rotate-key: every node gets the new key to dial with
+    and the old one still accepted; a connection opened before the rotation
+    keeps passing hash-checked bytes on its link, connections opened after it
+    (each its own link: mux off, so each is a new handshake) work with the new
+    key; no key is in an answer, the audit log or the database in plaintext."""
+    fleet.peer("echo", 9250)
+    t = fleet.api.ok("POST", "/tunnels", chain_body(
+        name="rot", entry={"node": "n1", "listen": "0.0.0.0:7250"},
+        target=f"{TG_IP}:9250", transport="aead", mux=False, link_port=7350))
+    assert t["key"]["id"] == t["id"] and t["key"]["previous_id"] is None
+    old = wait_tunnel_on(fleet, "n1", "rot")["next"]["psk"]
+    for node in ("n2", "n3"):
+        wait_tunnel_on(fleet, node, "rot")
+    try:
+        wait_for(lambda: _engine_missing(fleet, "rot"), 3, interval=0.2, what="status")
+    except fgnet.Timeout:
+        pass
+    if _engine_missing(fleet, "rot"):
+        pytest.skip("the agents were built without the tunnel engine")
+
+    # a long-lived connection, authenticated with the old key
+    long_ = cp.connect_within(plane, f"{NODE_IPS['n1']}:7250", 10)
+    long_.settimeout(20)
+    data = fgnet.stream_bytes(51, 3 * 1024 * 1024)
+    third = len(data) // 3
+    h = hashlib.sha256(_echo_roundtrip(long_, data[:third]))
+
+    r = fleet.api.ok("POST", f"/tunnels/{t['id']}/rotate-key")
+    new_id = (old["id"] + 1) & 0xffffffff
+    assert r["key"]["id"] == new_id and r["key"]["previous_id"] == old["id"]
+    assert r["key"]["previous_until"] - r["key"]["rotated"] == 600
+    # every node dials with the new key and still accepts the old one
+    def rotated(tn):
+        link = tn.get("next") or tn.get("prev")
+        keys = link.get("keys") or []
+        return sorted((k["id"], bool(k.get("dial"))) for k in keys) == \
+            sorted([(new_id, True), (old["id"], False)])
+    states = {n: wait_tunnel_on(fleet, n, "rot", rotated) for n in ("n1", "n2", "n3")}
+    new_key = [k for k in states["n1"]["next"]["keys"] if k.get("dial")][0]["key"]
+    assert new_key != old["key"]
+    relay = states["n2"]
+    assert relay["prev"]["keys"] == relay["next"]["keys"] == states["n3"]["prev"]["keys"]
+
+    # the old connection kept its link: more bytes, same connection
+    h.update(_echo_roundtrip(long_, data[third:2 * third]))
+    # new connections make new links, authenticated with the new key
+    for i in range(3):
+        s = cp.connect_within(plane, f"{NODE_IPS['n1']}:7250", 10)
+        s.settimeout(20)
+        blob = fgnet.stream_bytes(60 + i, 256 * 1024)
+        assert _echo_roundtrip(s, blob) == blob
+        s.close()
+    h.update(_echo_roundtrip(long_, data[2 * third:]))
+    long_.close()
+    assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+    # the API, the audit log and the store never hold either key
+    ev = fleet.api.ok("GET", "/audit")["events"]
+    rot = [e for e in ev if e["action"] == "rotate-key"]
+    assert rot and rot[0]["kind"] == "tunnel" and rot[0]["object_id"] == t["id"]
+    text = json.dumps([r, fleet.api.ok("GET", "/tunnels"), ev, fleet.api.ok("GET", "/export")])
+    blob = _db_blob(fleet)
+    for k in (old["key"], new_key):
+        assert base64.b64decode(k) not in blob
+        for n in _needles(k):
+            assert n not in text
+            assert n.encode() not in blob
+
+    # a viewer may not rotate (403, nothing changes); an unknown tunnel is 404,
+    # another method 405
+    fleet.api.ok("POST", "/users", {"username": "vic", "password": "viewer-pw1",
+                                    "role": "viewer"})
+    viewer = fleet.srv.login("vic", "viewer-pw1")
+    st_, b = viewer.post(f"/tunnels/{t['id']}/rotate-key")
+    assert st_ == 403 and b["error"]["code"] == "forbidden", b
+    assert fleet.api.ok("GET", "/tunnels/rot")["key"] == r["key"]
+    st_, b = fleet.api.request("POST", "/tunnels/nope/rotate-key")
+    assert st_ == 404, b
+    st_, b = fleet.api.request("GET", f"/tunnels/{t['id']}/rotate-key")
+    assert st_ == 405, b

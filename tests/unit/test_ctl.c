@@ -29,6 +29,20 @@ static int body_of(bool update, json_t **body, const char **ref, char *err, size
 	return fg_ctl_forward_body(argc, argv, update, body, ref, err, errlen);
 }
 
+static int tunnel_body_of(bool update, json_t **body, const char **ref, char *err, size_t errlen,
+			  ...)
+{
+	char *argv[64];
+	int argc = 0;
+	va_list ap;
+	va_start(ap, errlen);
+	for (const char *a; (a = va_arg(ap, const char *)) && argc < 63;)
+		argv[argc++] = (char *)a;
+	va_end(ap);
+	argv[argc] = NULL;
+	return fg_ctl_tunnel_body(argc, argv, update, body, ref, err, errlen);
+}
+
 static void assert_json(json_t *got, const char *want)
 {
 	json_t *w = json_loads(want, 0, NULL);
@@ -145,10 +159,70 @@ static void test_forward_file_is_the_base_flags_override(void **s)
 	unlink(path);
 }
 
+static void test_tunnel_body_from_flags_and_file(void **s)
+{
+	json_t *b;
+	const char *ref;
+	char err[256];
+	assert_int_equal(tunnel_body_of(false, &b, &ref, err, sizeof(err), "create", "--name", "db",
+					"--node", "n1", "--listen", "5432", "--hop", "r1", "--hop",
+					"r2", "--exit", "x1", "--target", "10.0.0.5:5432",
+					"--transport", "aead", "--no-mux", "--link-port", "21000",
+					"--max-conns", "5", NULL),
+			 0);
+	assert_json(b, "{\"name\":\"db\",\"entry\":{\"node\":\"n1\",\"listen\":\"5432\"},"
+		       "\"hops\":[\"r1\",\"r2\"],\"exit\":\"x1\",\"target\":\"10.0.0.5:5432\","
+		       "\"transport\":\"aead\",\"mux\":false,\"link_port\":21000,"
+		       "\"max_conns\":5}");
+	json_decref(b);
+	/* several exits: "exits" */
+	assert_int_equal(tunnel_body_of(true, &b, &ref, err, sizeof(err), "update", "db", "--exit",
+					"x1", "--exit", "x2", "--listen", "6000", "--unset",
+					"rate-up", NULL),
+			 0);
+	assert_string_equal(ref, "db");
+	assert_json(b, "{\"exits\":[\"x1\",\"x2\"],\"entry\":{\"listen\":\"6000\"},"
+		       "\"rate_up\":null}");
+	json_decref(b);
+	/* what is missing is named by its option */
+	assert_int_equal(tunnel_body_of(false, &b, &ref, err, sizeof(err), "create", "--name", "db",
+					"--node", "n1", "--listen", "1", "--target", "h:1", NULL),
+			 -EINVAL);
+	assert_non_null(strstr(err, "--exit NODE is required"));
+	assert_int_equal(tunnel_body_of(false, &b, &ref, err, sizeof(err), "create", "--node", "n1",
+					"--group", "g", NULL),
+			 -EINVAL);
+	assert_non_null(strstr(err, "--node and --group"));
+	assert_int_equal(tunnel_body_of(true, &b, &ref, err, sizeof(err), "update", "db", "--unset",
+					"name", NULL),
+			 -EINVAL);
+	assert_non_null(strstr(err, "not an optional tunnel field"));
+
+	/* a file is the base: --group replaces its entry node, --listen merges */
+	char path[] = "/tmp/fg-test-ctl-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	static const char doc[] = "{\"name\":\"w\",\"entry\":{\"node\":\"n1\",\"listen\":\"80\"},"
+				  "\"exits\":[\"a\",\"b\"],\"target\":\"h:80\"}";
+	assert_int_equal(write(fd, doc, sizeof(doc) - 1), (ssize_t)(sizeof(doc) - 1));
+	close(fd);
+	assert_int_equal(tunnel_body_of(false, &b, &ref, err, sizeof(err), "create", "-f", path,
+					"--group", "edge", "--exit", "c", NULL),
+			 0);
+	assert_json(b, "{\"name\":\"w\",\"entry\":{\"group\":\"edge\",\"listen\":\"80\"},"
+		       "\"exit\":\"c\",\"target\":\"h:80\"}");
+	json_decref(b);
+	unlink(path);
+}
+
 static void test_field_flags(void **s)
 {
 	assert_string_equal(fg_ctl_field_flag("rate_up_per_conn"), "--rate-up-per-conn");
 	assert_string_equal(fg_ctl_field_flag("targets"), "--target");
+	assert_string_equal(fg_ctl_field_flag("targets[1]"), "--target");
+	assert_string_equal(fg_ctl_field_flag("entry.listen"), "--listen");
+	assert_string_equal(fg_ctl_field_flag("hops[0]"), "--hop");
+	assert_string_equal(fg_ctl_field_flag("exits[1]"), "--exit");
 	assert_null(fg_ctl_field_flag("no_such_field"));
 }
 
@@ -285,6 +359,7 @@ int main(void)
 	    cmocka_unit_test(test_forward_create_names_the_missing_flag),
 	    cmocka_unit_test(test_forward_update_sends_only_changes_and_unsets),
 	    cmocka_unit_test(test_forward_file_is_the_base_flags_override),
+	    cmocka_unit_test(test_tunnel_body_from_flags_and_file),
 	    cmocka_unit_test(test_field_flags),
 	    cmocka_unit_test(test_seconds),
 	    cmocka_unit_test(test_times),

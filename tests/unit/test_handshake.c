@@ -10,7 +10,9 @@
 #include <cmocka.h>
 
 #include "tunnel/aead.h"
+#include "tunnel/config.h"
 #include "tunnel/handshake.h"
+#include "tunnel/internal.h"
 
 #define NOW    1790000000ull
 #define KEY_ID 7
@@ -195,6 +197,57 @@ static void test_handshake_missing_key_refused(void **st)
 			 -ECONNREFUSED);
 	assert_int_equal(reason, FG_HS_R_UNKNOWN_KEY);
 	assert_int_equal(fg_hs_refuse_to_err(reason), -ENOKEY);
+}
+
+/* A link's listener during a key rotation: the engine's own key lookup
+ * over a config with "keys" accepts the new and the previous key, each
+ * under its own id, and refuses an id it does not hold; once the previous
+ * key is gone (the grace period is over), its id is refused. */
+#define ROT_OLD_B64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" /* bytes 0..31 */
+#define ROT_NEW_B64 "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=" /* 32 x 0x01 */
+#define ROT_DOC(keys)                                                                              \
+	"{\"tunnels\":[{\"name\":\"t\",\"role\":\"exit\",\"targets\":[\"10.0.0.1:80\"],"           \
+	"\"prev\":{\"transport\":\"tcp\",\"listen\":\"0.0.0.0:7000\"," keys "}}]}"
+
+static void test_handshake_listener_accepts_either_rotation_key(void **st)
+{
+	struct fix *f = *st;
+	struct fg_hs_req got;
+	int n;
+	uint8_t oldk[32], newk[32];
+	for (int i = 0; i < 32; i++)
+		oldk[i] = (uint8_t)i, newk[i] = 1;
+	const char *rot = ROT_DOC("\"keys\":[{\"id\":8,\"key\":\"" ROT_NEW_B64 "\",\"dial\":true},"
+				  "{\"id\":7,\"key\":\"" ROT_OLD_B64 "\"}]");
+	struct fg_tunnel_set set;
+	char err[256];
+	assert_int_equal(fg_tunnel_parse_doc(rot, strlen(rot), &set, err, sizeof(err)), 0);
+	struct lside ls = {.cfg = &set.v[0].prev};
+	f->cfg.lookup_cb = key_lookup_cb;
+	f->cfg.lookup_arg = &ls;
+	/* the dialing side of the same config dials with the new key */
+	assert_int_equal(ls.cfg->psk_id, 8);
+	assert_memory_equal(ls.cfg->psk, newk, 32);
+
+	n = run_auth(f, 1, 2, 8, newk, NOW, &got);
+	assert_int_equal(n, (int)f->auth_len);
+	assert_int_equal(f->l.key_id, 8);
+	n = run_auth(f, 3, 4, 7, oldk, NOW, &got);
+	assert_int_equal(n, (int)f->auth_len);
+	assert_int_equal(f->l.key_id, 7);
+	assert_int_equal(run_auth(f, 5, 6, 9, newk, NOW, &got), -ENOKEY);
+	/* a key under another key's id does not verify */
+	assert_int_equal(run_auth(f, 7, 8, 7, newk, NOW, &got), -EBADMSG);
+	fg_tunnel_set_free(&set);
+
+	/* after the grace period the desired state holds the new key only */
+	const char *after = ROT_DOC("\"psk\":{\"id\":8,\"key\":\"" ROT_NEW_B64 "\"}");
+	assert_int_equal(fg_tunnel_parse_doc(after, strlen(after), &set, err, sizeof(err)), 0);
+	ls.cfg = &set.v[0].prev;
+	assert_int_equal(run_auth(f, 9, 10, 7, oldk, NOW, &got), -ENOKEY);
+	n = run_auth(f, 11, 12, 8, newk, NOW, &got);
+	assert_int_equal(n, (int)f->auth_len);
+	fg_tunnel_set_free(&set);
 }
 
 static void test_handshake_clock_skew_refused(void **st)
@@ -384,6 +437,7 @@ int main(void)
 	    T(test_handshake_replayed_auth_refused),
 	    T(test_handshake_wrong_key_refused_and_not_cached),
 	    T(test_handshake_missing_key_refused),
+	    T(test_handshake_listener_accepts_either_rotation_key),
 	    T(test_handshake_clock_skew_refused),
 	    T(test_handshake_listener_without_key_detected_by_dialer),
 	    T(test_handshake_tls_exporter_binds_the_link),

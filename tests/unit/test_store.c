@@ -124,14 +124,14 @@ static void test_store_migrations_are_idempotent(void **state)
 	int v;
 
 	assert_int_equal(fx->st->ops->schema_version(fx->st, &v), 0);
-	assert_int_equal(v, 3);
+	assert_int_equal(v, 4);
 	assert_int_equal(fx->st->ops->user_create(fx->st, "alice", FG_ROLE_OPERATOR, "h", &id), 0);
 	fg_store_close(fx->st);
 
 	/* Reopening applies nothing and keeps the data. */
 	assert_int_equal(fg_store_sqlite_open(fx->path, &fx->st), 0);
 	assert_int_equal(fx->st->ops->schema_version(fx->st, &v), 0);
-	assert_int_equal(v, 3);
+	assert_int_equal(v, 4);
 	assert_int_equal(fx->st->ops->user_get_by_name(fx->st, "alice", &u), 0);
 	assert_int_equal(u.id, id);
 	assert_int_equal(u.role, FG_ROLE_OPERATOR);

@@ -229,6 +229,88 @@ static void test_tunnel_rejections_name_the_path(void **state)
 	expect_reject("{\"tunnels\":{}}", "tunnels:", "must be an array", NULL);
 }
 
+/* Key rotation: "keys" lists every key a link accepts, one marked to dial
+ * with; the old single "psk" still parses as one key. */
+#define K16 "AAECAwQFBgcICQoLDA0ODw=="			   /* 16 bytes 0..15 */
+#define K32 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" /* 32 bytes 0..31 */
+#define ENTRY_KEYS(keys)                                                                           \
+	T("\"role\":\"entry\",\"listen\":\"0.0.0.0:80\","                                          \
+	  "\"next\":{\"transport\":\"aead\"," keys ",\"listen\":\"0.0.0.0:81\"}")
+
+static void test_tunnel_keys_list_and_single_psk(void **state)
+{
+	(void)state;
+	struct fg_tunnel_set s, s2;
+	assert_int_equal(parse(ENTRY_KEYS("\"keys\":[{\"id\":8,\"key\":\"" K16 "\",\"dial\":true},"
+					  "{\"id\":7,\"key\":\"" K32 "\",\"dial\":false}]"),
+			       &s),
+			 0);
+	const struct fg_tunnel_link_cfg *l = &s.v[0].next;
+	assert_int_equal(l->nkeys, 2);
+	assert_int_equal(l->psk_id, 8); /* the dial key */
+	assert_int_equal(l->psk_len, 16);
+	assert_int_equal(l->psk[15], 15);
+	assert_non_null(fg_tunnel_link_key(l, 7));
+	assert_int_equal(fg_tunnel_link_key(l, 7)->len, 32);
+	assert_int_equal(fg_tunnel_link_key(l, 8)->key[1], 1);
+	assert_null(fg_tunnel_link_key(l, 9));
+
+	/* the single-key form: one key, dialed and accepted */
+	assert_int_equal(parse(ENTRY_KEYS(PSK), &s2), 0);
+	assert_int_equal(s2.v[0].next.nkeys, 1);
+	assert_int_equal(s2.v[0].next.psk_id, 7);
+	assert_non_null(fg_tunnel_link_key(&s2.v[0].next, 7));
+	assert_null(fg_tunnel_link_key(&s2.v[0].next, 8));
+	/* only the keys differ: equal but for keys (the engine rotates in place) */
+	assert_false(fg_tunnel_cfg_equal(&s.v[0], &s2.v[0]));
+	assert_true(fg_tunnel_cfg_equal_but_keys(&s.v[0], &s2.v[0]));
+	fg_tunnel_set_free(&s2);
+	assert_int_equal(
+	    parse(ENTRY_KEYS("\"keys\":[{\"id\":7,\"key\":\"" K32 "\",\"dial\":true}]"), &s2), 0);
+	/* "psk" and a one-element "keys" with the same key: the same config */
+	struct fg_tunnel_set s3;
+	assert_int_equal(parse(ENTRY_KEYS(PSK), &s3), 0);
+	assert_true(fg_tunnel_cfg_equal(&s2.v[0], &s3.v[0]));
+	fg_tunnel_set_free(&s3);
+	fg_tunnel_set_free(&s2);
+	fg_tunnel_set_free(&s);
+}
+
+static void test_tunnel_keys_rejections_name_the_field(void **state)
+{
+	(void)state;
+	expect_reject(ENTRY_KEYS("\"keys\":[{\"id\":1,\"key\":\"" K16 "\"}]"),
+		      "tunnels[0].next.keys", "exactly one key must have \"dial\": true", NULL);
+	expect_reject(ENTRY_KEYS("\"keys\":[{\"id\":1,\"key\":\"" K16 "\",\"dial\":true},"
+				 "{\"id\":2,\"key\":\"" K16 "\",\"dial\":true}]"),
+		      "tunnels[0].next.keys", "(2 have)", NULL);
+	expect_reject(ENTRY_KEYS("\"keys\":[{\"id\":1,\"key\":\"" K16 "\",\"dial\":true},"
+				 "{\"id\":1,\"key\":\"" K32 "\"}]"),
+		      "tunnels[0].next.keys[1].id", "also the id of", NULL);
+	expect_reject(ENTRY_KEYS("\"keys\":[]"), "tunnels[0].next.keys", "1-4 keys", NULL);
+	expect_reject(ENTRY_KEYS("\"keys\":[{\"id\":1,\"key\":\"" K16 "\",\"dial\":true},"
+				 "{\"id\":2,\"key\":\"" K16 "\"},{\"id\":3,\"key\":\"" K16 "\"},"
+				 "{\"id\":4,\"key\":\"" K16 "\"},{\"id\":5,\"key\":\"" K16 "\"}]"),
+		      "tunnels[0].next.keys", "1-4 keys", NULL);
+	expect_reject(ENTRY_KEYS("\"keys\":[{\"id\":1,\"key\":\"c2VjcmV0\",\"dial\":true}]"),
+		      "tunnels[0].next.keys[0].key", "16-64 bytes", NULL);
+	/* the key is never echoed in full */
+	assert_null(strstr(err, "c2VjcmV0"));
+	expect_reject(ENTRY_KEYS("\"keys\":[{\"key\":\"" K16 "\",\"dial\":true}]"),
+		      "tunnels[0].next.keys[0].id: missing", NULL);
+	expect_reject(ENTRY_KEYS("\"keys\":[{\"id\":1,\"key\":\"" K16 "\",\"dial\":1}]"),
+		      "tunnels[0].next.keys[0].dial", NULL);
+	expect_reject(ENTRY_KEYS("\"keys\":[{\"id\":1,\"key\":\"" K16 "\",\"dial\":true,"
+				 "\"x\":1}]"),
+		      "tunnels[0].next.keys[0].x: unknown field", NULL);
+	expect_reject(ENTRY_KEYS("\"keys\":{}"), "tunnels[0].next.keys", "array", NULL);
+	expect_reject(ENTRY_KEYS(PSK ",\"keys\":[{\"id\":1,\"key\":\"" K16 "\",\"dial\":true}]"),
+		      "tunnels[0].next.keys", "not both", NULL);
+	/* "dial" belongs to "keys" only */
+	expect_reject(ENTRY_KEYS("\"psk\":{\"id\":1,\"key\":\"" K16 "\",\"dial\":true}"),
+		      "tunnels[0].next.psk.dial: unknown field", NULL);
+}
+
 static void test_tunnel_checked_against_forwards_and_cert(void **state)
 {
 	(void)state;
@@ -280,6 +362,8 @@ int main(void)
 	    cmocka_unit_test(test_tunnel_entry_with_dialed_peers_parses),
 	    cmocka_unit_test(test_tunnel_reverse_exit_relay_parse),
 	    cmocka_unit_test(test_tunnel_rejections_name_the_path),
+	    cmocka_unit_test(test_tunnel_keys_list_and_single_psk),
+	    cmocka_unit_test(test_tunnel_keys_rejections_name_the_field),
 	    cmocka_unit_test(test_tunnel_checked_against_forwards_and_cert),
 	    cmocka_unit_test(test_tunnel_open_header),
 	};

@@ -18,8 +18,11 @@
 
 #include <sodium.h>
 
+#include "core/loop.h"
 #include "net/rpc.h"
+#include "server/api.h"
 #include "server/auth.h"
+#include "server/hub.h"
 #include "server/desired.h"
 #include "server/secret.h"
 #include "server/store.h"
@@ -647,6 +650,106 @@ static void test_desired_tunnel_roles_peers_pins_and_psk(void **state)
 	free(text);
 }
 
+static json_t *link_of(json_t *tunnels, const char *side)
+{
+	return json_object_get(json_array_get(tunnels, 0), side);
+}
+
+/* A rotated key: during the grace period every link of every node carries
+ * "keys" (the new one to dial with, the previous one accepted); when the
+ * grace period is over (fg_api_tunnel_keys_expire) the previous key leaves
+ * the store and the states, and the new one is the plain "psk". Neither
+ * key is ever in the store in plaintext. */
+static void test_desired_rotation_sends_both_keys_then_the_new_one_only(void **state)
+{
+	struct fixture *fx = *state;
+	struct fg_store *st = fx->st;
+	struct chain ch;
+	mk_chain(fx, &ch, "");
+	struct fg_tunnel t;
+	assert_int_equal(st->ops->tunnel_get(st, ch.tid, &t), 0);
+	assert_int_equal(t.key_id, ch.tid); /* a first key: the tunnel's id */
+	assert_null(t.prev_psk);
+	assert_int_equal(t.rotated, 0);
+	uint8_t newk[FG_TM_PSK_LEN];
+	randombytes_buf(newk, sizeof(newk));
+	char *sealed = fg_secret_seal(&fx->key, newk, sizeof(newk));
+	int64_t now = 1790000000;
+	assert_int_equal(
+	    st->ops->tunnel_set_keys(st, ch.tid, sealed, ch.tid + 1, t.psk, ch.tid, now), 0);
+	free(sealed);
+	fg_tunnel_deinit(&t);
+	assert_int_equal(st->ops->tunnel_get(st, ch.tid, &t), 0);
+	assert_int_equal(t.key_id, ch.tid + 1);
+	assert_int_equal(t.prev_key_id, ch.tid);
+	assert_int_equal(t.rotated, now);
+	assert_int_equal(strncmp(t.prev_psk, "sb1:", 4), 0);
+	fg_tunnel_deinit(&t);
+
+	char oldb[64], newb[64];
+	sodium_bin2base64(oldb, sizeof(oldb), ch.psk, sizeof(ch.psk),
+			  sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(newb, sizeof(newb), newk, sizeof(newk), sodium_base64_VARIANT_ORIGINAL);
+	json_t *want = json_pack("[{s:I, s:s, s:b}, {s:I, s:s}]", "id", (json_int_t)ch.tid + 1,
+				 "key", newb, "dial", 1, "id", (json_int_t)ch.tid, "key", oldb);
+	int64_t nodes[] = {ch.a, ch.r, ch.b};
+	const char *sides[][2] = {{"next", NULL}, {"prev", "next"}, {"prev", NULL}};
+	for (size_t i = 0; i < 3; i++) {
+		json_t *tn = tunnels_of(fx, nodes[i]); /* the engine parses it too */
+		for (int k = 0; k < 2 && sides[i][k]; k++) {
+			json_t *l = link_of(tn, sides[i][k]);
+			assert_null(json_object_get(l, "psk"));
+			assert_true(json_equal(json_object_get(l, "keys"), want));
+		}
+		json_decref(tn);
+	}
+	json_decref(want);
+
+	/* the grace period: not over one second early, over at its end */
+	struct fg_loop *loop = fg_loop_new();
+	struct fg_hub_opts ho = {.secret = &fx->key};
+	struct fg_hub *hub = fg_hub_new(loop, st, &ho);
+	struct fg_api_opts ao = {.secret = &fx->key};
+	struct fg_api *api = fg_api_new(loop, st, hub, NULL, &ao);
+	assert_non_null(api);
+	assert_int_equal(fg_api_tunnel_keys_expire(api, now + FG_API_TUNNEL_KEY_GRACE_S - 1), 0);
+	assert_int_equal(st->ops->tunnel_get(st, ch.tid, &t), 0);
+	assert_non_null(t.prev_psk);
+	fg_tunnel_deinit(&t);
+	assert_int_equal(fg_api_tunnel_keys_expire(api, now + FG_API_TUNNEL_KEY_GRACE_S), 0);
+	assert_int_equal(st->ops->tunnel_get(st, ch.tid, &t), 0);
+	assert_null(t.prev_psk);
+	assert_int_equal(t.key_id, ch.tid + 1);
+	fg_tunnel_deinit(&t);
+	json_t *tn = tunnels_of(fx, ch.r);
+	json_t *psk = json_object_get(link_of(tn, "prev"), "psk");
+	assert_int_equal(json_integer_value(json_object_get(psk, "id")), ch.tid + 1);
+	assert_string_equal(json_string_value(json_object_get(psk, "key")), newb);
+	assert_null(json_object_get(link_of(tn, "next"), "keys"));
+	json_decref(tn);
+	/* audited, with ids only */
+	struct fg_audit_event *ev;
+	size_t nev;
+	assert_int_equal(st->ops->audit_list(st, 0, 10, &ev, &nev), 0);
+	assert_true(nev >= 1);
+	assert_string_equal(ev[0].action, "key-grace-end");
+	assert_null(strstr(ev[0].before ? ev[0].before : "", oldb));
+	fg_audit_list_free(ev, nev);
+	fg_api_free(api);
+	fg_hub_free(hub);
+	fg_loop_free(loop);
+
+	/* at rest: neither key in plaintext */
+	FILE *f = fopen(fx->path, "rb");
+	assert_non_null(f);
+	static uint8_t blob[1 << 20];
+	size_t n = fread(blob, 1, sizeof(blob), f);
+	fclose(f);
+	assert_null(memmem(blob, n, newk, sizeof(newk)));
+	assert_null(memmem(blob, n, ch.psk, sizeof(ch.psk)));
+	assert_null(memmem(blob, n, newb, strlen(newb)));
+}
+
 static void test_desired_reverse_tunnel_swaps_listen_and_dial(void **state)
 {
 	struct fixture *fx = *state;
@@ -752,6 +855,8 @@ int main(void)
 	if (sodium_init() < 0)
 		return 1;
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+		test_desired_rotation_sends_both_keys_then_the_new_one_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tunnel_store_round_trip_with_nodes_and_ports,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
