@@ -232,6 +232,34 @@ test('tunnels: edit (transport aead, no mux) keeps it carrying bytes', async () 
   );
 });
 
+test('tunnels: the key is rotated from its page; the previous id stays accepted and bytes still go through', async () => {
+  await page.locator('tr[data-tunnel="e2e-tun"]').getByRole('link', { name: 'e2e-tun' }).click();
+  const card = page.getByTestId('tunnel-key');
+  await card.waitFor();
+  const before = (await api('GET', '/tunnels/e2e-tun')).body.key;
+  assert.equal(before.previous_id, null);
+  await page.getByRole('button', { name: en['tun.key_rotate'] }).click();
+  await page.getByRole('dialog').getByRole('button', { name: en['tun.key_rotate'] }).click();
+  await card.getByText(en['tun.key_previous']).waitFor();
+  const after = (await api('GET', '/tunnels/e2e-tun')).body.key;
+  assert.equal(after.id, before.id + 1);
+  assert.equal(after.previous_id, before.id);
+  assert.ok(after.previous_until > after.rotated);
+  await waitFor(
+    'bytes through after the rotation',
+    async () => {
+      const r = await echoThrough(entryPort, 100_000);
+      r.socket.destroy();
+      return r.got === r.sent;
+    },
+    30000,
+    500,
+  );
+  assert.ok(!/psk/i.test(await page.content()));
+  await page.getByRole('navigation', { name: en['nav.breadcrumb'] }).getByRole('link').click();
+  await page.waitForURL(base + '/tunnels');
+});
+
 test('tunnels: the node page shows how peers reach it and its tunnels; the address can be set', async () => {
   const exit = (await api('GET', '/nodes/t-exit')).body;
   await page.goto(base + '/nodes/' + exit.id);

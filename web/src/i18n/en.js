@@ -360,6 +360,18 @@ export default {
   'tun.create': 'Create tunnel',
   'tun.delete_title': 'Delete tunnel {name}?',
   'tun.delete_help': 'Every node of the tunnel stops running it; open connections through it are closed.',
+  'tun.sec_key': 'Key',
+  'tun.key_help':
+    "Every link of this tunnel authenticates with this pre-shared key. The key itself never leaves the server except to the tunnel's nodes.",
+  'tun.key_id': 'Key id',
+  'tun.key_rotated': 'Last rotated',
+  'tun.key_never': 'never',
+  'tun.key_previous': 'Previous key',
+  'tun.key_previous_until': 'id {id}, still accepted until {until}',
+  'tun.key_rotate': 'Rotate key',
+  'tun.key_rotate_title': 'Rotate the key of tunnel {name}?',
+  'tun.key_rotate_help':
+    'Nodes get a new key; links that are up stay up. The previous key is still accepted for 10 minutes, then refused.',
   'v.tun_name': 'Use letters, digits, ".", "_" and "-" (not only digits).',
   'v.tun_node_twice': 'This node already has a place in the tunnel.',
   'v.tun_ws_only': 'Only with the WebSocket transports.',

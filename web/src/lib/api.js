@@ -122,6 +122,7 @@ export const api = {
   createTunnel: (body) => request('POST', '/tunnels', body),
   updateTunnel: (id, body) => request('PATCH', `/tunnels/${enc(id)}`, body),
   deleteTunnel: (id) => request('DELETE', `/tunnels/${enc(id)}`),
+  rotateTunnelKey: (id) => request('POST', `/tunnels/${enc(id)}/rotate-key`),
   policies: () => request('GET', '/policies').then((r) => r?.policies ?? []),
   createPolicy: (body) => request('POST', '/policies', body),
   updatePolicy: (id, body) => request('PATCH', `/policies/${enc(id)}`, body),

@@ -6,7 +6,7 @@ import { useAuth, canWrite } from '../auth.jsx';
 import { FormActions, LimitFields } from '../components/FormParts.jsx';
 import { api } from '../lib/api.js';
 import { useInterval, useResource } from '../lib/hooks.js';
-import { formatBytes, formatCount, formatRate } from '../lib/format.js';
+import { formatBytes, formatCount, formatDateTime, formatRate } from '../lib/format.js';
 import {
   bodyFromTunnelForm,
   DIRECTIONS,
@@ -74,6 +74,7 @@ export default function TunnelEdit() {
   const [banner, setBanner] = useState(null);
   const [busy, setBusy] = useState(false);
   const [removing, setRemoving] = useState(false);
+  const [rotating, setRotating] = useState(false);
   const { user } = useAuth();
   const writable = canWrite(user);
   const formRef = useRef(null);
@@ -181,6 +182,41 @@ export default function TunnelEdit() {
               </div>
             </dl>
           ) : null}
+        </Card>
+      ) : null}
+      {stored?.key ? (
+        <Card
+          title={t('tun.sec_key')}
+          actions={
+            writable ? (
+              <Button variant="secondary" size="sm" onClick={() => setRotating(true)}>
+                {t('tun.key_rotate')}
+              </Button>
+            ) : null
+          }
+        >
+          <p className="mb-3 text-xs text-slate-500">{t('tun.key_help')}</p>
+          <dl className="grid grid-cols-1 gap-3 text-sm md:grid-cols-3" data-testid="tunnel-key">
+            <div>
+              <dt className="text-xs text-slate-500">{t('tun.key_id')}</dt>
+              <dd>{stored.key.id}</dd>
+            </div>
+            <div>
+              <dt className="text-xs text-slate-500">{t('tun.key_rotated')}</dt>
+              <dd>{stored.key.rotated ? formatDateTime(stored.key.rotated, lang) : t('tun.key_never')}</dd>
+            </div>
+            {stored.key.previous_id ? (
+              <div>
+                <dt className="text-xs text-slate-500">{t('tun.key_previous')}</dt>
+                <dd>
+                  {t('tun.key_previous_until', {
+                    id: stored.key.previous_id,
+                    until: formatDateTime(stored.key.previous_until, lang),
+                  })}
+                </dd>
+              </div>
+            ) : null}
+          </dl>
         </Card>
       ) : null}
       <form ref={formRef} onSubmit={submit} noValidate className="space-y-4">
@@ -476,6 +512,16 @@ export default function TunnelEdit() {
           role={user?.role}
         />
       </form>
+      <ConfirmDialog
+        open={rotating}
+        onOpenChange={setRotating}
+        title={t('tun.key_rotate_title', { name: form.name })}
+        description={t('tun.key_rotate_help')}
+        confirmLabel={t('tun.key_rotate')}
+        onConfirm={async () => {
+          setStored(await api.rotateTunnelKey(id));
+        }}
+      />
       <ConfirmDialog
         open={removing}
         onOpenChange={setRemoving}
