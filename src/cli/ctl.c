@@ -1317,18 +1317,33 @@ static int forwards_list(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
-static int forwards_write(struct ctl *c, bool update, int argc, char **argv)
+typedef int (*body_from_flags_fn)(int argc, char **argv, bool update, json_t **body,
+				  const char **ref, char *err, size_t errlen);
+
+/* "KIND create|update [REF] --flags": POST /KIND or PATCH /KIND/REF with
+ * the body the flags make; *out is the server's answer (NULL on error). */
+static int write_from_flags(struct ctl *c, const char *kind, body_from_flags_fn make, bool update,
+			    int argc, char **argv, json_t **out)
 {
-	json_t *body, *j;
+	json_t *body;
 	const char *ref;
-	char err[512], path[600] = "/forwards";
-	if (fg_ctl_forward_body(argc, argv, update, &body, &ref, err, sizeof(err)) < 0)
+	char err[512], path[600];
+	*out = NULL;
+	if (make(argc, argv, update, &body, &ref, err, sizeof(err)) < 0)
 		return usage_err("%s", err);
-	int rc = update ? ref_path("forwards", ref, NULL, path, sizeof(path)) : 0;
+	snprintf(path, sizeof(path), "/%s", kind);
+	int rc = update ? ref_path(kind, ref, NULL, path, sizeof(path)) : 0;
 	c->body_from_flags = true;
 	if (rc == 0)
-		rc = call_json(c, update ? "PATCH" : "POST", path, body, &j);
+		rc = call_json(c, update ? "PATCH" : "POST", path, body, out);
 	json_decref(body);
+	return rc;
+}
+
+static int forwards_write(struct ctl *c, bool update, int argc, char **argv)
+{
+	json_t *j;
+	int rc = write_from_flags(c, "forwards", fg_ctl_forward_body, update, argc, argv, &j);
 	if (rc || !j)
 		return rc;
 	char place[100];
@@ -1672,16 +1687,8 @@ static int tunnels_list(struct ctl *c, int argc, char **argv)
 
 static int tunnels_write(struct ctl *c, bool update, int argc, char **argv)
 {
-	json_t *body, *j;
-	const char *ref;
-	char err[512], path[600] = "/tunnels";
-	if (fg_ctl_tunnel_body(argc, argv, update, &body, &ref, err, sizeof(err)) < 0)
-		return usage_err("%s", err);
-	int rc = update ? ref_path("tunnels", ref, NULL, path, sizeof(path)) : 0;
-	c->body_from_flags = true;
-	if (rc == 0)
-		rc = call_json(c, update ? "PATCH" : "POST", path, body, &j);
-	json_decref(body);
+	json_t *j;
+	int rc = write_from_flags(c, "tunnels", fg_ctl_tunnel_body, update, argc, argv, &j);
 	if (rc || !j)
 		return rc;
 	struct fg_strbuf b;

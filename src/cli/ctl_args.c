@@ -340,6 +340,37 @@ static json_t *count_value(const char *s)
 	return errno || *end || end == s ? json_string(s) : json_integer(n);
 }
 
+/* --unset takes the field's name or its flag's spelling (rate-up). */
+static void field_spelling(const char *arg, char *out, size_t len)
+{
+	snprintf(out, len, "%s", arg);
+	for (char *p = out; *p; p++)
+		if (*p == '-')
+			*p = '_';
+}
+
+/* After the options of "KIND create|update": update names exactly one
+ * object (returned in *ref), create none (its name is --name). */
+static int positionals(const char *kind, const char *one, bool update, int argc, char **argv,
+		       const char **ref, char *err, size_t errlen)
+{
+	int npos = argc - optind;
+	if (update && npos != 1) {
+		snprintf(err, errlen, "%s update: give exactly one %s (name or id)%s", kind, one,
+			 npos > 1 ? "; options come as --flag VALUE" : "");
+		return -EINVAL;
+	}
+	if (!update && npos != 0) {
+		snprintf(err, errlen,
+			 "%s create: unexpected argument \"%s\" (the name is --name NAME)", kind,
+			 argv[optind]);
+		return -EINVAL;
+	}
+	if (update)
+		*ref = argv[optind];
+	return 0;
+}
+
 int fg_ctl_forward_body(int argc, char **argv, bool update, json_t **body, const char **ref,
 			char *err, size_t errlen)
 {
@@ -456,10 +487,7 @@ int fg_ctl_forward_body(int argc, char **argv, bool update, json_t **body, const
 			const char *f = optarg;
 			/* accept the flag spelling too: --unset rate-up */
 			char fb[64];
-			snprintf(fb, sizeof(fb), "%s", f);
-			for (char *p = fb; *p; p++)
-				if (*p == '-')
-					*p = '_';
+			field_spelling(f, fb, sizeof(fb));
 			if (!fg_ctl_field_flag(fb) || strcmp(fb, "name") == 0 ||
 			    strcmp(fb, "listen") == 0 || strcmp(fb, "targets") == 0 ||
 			    strcmp(fb, "node") == 0 || strcmp(fb, "group") == 0) {
@@ -481,20 +509,8 @@ int fg_ctl_forward_body(int argc, char **argv, bool update, json_t **body, const
 		if (key)
 			json_object_set_new(flags, key, val ? val : json_string(optarg));
 	}
-	int npos = argc - optind;
-	if (update && npos != 1) {
-		snprintf(err, errlen, "forwards update: give exactly one forward (name or id)%s",
-			 npos > 1 ? "; options come as --flag VALUE" : "");
+	if (positionals("forwards", "forward", update, argc, argv, ref, err, errlen))
 		goto out;
-	}
-	if (!update && npos != 0) {
-		snprintf(err, errlen,
-			 "forwards create: unexpected argument \"%s\" (the name is --name NAME)",
-			 argv[optind]);
-		goto out;
-	}
-	if (update)
-		*ref = argv[optind];
 	if (json_object_get(flags, "node") && json_object_get(flags, "group")) {
 		snprintf(err, errlen,
 			 "--node and --group: a forward runs on one node or one group");
@@ -682,10 +698,7 @@ int fg_ctl_tunnel_body(int argc, char **argv, bool update, json_t **body, const 
 		case O_UNSET: {
 			char fb[64];
 			bool ok = false;
-			snprintf(fb, sizeof(fb), "%s", optarg);
-			for (char *p = fb; *p; p++)
-				if (*p == '-')
-					*p = '_';
+			field_spelling(optarg, fb, sizeof(fb));
 			for (size_t i = 0; i < FG_ARRAY_LEN(optional); i++)
 				ok |= strcmp(optional[i], fb) == 0;
 			if (!ok) {
@@ -707,20 +720,8 @@ int fg_ctl_tunnel_body(int argc, char **argv, bool update, json_t **body, const 
 		if (key)
 			json_object_set_new(flags, key, val ? val : json_string(optarg));
 	}
-	int npos = argc - optind;
-	if (update && npos != 1) {
-		snprintf(err, errlen, "tunnels update: give exactly one tunnel (name or id)%s",
-			 npos > 1 ? "; options come as --flag VALUE" : "");
+	if (positionals("tunnels", "tunnel", update, argc, argv, ref, err, errlen))
 		goto out;
-	}
-	if (!update && npos != 0) {
-		snprintf(err, errlen,
-			 "tunnels create: unexpected argument \"%s\" (the name is --name NAME)",
-			 argv[optind]);
-		goto out;
-	}
-	if (update)
-		*ref = argv[optind];
 	if (json_object_get(entry, "node") && json_object_get(entry, "group")) {
 		snprintf(err, errlen,
 			 "--node and --group: a tunnel enters at one node or one group");
