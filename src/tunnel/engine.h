@@ -42,9 +42,12 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e);
 /* Makes `set` the running tunnels. Tunnels equal to running ones
  * (fg_tunnel_cfg_equal) keep their listeners, links and streams; changed
  * ones are restarted (their streams close), removed ones stop, new ones
- * start. Every new socket is bound, the certificate loaded and every name
- * resolved before anything changes: on failure returns -errno with err
- * naming the tunnel and address, and what runs is left as it was. */
+ * start. Every new socket is bound and the certificate loaded before
+ * anything changes: on failure returns -errno with err naming the tunnel
+ * and address, and what runs is left as it was. Host names (peers'
+ * addresses, exits' targets) never block or fail an apply: they are
+ * resolved asynchronously on the engine's loop and refreshed by TTL; until
+ * a name has an address, streams to it are refused and links to it wait. */
 int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_set *set, char *err,
 			   size_t errlen);
 
