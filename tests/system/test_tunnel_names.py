@@ -168,6 +168,40 @@ def test_entry_whose_peer_name_does_not_resolve_applies_then_dials_once_it_does(
     assert f'next.peers[0] "fgexit.test" is {tn.EXT}:{lport}' in en.stderr()
 
 
+def test_entry_peer_name_moves_new_links_to_the_new_exit_old_stream_stays(nodes, targets, port,
+                                                                         net):
+    """Mux off: a link per stream, so each new stream dials the peer's current address."""
+    tport, lport, cport = port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    targets("whoami", f"{tn.TGT2}:{tport}")
+    nodes("ext", {"tunnels": [{"name": "t", "id": "17", "role": "exit",
+                               "targets": [f"{tn.TGT}:{tport}"],
+                               "prev": tn.link("aead", False, listen=f"{tn.EXT}:{lport}")}]},
+          "exit-a")
+    nodes("ext", {"tunnels": [{"name": "t", "id": "17", "role": "exit",
+                               "targets": [f"{tn.TGT2}:{tport}"],
+                               "prev": tn.link("aead", False, listen=f"{tn.EXT2}:{lport}")}]},
+          "exit-b")
+    net.set_hosts("ent", {"fgexit.test": tn.EXT})
+    en = nodes("ent", entry_doc(cport, f"fgexit.test:{lport}", "aead", False), "entry")
+    addr = f"{tn.ENT_C}:{cport}"
+    wait_for(lambda: probe(net.cli, addr) == "echo", 5, what="the peer name to resolve")
+    old = net.cli.connect(addr, timeout=5.0)
+    old.settimeout(10.0)
+    try:
+        assert echo_round(old)
+        net.set_hosts("ent", {"fgexit.test": tn.EXT2})
+        t0 = time.monotonic()
+        wait_for(lambda: probe(net.cli, addr) == f"{tn.TGT2}:{tport}", REFRESH + 5,
+                 interval=0.2, what="new links to reach the second exit")
+        assert time.monotonic() - t0 < REFRESH + 3
+        assert echo_round(old)  # its link still goes to the first exit
+    finally:
+        old.close()
+    assert f'next.peers[0] "fgexit.test" is {tn.EXT2}:{lport} now' in en.stderr()
+    assert en.metric("flowgate_tunnel_refused_total") == 0
+
+
 def test_a_dead_name_server_does_not_stall_other_tunnels(nodes, targets, port, net):
     """A name server that never answers (packets dropped) delays only its own name: a
     tunnel next to it on the same node keeps carrying bytes meanwhile."""

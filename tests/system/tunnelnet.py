@@ -49,6 +49,7 @@ ENT_C = "10.79.1.1"
 ENT_X = "10.79.2.1"
 ENT_N = "10.79.4.1"
 EXT = "10.79.2.2"
+EXT2 = "10.79.2.3"  # a second exit address (a peer name re-pointed to another exit)
 EXT_T = "10.79.3.1"
 TGT = "10.79.3.2"
 TGT2 = "10.79.3.3"  # a second target address (host-name tests re-point a name to it)
@@ -120,6 +121,7 @@ class TunnelNet:
             sh("ip", "-n", n[ns], "link", "set", dev, "up")
         sh("ip", "-n", n["cli"], "addr", "add", "10.79.1.3/24", "dev", "c0")  # a second client
         sh("ip", "-n", n["tgt"], "addr", "add", f"{TGT2}/24", "dev", "t0")
+        sh("ip", "-n", n["ext"], "addr", "add", f"{EXT2}/24", "dev", "x0")
         sh("ip", "-n", n["cli"], "route", "add", "default", "via", ENT_C)
         sh("ip", "-n", n["tgt"], "route", "add", "default", "via", EXT_T)
         sh("ip", "-n", n["prv"], "route", "add", "default", "via", "10.79.5.1")
