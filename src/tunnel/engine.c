@@ -164,8 +164,10 @@ static int bind_listen(const struct sockaddr_storage *base, uint16_t port, int *
 
 static struct fg_resolver *eng_resolver(struct fg_tunnel_engine *e)
 {
-	if (!e->resolver)
+	if (!e->resolver) {
 		e->resolver = fg_resolver_new(e->loop);
+		e->own_resolver = e->resolver != NULL;
+	}
 	return e->resolver;
 }
 
@@ -525,6 +527,7 @@ struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts
 	if (opts->tls_key)
 		snprintf(e->key, sizeof(e->key), "%s", opts->tls_key);
 	e->make_cert = opts->make_cert;
+	e->resolver = opts->resolver;
 	fg_timer_init(&e->reap_timer, reap_cb, e);
 	if (RAND_bytes((uint8_t *)&e->rng, sizeof(e->rng)) != 1 || !e->rng)
 		e->rng = (uint64_t)fg_now_ns() | 1;
@@ -555,7 +558,8 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
 	if (fg_timer_armed(&e->reap_timer))
 		fg_timer_stop(e->loop, &e->reap_timer);
 	reap(e);
-	fg_resolver_free(e->resolver);
+	if (e->own_resolver)
+		fg_resolver_free(e->resolver);
 	fg_tls_server_free(e->tls_srv);
 	fg_tls_client_free(e->tls_cli);
 	fg_hs_replay_deinit(&e->replay);

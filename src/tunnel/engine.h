@@ -19,6 +19,8 @@
 struct fg_loop;
 struct fg_tunnel_engine;
 
+struct fg_resolver;
+
 struct fg_tunnel_engine_opts {
 	struct fg_loop *loop; /* borrowed */
 	/* This node's certificate and key (PEM) for tls/wss link listeners,
@@ -32,6 +34,11 @@ struct fg_tunnel_engine_opts {
 	 * Size it for 2 x 60 s of link handshakes at the peak rate: without
 	 * mux every stream is a handshake (doc/tunnel.md). */
 	unsigned replay_capacity;
+	/* The loop's name resolver (net/resolver.h) for peers' and targets'
+	 * host names, borrowed: it must outlive the engine (forward -c and the
+	 * agent pass the forward engine's, fg_engine_resolver). NULL: the
+	 * engine makes its own when a tunnel first names a host. */
+	struct fg_resolver *resolver;
 };
 
 /* NULL on ENOMEM (errno set). */

@@ -248,7 +248,8 @@ struct fg_tunnel_engine {
 	int batching;
 	struct link *dead_links;
 	struct tun *dead_tuns;
-	struct fg_resolver *resolver;	    /* owned; made when a tunnel first names a host */
+	struct fg_resolver *resolver;	    /* opts' (borrowed) or, if own_resolver, owned */
+	bool own_resolver;		    /* made here when a tunnel first named a host */
 	uint8_t plain[FG_AEAD_MAX_PAYLOAD]; /* aead open output (reads never nest) */
 	uint8_t *rbuf;			    /* LINK_RBUF: every link reads here */
 	struct fg_buf_pool wpool[2];	    /* link output: [0] one stream, [1] mux */
