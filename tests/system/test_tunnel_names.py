@@ -9,6 +9,7 @@ name missing from the file fails at once.
 
 import hashlib
 import os
+import signal
 import time
 
 import fgnet
@@ -200,6 +201,44 @@ def test_entry_peer_name_moves_new_links_to_the_new_exit_old_stream_stays(nodes,
         old.close()
     assert f'next.peers[0] "fgexit.test" is {tn.EXT2}:{lport} now' in en.stderr()
     assert en.metric("flowgate_tunnel_refused_total") == 0
+
+
+def test_a_changed_tunnel_keeps_its_names_addresses_when_lookups_fail_after_restart(
+        nodes, targets, port, net):
+    """SIGHUP with a changed tunnel restarts it with new name slots; they start from the
+    running tunnel's addresses, so a lookup that now fails refuses nothing."""
+    tport, lport, cport = port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    net.set_hosts("ext", {"fgtarget.test": tn.TGT})
+    net.set_hosts("ent", {"fgexit.test": tn.EXT})
+    ex_doc = exit_doc(lport, f"fgtarget.test:{tport}", "aead", False)
+    en_doc = entry_doc(cport, f"fgexit.test:{lport}", "aead", False)
+    ex = nodes("ext", ex_doc, "exit")
+    en = nodes("ent", en_doc, "entry")
+    addr = f"{tn.ENT_C}:{cport}"
+    wait_for(lambda: probe(net.cli, addr) == "echo", 5, what="both names to resolve")
+
+    # both names vanish, then both tunnels change (a new connect_timeout): restarted
+    net.set_hosts("ext", {})
+    net.set_hosts("ent", {})
+    for node, doc in ((ex, ex_doc), (en, en_doc)):
+        n = node.stderr().count("reloaded")
+        doc["tunnels"][0]["connect_timeout"] = "3s"
+        node.write(doc)
+        node.proc.signal(signal.SIGHUP)
+        wait_for(lambda: node.stderr().count("reloaded") > n, 5, what=f"{node.name} reload")
+    wait_for(lambda: "cannot resolve" in ex.stderr() and "cannot resolve" in en.stderr(), 5,
+             what="the restarted tunnels' lookups to fail")
+    # every stream, right after the restart and after the failed lookups, is carried
+    for _ in range(5):
+        data = os.urandom(256 << 10)
+        got = tn.transfer(net.cli, addr, data)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert 'targets[0] "fgtarget.test": cannot resolve' in ex.stderr()
+    assert "keeping its last address" in ex.stderr()
+    assert "keeping its last address" in en.stderr()
+    assert en.metric("flowgate_tunnel_refused_total") == 0
+    assert ex.metric("flowgate_tunnel_refused_total") == 0
 
 
 def test_a_dead_name_server_does_not_stall_other_tunnels(nodes, targets, port, net):
