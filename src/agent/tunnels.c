@@ -15,8 +15,8 @@ struct fg_agent_tunnels {
 	char *cert, *key;
 };
 
-struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, const char *cert,
-					      const char *key)
+struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, struct fg_resolver *resolver,
+					      const char *cert, const char *key)
 {
 	struct fg_agent_tunnels *t = fg_calloc(1, sizeof(*t));
 	if (!t)
@@ -26,7 +26,8 @@ struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, const char *
 	if (!t->cert || !t->key)
 		goto err;
 	/* the agent made its pair at start (agent.c): the engine only loads it */
-	struct fg_tunnel_engine_opts o = {.loop = loop, .tls_cert = t->cert, .tls_key = t->key};
+	struct fg_tunnel_engine_opts o = {
+	    .loop = loop, .tls_cert = t->cert, .tls_key = t->key, .resolver = resolver};
 	t->eng = fg_tunnel_engine_new(&o);
 	if (!t->eng)
 		goto err;

@@ -19,9 +19,12 @@ struct fg_agent_tunnel_counters {
 	uint64_t bytes_up, bytes_down, conns_total, conns_active;
 };
 
-/* cert/key: this node's certificate files (copied). NULL on ENOMEM. */
-struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, const char *cert,
-					      const char *key);
+struct fg_resolver;
+/* cert/key: this node's certificate files (copied). resolver: the loop's
+ * (the forward engine's), borrowed, outliving the result; NULL makes the
+ * tunnel engine use its own. NULL on ENOMEM. */
+struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, struct fg_resolver *resolver,
+					      const char *cert, const char *key);
 void fg_agent_tunnels_free(struct fg_agent_tunnels *t);
 
 /* Whether tunnels can run in this build (false: a set is checked but

@@ -445,7 +445,9 @@ int fg_cli_forward(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	struct fg_tunnel_engine_opts to = {.loop = app.loop, .make_cert = 1};
+	/* one resolver on the loop: the tunnels use the forwards' */
+	struct fg_tunnel_engine_opts to = {
+	    .loop = app.loop, .make_cert = 1, .resolver = fg_engine_resolver(app.engine)};
 	app.tunnels = fg_tunnel_engine_new(&to);
 	if (!app.tunnels) {
 		fprintf(stderr, "flowgate: cannot start the tunnel engine: %s\n", strerror(errno));

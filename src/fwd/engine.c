@@ -704,6 +704,11 @@ static void stats_sum(struct fg_engine *e, struct fg_stats *s, struct fg_forward
 	o->conns_active = active > 0 ? (uint64_t)active : 0;
 }
 
+struct fg_resolver *fg_engine_resolver(struct fg_engine *e)
+{
+	return e->resolver;
+}
+
 void fg_engine_set_metrics_hook(struct fg_engine *e, fg_engine_metrics_cb cb, void *data)
 {
 	e->metrics_hook = cb;

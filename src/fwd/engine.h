@@ -42,6 +42,12 @@ void fg_engine_metrics(struct fg_engine *e, struct fg_strbuf *out);
 typedef void (*fg_engine_metrics_cb)(void *data, const char *family, struct fg_strbuf *out);
 void fg_engine_set_metrics_hook(struct fg_engine *e, fg_engine_metrics_cb cb, void *data);
 
+struct fg_resolver;
+/* The name resolver of the control loop (net/resolver.h), for another
+ * engine on the same loop to share (the tunnel engine): one c-ares
+ * channel per loop. Borrowed: valid until fg_engine_free. */
+struct fg_resolver *fg_engine_resolver(struct fg_engine *e);
+
 /* Counters of one forward, summed over workers. */
 struct fg_forward_counters {
 	uint64_t bytes_up, bytes_down, conns_total, conns_active;

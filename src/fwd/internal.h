@@ -15,9 +15,10 @@
 #include "fwd/config.h"
 #include "fwd/engine.h"
 #include "net/bucket.h"
+#include "net/resolver.h"
 
 #define FG_MAX_WORKERS	    64
-#define FG_MAX_ADDRS	    8
+#define FG_MAX_ADDRS	    FG_NAME_MAX_ADDRS
 #define FG_PASSIVE_RETRY_NS (10 * FG_NS_PER_SEC)
 #define FG_COPY_BUF	    16384
 
@@ -75,11 +76,11 @@ struct fg_target {
 	uint32_t naddrs;
 	struct sockaddr_storage addrs[FG_MAX_ADDRS];
 	/* control thread only */
-	bool resolving;
+	struct fg_name *name; /* owned; host-name targets while started */
 	uint32_t hc_ok, hc_bad;
 	int hc_fd;
 	struct fg_io hc_io;
-	struct fg_timer hc_timer, hc_timeout, resolve_timer;
+	struct fg_timer hc_timer, hc_timeout;
 	struct fg_fwd *fwd; /* borrowed back-pointer */
 };
 
@@ -208,8 +209,6 @@ void fg_target_init(struct fg_fwd *f, struct fg_target *t, const struct fg_endpo
 /* Control thread: start/stop resolution and health checks of a forward. */
 void fg_targets_start(struct fg_engine *e, struct fg_fwd *f);
 void fg_targets_stop(struct fg_engine *e, struct fg_fwd *f);
-struct fg_resolver *fg_resolver_new(struct fg_loop *ctl);
-void fg_resolver_free(struct fg_resolver *r);
 
 /* per-IP limits (engine.c) */
 bool fg_ip_acquire(struct fg_fwd *f, const struct sockaddr *ip);

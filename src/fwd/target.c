@@ -1,7 +1,7 @@
 /* Targets: choosing one, passive failure detection, active TCP health
- * checks and asynchronous name resolution (c-ares). Health checks and the
- * resolver run on the control thread; workers only read target state. */
-#include <ares.h>
+ * checks, and the addresses of host-name targets (kept fresh by a name slot
+ * of net/resolver.h). Health checks and names run on the control thread;
+ * workers only read target state. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
@@ -16,10 +16,7 @@
 #include "fwd/internal.h"
 #include "net/addr.h"
 #include "net/balance.h"
-
-#define RESOLVE_MIN_TTL_NS (5 * FG_NS_PER_SEC)
-#define RESOLVE_MAX_TTL_NS (3600 * FG_NS_PER_SEC)
-#define RESOLVE_RETRY_NS   (5 * FG_NS_PER_SEC)
+#include "net/resolver.h"
 
 /* ---- choosing (workers) --------------------------------------------- */
 
@@ -193,174 +190,30 @@ static void hc_schedule(struct fg_engine *e, struct fg_target *t)
 	fg_timer_start(e->ctl, &t->hc_timer, t->fwd->cfg.health.interval_ns);
 }
 
-/* ---- resolver (control thread) -------------------------------------- */
+/* ---- names (control thread) ------------------------------------------ */
 
-struct fg_resolver {
-	struct fg_loop *loop;
-	ares_channel ch;
-	struct fg_timer timer;
-	struct rsock {
-		struct fg_io io;
-		struct fg_resolver *r;
-	} socks[16];
-};
-
-static void resolver_process(struct fg_resolver *r);
-
-static void rsock_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
+/* The shared name slot (net/resolver.h) keeps the name fresh; the forward
+ * publishes each good answer to its workers through the seqlock. */
+static void target_name_cb(struct fg_name *n, const char *err, bool changed, int64_t next_ns,
+			   void *arg)
 {
-	FG_UNUSED(loop);
-	struct rsock *rs = io->data;
-	ares_socket_t rfd = (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ? io->fd : ARES_SOCKET_BAD;
-	ares_socket_t wfd = (events & EPOLLOUT) ? io->fd : ARES_SOCKET_BAD;
-	ares_process_fd(rs->r->ch, rfd, wfd);
-	resolver_process(rs->r);
-}
-
-static void sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
-{
-	struct fg_resolver *r = data;
-	struct rsock *slot = NULL, *free_slot = NULL;
-	for (size_t i = 0; i < FG_ARRAY_LEN(r->socks); i++) {
-		if (r->socks[i].io.fd == fd)
-			slot = &r->socks[i];
-		else if (!free_slot && r->socks[i].io.fd < 0)
-			free_slot = &r->socks[i];
-	}
-	uint32_t ev = (readable ? EPOLLIN : 0) | (writable ? EPOLLOUT : 0);
-	if (!ev) {
-		if (slot)
-			fg_io_stop(r->loop, &slot->io);
-		return;
-	}
-	if (slot) {
-		fg_io_modify(r->loop, &slot->io, ev);
-	} else if (free_slot) {
-		free_slot->r = r;
-		fg_io_start(r->loop, &free_slot->io, fd, ev, rsock_cb, free_slot);
-	}
-}
-
-static void resolver_timer_cb(struct fg_loop *loop, struct fg_timer *t)
-{
-	FG_UNUSED(loop);
-	struct fg_resolver *r = t->data;
-	ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-	resolver_process(r);
-}
-
-/* Re-arms the c-ares timeout timer after any activity. */
-static void resolver_process(struct fg_resolver *r)
-{
-	struct timeval tv, *tvp = ares_timeout(r->ch, NULL, &tv);
-	if (tvp)
-		fg_timer_start(r->loop, &r->timer,
-			       (int64_t)tvp->tv_sec * FG_NS_PER_SEC + tvp->tv_usec * 1000);
-	else
-		fg_timer_stop(r->loop, &r->timer);
-}
-
-struct fg_resolver *fg_resolver_new(struct fg_loop *ctl)
-{
-	static bool lib_init;
-	if (!lib_init) {
-		if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
-			return NULL;
-		lib_init = true;
-	}
-	struct fg_resolver *r = fg_calloc(1, sizeof(*r));
-	if (!r)
-		return NULL;
-	r->loop = ctl;
-	for (size_t i = 0; i < FG_ARRAY_LEN(r->socks); i++)
-		fg_io_init(&r->socks[i].io);
-	fg_timer_init(&r->timer, resolver_timer_cb, r);
-	struct ares_options o = {.sock_state_cb = sock_state_cb, .sock_state_cb_data = r};
-	if (ares_init_options(&r->ch, &o, ARES_OPT_SOCK_STATE_CB) != ARES_SUCCESS) {
-		fg_free(r);
-		return NULL;
-	}
-	return r;
-}
-
-void fg_resolver_free(struct fg_resolver *r)
-{
-	if (!r)
-		return;
-	ares_destroy(r->ch); /* runs pending callbacks with ARES_EDESTRUCTION */
-	for (size_t i = 0; i < FG_ARRAY_LEN(r->socks); i++)
-		fg_io_stop(r->loop, &r->socks[i].io);
-	fg_timer_stop(r->loop, &r->timer);
-	fg_free(r);
-}
-
-static void resolve_start(struct fg_engine *e, struct fg_target *t);
-
-static void resolve_timer_cb(struct fg_loop *loop, struct fg_timer *tm)
-{
-	FG_UNUSED(loop);
-	struct fg_target *t = tm->data;
-	resolve_start(t->fwd->engine, t);
-}
-
-static void resolve_done(void *arg, int status, int timeouts, struct ares_addrinfo *res)
-{
-	FG_UNUSED(timeouts);
+	FG_UNUSED(changed);
 	struct fg_target *t = arg;
 	struct fg_fwd *f = t->fwd;
-	struct fg_engine *e = f->engine;
-	t->resolving = false;
-	if (f->ctl_dead || status == ARES_EDESTRUCTION) {
-		if (res)
-			ares_freeaddrinfo(res);
-		fg_fwd_unref(f);
-		return;
-	}
-	int64_t next = RESOLVE_RETRY_NS;
-	if (status == ARES_SUCCESS && res) {
-		struct sockaddr_storage a[FG_MAX_ADDRS];
-		uint32_t n = 0;
-		int64_t ttl = RESOLVE_MAX_TTL_NS;
-		for (int pass = 0; pass < 2; pass++)
-			for (struct ares_addrinfo_node *nd = res->nodes; nd && n < FG_MAX_ADDRS;
-			     nd = nd->ai_next) {
-				if (nd->ai_family != (pass == 0 ? AF_INET : AF_INET6))
-					continue;
-				memset(&a[n], 0, sizeof(a[n]));
-				memcpy(&a[n], nd->ai_addr, nd->ai_addrlen);
-				n++;
-				ttl = FG_MIN(ttl, (int64_t)nd->ai_ttl * FG_NS_PER_SEC);
-			}
-		if (n) {
-			publish_addrs(t, a, n);
-			next = FG_MAX(ttl, RESOLVE_MIN_TTL_NS);
-			char first[FG_ADDRSTR_MAX];
-			fg_addr_format((struct sockaddr *)&a[0], first, sizeof(first));
-			fg_dbg("forward %s: %s resolved to %u address(es), first %s, next in %llds",
-			       f->cfg.name, t->ep.host, n, first,
-			       (long long)(next / FG_NS_PER_SEC));
-		}
-	} else {
-		/* keep the last good addresses: a DNS hiccup must not cut traffic */
+	if (err) {
+		/* the slot keeps the last good addresses, and so do we */
 		fg_log_rl(FG_LOG_WARN,
 			  "forward %s: cannot resolve %s: %s (keeping %u old address(es))",
-			  f->cfg.name, t->ep.host, ares_strerror(status), t->naddrs);
-	}
-	if (res)
-		ares_freeaddrinfo(res);
-	fg_timer_start(e->ctl, &t->resolve_timer, next);
-	fg_fwd_unref(f); /* the control thread still holds its own reference */
-}
-
-static void resolve_start(struct fg_engine *e, struct fg_target *t)
-{
-	if (t->fwd->ctl_dead || t->resolving)
+			  f->cfg.name, t->ep.host, err, t->naddrs);
 		return;
-	struct ares_addrinfo_hints h = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-	t->resolving = true;
-	fg_fwd_ref(t->fwd); /* the query holds the forward until its callback */
-	ares_getaddrinfo(e->resolver->ch, t->ep.host, NULL, &h, resolve_done, t);
-	resolver_process(e->resolver);
+	}
+	struct sockaddr_storage a[FG_MAX_ADDRS];
+	uint32_t na = (uint32_t)FG_MIN(fg_name_addrs(n, a, FG_MAX_ADDRS), FG_MAX_ADDRS);
+	publish_addrs(t, a, na);
+	char first[FG_ADDRSTR_MAX];
+	fg_addr_format((struct sockaddr *)&a[0], first, sizeof(first));
+	fg_dbg("forward %s: %s resolved to %u address(es), first %s, next in %llds", f->cfg.name,
+	       t->ep.host, na, first, (long long)(next_ns / FG_NS_PER_SEC));
 }
 
 /* ---- start/stop per forward (control thread) ------------------------ */
@@ -369,8 +222,14 @@ void fg_targets_start(struct fg_engine *e, struct fg_fwd *f)
 {
 	for (size_t i = 0; i < f->cfg.ntargets; i++) {
 		struct fg_target *t = &f->targets[i];
-		if (!t->ep.is_ip)
-			resolve_start(e, t);
+		if (!t->ep.is_ip && !t->name) {
+			t->name = fg_name_new(e->resolver, t->ep.host, target_name_cb, t);
+			if (t->name)
+				fg_name_start(t->name);
+			else
+				fg_err("forward %s: out of memory resolving %s", f->cfg.name,
+				       t->ep.host);
+		}
 		if (f->cfg.health.enabled)
 			fg_timer_start(e->ctl, &t->hc_timer, 0);
 	}
@@ -383,7 +242,8 @@ void fg_targets_stop(struct fg_engine *e, struct fg_fwd *f)
 		struct fg_target *t = &f->targets[i];
 		fg_timer_stop(e->ctl, &t->hc_timer);
 		fg_timer_stop(e->ctl, &t->hc_timeout);
-		fg_timer_stop(e->ctl, &t->resolve_timer);
+		fg_name_free(t->name); /* no callback after this */
+		t->name = NULL;
 		if (t->hc_fd >= 0) {
 			fg_io_stop(e->ctl, &t->hc_io);
 			close(t->hc_fd);
@@ -408,7 +268,6 @@ void fg_target_init(struct fg_fwd *f, struct fg_target *t, const struct fg_endpo
 	t->key = h;
 	fg_timer_init(&t->hc_timer, hc_start_cb, t);
 	fg_timer_init(&t->hc_timeout, hc_timeout_cb, t);
-	fg_timer_init(&t->resolve_timer, resolve_timer_cb, t);
 	/* IP literals are usable before any worker sees the forward */
 	if (ep->is_ip)
 		publish_addrs(t, &ep->ip, 1);

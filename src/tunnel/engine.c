@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
@@ -157,27 +156,187 @@ static int bind_listen(const struct sockaddr_storage *base, uint16_t port, int *
 	return 0;
 }
 
-/* Resolves host:port (blocking for names: apply runs off the data path's
- * hot moments, on the control loop, like config parsing). */
-static int resolve(const struct fg_endpoint *ep, uint16_t port, struct sockaddr_storage *out)
+/* ---- host names ---------------------------------------------------------- *
+ * Peers' addresses and exits' targets given as names are resolved on the
+ * loop by the shared resolver (net/resolver.h): apply never waits for DNS
+ * and never fails because a name does not resolve yet. A name slot
+ * refreshes by TTL; a new address is used by new links and streams only. */
+
+static struct fg_resolver *eng_resolver(struct fg_tunnel_engine *e)
+{
+	if (!e->resolver) {
+		e->resolver = fg_resolver_new(e->loop);
+		e->own_resolver = e->resolver != NULL;
+	}
+	return e->resolver;
+}
+
+static void peer_name_cb(struct fg_name *n, const char *err, bool changed, int64_t next_ns,
+			 void *arg)
+{
+	FG_UNUSED(next_ns);
+	struct peer_slot *p = arg;
+	struct lside *ls = p->ls;
+	struct tun *t = ls->tun;
+	const char *lname = ls->which ? "next" : "prev";
+	if (err) {
+		if (!p->name_failing)
+			fg_warn("tunnel %s: %s.peers[%zu] \"%s\": cannot resolve: %s (%s)",
+				t->cfg.name, lname, p->idx, fg_name_host(n), err,
+				p->resolved ? "keeping its last address"
+					    : "not dialed until it resolves");
+		p->name_failing = true;
+		return;
+	}
+	bool was_failing = p->name_failing;
+	p->name_failing = false;
+	if (!changed) {
+		if (was_failing)
+			fg_info("tunnel %s: %s.peers[%zu] \"%s\" resolves again", t->cfg.name,
+				lname, p->idx, fg_name_host(n));
+		return;
+	}
+	struct sockaddr_storage sa;
+	fg_name_addrs(n, &sa, 1);
+	fg_addr_set_port((struct sockaddr *)&sa, ls->cfg->peers[p->idx].address.port_lo);
+	char a[FG_ADDRSTR_MAX];
+	fg_addr_format((struct sockaddr *)&sa, a, sizeof(a));
+	fg_info("tunnel %s: %s.peers[%zu] \"%s\" is %s%s", t->cfg.name, lname, p->idx,
+		fg_name_host(n), a, p->resolved ? " now (new links go there)" : "");
+	bool first = !p->resolved;
+	p->addr = sa;
+	p->resolved = true;
+	if (first) {
+		/* it was skipped while unresolved: dial now, not at the
+		 * next backoff step */
+		if (fg_timer_armed(&p->retry))
+			fg_timer_stop(t->e->loop, &p->retry);
+		p->backoff_ns = 0;
+		lside_ensure(ls);
+	}
+}
+
+static void target_name_cb(struct fg_name *n, const char *err, bool changed, int64_t next_ns,
+			   void *arg)
+{
+	FG_UNUSED(next_ns);
+	struct tname *tn = arg;
+	struct tun *t = tn->tun;
+	if (err) {
+		if (!tn->failing)
+			fg_warn("tunnel %s: targets[%zu] \"%s\": cannot resolve: %s (%s)",
+				t->cfg.name, tn->idx, fg_name_host(n), err,
+				tn->resolved ? "keeping its last address"
+					     : "streams to it are refused until it resolves");
+		tn->failing = true;
+		return;
+	}
+	bool was_failing = tn->failing;
+	tn->failing = false;
+	if (!changed) {
+		if (was_failing)
+			fg_info("tunnel %s: targets[%zu] \"%s\" resolves again", t->cfg.name,
+				tn->idx, fg_name_host(n));
+		return;
+	}
+	struct sockaddr_storage sa;
+	fg_name_addrs(n, &sa, 1);
+	char a[FG_ADDRSTR_MAX];
+	fg_addr_format((struct sockaddr *)&sa, a, sizeof(a));
+	/* the port is set per stream (exit_connect): show the address only */
+	char *colon = strrchr(a, ':');
+	if (colon)
+		*colon = '\0';
+	fg_info("tunnel %s: targets[%zu] \"%s\" is %s%s", t->cfg.name, tn->idx, fg_name_host(n), a,
+		tn->resolved ? " now (new streams go there)" : "");
+	t->taddr[tn->idx] = sa;
+	tn->resolved = true;
+}
+
+/* The address of an IP-literal endpoint, or a (not yet started) name slot
+ * for a host name. Returns 0 or -ENOMEM. */
+static int endpoint_addr(struct fg_tunnel_engine *e, const struct fg_endpoint *ep,
+			 struct sockaddr_storage *out, struct fg_name **name, fg_name_cb cb,
+			 void *arg)
 {
 	if (ep->is_ip) {
 		*out = ep->ip;
-		fg_addr_set_port((struct sockaddr *)out, port);
+		fg_addr_set_port((struct sockaddr *)out, ep->port_lo);
 		return 0;
 	}
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-	int rc = getaddrinfo(ep->host, NULL, &hints, &res);
-	if (rc || !res)
-		return -EHOSTUNREACH;
-	memcpy(out, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
-	fg_addr_set_port((struct sockaddr *)out, port);
+	struct fg_resolver *r = eng_resolver(e);
+	if (!r || !(*name = fg_name_new(r, ep->host, cb, arg)))
+		return -ENOMEM;
 	return 0;
+}
+
+/* Name slots: started with the tunnel, freed when it stops (no callback
+ * after that) or when a tunnel that never ran is dropped. */
+static void tun_names(struct tun *t, bool start)
+{
+	struct lside *sides[2] = {&t->prev, &t->next};
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; sides[k]->peers && i < sides[k]->npeers; i++) {
+			struct peer_slot *p = &sides[k]->peers[i];
+			if (!p->name)
+				continue;
+			if (start) {
+				fg_name_start(p->name);
+			} else {
+				fg_name_free(p->name);
+				p->name = NULL;
+			}
+		}
+	for (size_t i = 0; t->tnames && i < t->cfg.ntargets; i++) {
+		if (!t->tnames[i].name)
+			continue;
+		if (start) {
+			fg_name_start(t->tnames[i].name);
+		} else {
+			fg_name_free(t->tnames[i].name);
+			t->tnames[i].name = NULL;
+		}
+	}
+}
+
+/* A changed tunnel restarts with new name slots: until their first answer
+ * it dials what the running one resolved for the same host, so a restart
+ * refuses no stream for want of an address. */
+static void tun_seed_names(struct tun *t, const struct tun *old)
+{
+	for (size_t i = 0; t->tnames && old->tnames && i < t->cfg.ntargets; i++) {
+		if (!t->tnames[i].name)
+			continue;
+		for (size_t j = 0; j < old->cfg.ntargets; j++)
+			if (old->tnames[j].resolved &&
+			    strcmp(old->cfg.targets[j].host, t->cfg.targets[i].host) == 0) {
+				t->taddr[i] = old->taddr[j];
+				t->tnames[i].resolved = true;
+				break;
+			}
+	}
+	const struct lside *os[2] = {&old->prev, &old->next};
+	struct lside *ns[2] = {&t->prev, &t->next};
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; ns[k]->peers && os[k]->peers && i < ns[k]->npeers; i++) {
+			struct peer_slot *p = &ns[k]->peers[i];
+			const struct fg_endpoint *a = &ns[k]->cfg->peers[i].address;
+			for (size_t j = 0; p->name && j < os[k]->npeers; j++) {
+				const struct peer_slot *q = &os[k]->peers[j];
+				if (q->resolved && q->name &&
+				    strcmp(os[k]->cfg->peers[j].address.host, a->host) == 0) {
+					p->addr = q->addr;
+					fg_addr_set_port((struct sockaddr *)&p->addr, a->port_lo);
+					p->resolved = true;
+					break;
+				}
+			}
+		}
 }
 
 static void tun_free_mem(struct tun *t)
 {
+	tun_names(t, false);
 	for (size_t i = 0; i < t->ncfds; i++)
 		if (t->cfds[i] >= 0)
 			close(t->cfds[i]);
@@ -190,6 +349,7 @@ static void tun_free_mem(struct tun *t)
 	fg_free(t->prev.peers);
 	fg_free(t->next.peers);
 	fg_free(t->taddr);
+	fg_free(t->tnames);
 	for (size_t i = 0; t->iptab && i < IPTAB_SIZE; i++)
 		while (t->iptab[i]) {
 			struct iprec *r = t->iptab[i];
@@ -236,13 +396,13 @@ static int lside_init(struct tun *t, struct lside *ls, int which, char *err, siz
 		p->ls = ls;
 		p->idx = i;
 		const struct fg_endpoint *a = &cfg->peers[i].address;
-		int rc = resolve(a, a->port_lo, &p->addr);
+		int rc = endpoint_addr(t->e, a, &p->addr, &p->name, peer_name_cb, p);
 		if (rc < 0) {
-			snprintf(err, errlen, "tunnel \"%s\": %s.peers[%zu]: cannot resolve \"%s\"",
+			snprintf(err, errlen, "tunnel \"%s\": %s.peers[%zu] \"%s\": out of memory",
 				 t->cfg.name, lname, i, a->host);
 			return rc;
 		}
-		p->resolved = true;
+		p->resolved = !p->name;
 	}
 	return 0;
 }
@@ -294,15 +454,18 @@ static struct tun *tun_new(struct fg_tunnel_engine *e, const struct fg_tunnel_cf
 		goto fail;
 	if (cfg->role == FG_TUNNEL_EXIT) {
 		t->taddr = fg_calloc(cfg->ntargets, sizeof(*t->taddr));
-		if (!t->taddr)
+		t->tnames = fg_calloc(cfg->ntargets, sizeof(*t->tnames));
+		if (!t->taddr || !t->tnames)
 			goto oom;
-		for (size_t i = 0; i < cfg->ntargets; i++)
-			if (resolve(&cfg->targets[i], cfg->targets[i].port_lo, &t->taddr[i]) < 0) {
-				snprintf(err, errlen,
-					 "tunnel \"%s\": targets[%zu]: cannot resolve \"%s\"",
-					 cfg->name, i, cfg->targets[i].host);
-				goto fail;
-			}
+		for (size_t i = 0; i < cfg->ntargets; i++) {
+			struct tname *tn = &t->tnames[i];
+			tn->tun = t;
+			tn->idx = i;
+			if (endpoint_addr(e, &cfg->targets[i], &t->taddr[i], &tn->name,
+					  target_name_cb, tn) < 0)
+				goto oom;
+			tn->resolved = !tn->name;
+		}
 	}
 	return t;
 oom:
@@ -323,6 +486,7 @@ static int tun_start(struct tun *t)
 		if (sides[i]->lfd >= 0 && fg_io_start(loop, &sides[i]->lio, sides[i]->lfd,
 						      FG_IO_READ, link_accept_cb, sides[i]) < 0)
 			return -errno;
+	tun_names(t, true); /* lookups answer from the loop, never from here */
 	lside_ensure(&t->prev);
 	lside_ensure(&t->next);
 	return 0;
@@ -340,6 +504,7 @@ static void tun_stop(struct tun *t)
 			close(t->cfds[i]);
 		t->cfds[i] = -1;
 	}
+	tun_names(t, false);
 	while (t->streams)
 		ts_close(t->streams, true);
 	lside_stop(&t->prev);
@@ -362,6 +527,7 @@ struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts
 	if (opts->tls_key)
 		snprintf(e->key, sizeof(e->key), "%s", opts->tls_key);
 	e->make_cert = opts->make_cert;
+	e->resolver = opts->resolver;
 	fg_timer_init(&e->reap_timer, reap_cb, e);
 	if (RAND_bytes((uint8_t *)&e->rng, sizeof(e->rng)) != 1 || !e->rng)
 		e->rng = (uint64_t)fg_now_ns() | 1;
@@ -392,6 +558,8 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
 	if (fg_timer_armed(&e->reap_timer))
 		fg_timer_stop(e->loop, &e->reap_timer);
 	reap(e);
+	if (e->own_resolver)
+		fg_resolver_free(e->resolver);
 	fg_tls_server_free(e->tls_srv);
 	fg_tls_client_free(e->tls_cli);
 	fg_hs_replay_deinit(&e->replay);
@@ -542,6 +710,8 @@ int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_se
 			rc = -EINVAL;
 			goto out;
 		}
+		if (old)
+			tun_seed_names(fresh[i], old);
 	}
 	/* everything is bound: switch */
 	if (srv) {
@@ -700,6 +870,32 @@ int fg_tunnel_engine_links(struct fg_tunnel_engine *e, const char *name,
 	return 0;
 }
 
+/* Whether t dials any host name; *failing (if given) gets how many of
+ * them have no address or failed their last lookup. */
+static bool tun_unresolved(const struct tun *t, unsigned *failing)
+{
+	bool names = false;
+	unsigned n = 0;
+	const struct lside *sides[2] = {&t->prev, &t->next};
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; sides[k]->peers && i < sides[k]->npeers; i++) {
+			const struct peer_slot *p = &sides[k]->peers[i];
+			if (!p->name)
+				continue;
+			names = true;
+			n += !p->resolved || p->name_failing;
+		}
+	for (size_t i = 0; t->tnames && i < t->cfg.ntargets; i++) {
+		if (!t->tnames[i].name)
+			continue;
+		names = true;
+		n += !t->tnames[i].resolved || t->tnames[i].failing;
+	}
+	if (failing)
+		*failing = n;
+	return names;
+}
+
 void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
 {
 	if (!e->stats)
@@ -740,6 +936,23 @@ void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
 			uint64_t v;
 			memcpy(&v, (const char *)&s->c + fam[f].off, sizeof(v));
 			fg_prom_sample(b, fam[f].name, l, v);
+		}
+	}
+	/* host names that cannot be dialed right now: no address yet, or the
+	 * last lookup failed (a kept old address is still dialed) */
+	bool any_name = false;
+	for (struct tun *t = e->tuns; t && !any_name; t = t->next_t)
+		any_name = !t->dying && tun_unresolved(t, NULL);
+	if (any_name) {
+		fg_prom_family(b, "flowgate_tunnel_names_unresolved", "gauge",
+			       "Peer and target host names with no address yet or whose last "
+			       "lookup failed.");
+		for (struct tun *t = e->tuns; t; t = t->next_t) {
+			unsigned failing = 0;
+			if (t->dying || !tun_unresolved(t, &failing))
+				continue;
+			const char *l[] = {"tunnel", t->cfg.name, NULL};
+			fg_prom_sample(b, "flowgate_tunnel_names_unresolved", l, failing);
 		}
 	}
 	/* integer microseconds: the writer has no floats */

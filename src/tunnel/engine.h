@@ -19,6 +19,8 @@
 struct fg_loop;
 struct fg_tunnel_engine;
 
+struct fg_resolver;
+
 struct fg_tunnel_engine_opts {
 	struct fg_loop *loop; /* borrowed */
 	/* This node's certificate and key (PEM) for tls/wss link listeners,
@@ -32,6 +34,11 @@ struct fg_tunnel_engine_opts {
 	 * Size it for 2 x 60 s of link handshakes at the peak rate: without
 	 * mux every stream is a handshake (doc/tunnel.md). */
 	unsigned replay_capacity;
+	/* The loop's name resolver (net/resolver.h) for peers' and targets'
+	 * host names, borrowed: it must outlive the engine (forward -c and the
+	 * agent pass the forward engine's, fg_engine_resolver). NULL: the
+	 * engine makes its own when a tunnel first names a host. */
+	struct fg_resolver *resolver;
 };
 
 /* NULL on ENOMEM (errno set). */
@@ -42,9 +49,12 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e);
 /* Makes `set` the running tunnels. Tunnels equal to running ones
  * (fg_tunnel_cfg_equal) keep their listeners, links and streams; changed
  * ones are restarted (their streams close), removed ones stop, new ones
- * start. Every new socket is bound, the certificate loaded and every name
- * resolved before anything changes: on failure returns -errno with err
- * naming the tunnel and address, and what runs is left as it was. */
+ * start. Every new socket is bound and the certificate loaded before
+ * anything changes: on failure returns -errno with err naming the tunnel
+ * and address, and what runs is left as it was. Host names (peers'
+ * addresses, exits' targets) never block or fail an apply: they are
+ * resolved asynchronously on the engine's loop and refreshed by TTL; until
+ * a name has an address, streams to it are refused and links to it wait. */
 int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_set *set, char *err,
 			   size_t errlen);
 

@@ -10,6 +10,7 @@
 #include "core/loop.h"
 #include "core/pool.h"
 #include "net/bucket.h"
+#include "net/resolver.h"
 #include "net/stream.h"
 #include "net/ws_handshake.h"
 #include "net/tls.h"
@@ -113,9 +114,11 @@ enum link_state { LS_CONNECT = 0, LS_TLS, LS_WS, LS_HS, LS_UP, LS_DEAD };
 struct peer_slot {
 	struct lside *ls;
 	size_t idx;
-	struct sockaddr_storage addr;
-	bool resolved;
-	unsigned want, have; /* persistent links wanted / connecting or idle */
+	struct sockaddr_storage addr; /* what a new link dials */
+	bool resolved;		      /* addr is valid (IP literal, or the name resolved) */
+	bool name_failing;	      /* the last lookup failed (logged once per change) */
+	struct fg_name *name;	      /* owned; a host-name address, NULL for an IP */
+	unsigned want, have;	      /* persistent links wanted / connecting or idle */
 	int64_t backoff_ns;
 	int64_t down_until_ns; /* per-stream dialing: skip until then */
 	struct fg_timer retry;
@@ -194,6 +197,16 @@ struct link {
 	struct link *prev_l, *next_l; /* ls->links */
 };
 
+/* An exit's target: whether it has an address to dial (an IP literal
+ * always does; a host name once its first lookup succeeded). */
+struct tname {
+	struct tun *tun;
+	size_t idx;
+	struct fg_name *name; /* owned; NULL for an IP literal */
+	bool resolved;
+	bool failing; /* the last lookup failed (logged once per change) */
+};
+
 struct tstats {
 	char name[FG_NAME_MAX + 1];
 	struct fg_tunnel_counters c;
@@ -210,6 +223,7 @@ struct tun {
 	size_t ncfds;
 	struct lside prev, next;
 	struct sockaddr_storage *taddr;	   /* exit: resolved targets */
+	struct tname *tnames;		   /* exit: per target; NULL when all are IPs */
 	struct fg_bucket agg_up, agg_down; /* entry: aggregate rates */
 	struct iprec **iptab;		   /* IPTAB_SIZE chains; NULL without max_conns_per_ip */
 	unsigned target_rr;
@@ -240,6 +254,8 @@ struct fg_tunnel_engine {
 	int batching;
 	struct link *dead_links;
 	struct tun *dead_tuns;
+	struct fg_resolver *resolver;	    /* opts' (borrowed) or, if own_resolver, owned */
+	bool own_resolver;		    /* made here when a tunnel first named a host */
 	uint8_t plain[FG_AEAD_MAX_PAYLOAD]; /* aead open output (reads never nest) */
 	uint8_t *rbuf;			    /* LINK_RBUF: every link reads here */
 	struct fg_buf_pool wpool[2];	    /* link output: [0] one stream, [1] mux */

@@ -1253,6 +1253,12 @@ void lside_ensure(struct lside *ls)
 		p->want = want;
 		if (fg_timer_armed(&p->retry))
 			continue;
+		if (!p->resolved && p->have < p->want) {
+			/* a name with no address yet: look again at the usual
+			 * backoff (its first answer also dials at once) */
+			peer_retry(p);
+			continue;
+		}
 		while (p->have < p->want) {
 			struct link *l = link_dial(ls, p, NULL);
 			if (!l) {

@@ -629,12 +629,20 @@ static void exit_connect(struct tstream *ts)
 {
 	struct tun *t = ts->tun;
 	const struct fg_tunnel_cfg *c = &t->cfg;
+	/* whether every target was skipped for having no address yet: that
+	 * is logged by the name's lookup (once per change), not per stream */
+	bool only_unresolved = ts->attempts == 0;
 	if (ts->attempts == 0)
 		ts->target_base = c->target_balance == FG_TBAL_ROUND_ROBIN ? t->target_rr++ : 0;
 	while (ts->attempts < c->ntargets) {
 		size_t i = (ts->target_base + ts->attempts) % c->ntargets;
 		const struct fg_endpoint *tg = &c->targets[i];
 		unsigned size = (unsigned)tg->port_hi - tg->port_lo + 1;
+		if (t->tnames && !t->tnames[i].resolved) {
+			ts->attempts++;
+			continue;
+		}
+		only_unresolved = false;
 		if (size > 1 && ts->port_off >= size) {
 			ts->attempts++;
 			continue;
@@ -662,8 +670,9 @@ static void exit_connect(struct tstream *ts)
 			fg_timer_start(t->e->loop, &ts->timer, c->connect_timeout_ns);
 		return;
 	}
-	fg_log_rl(FG_LOG_WARN, "tunnel %s: no target reachable for port offset %u", c->name,
-		  ts->port_off);
+	if (!only_unresolved)
+		fg_log_rl(FG_LOG_WARN, "tunnel %s: no target reachable for port offset %u", c->name,
+			  ts->port_off);
 	t->stats->c.refused++;
 	ts_close(ts, true);
 }
@@ -806,13 +815,23 @@ void ts_attach_next(struct tstream *ts)
 		struct peer_slot *p = NULL;
 		for (size_t k = 0; k < ls->npeers; k++) {
 			struct peer_slot *c = &ls->peers[(start + ts->attempts + k) % ls->npeers];
-			if (c->down_until_ns <= now) {
+			if (c->resolved && c->down_until_ns <= now) {
 				p = c;
 				break;
 			}
 		}
-		if (!p) /* all marked down: try anyway, in order */
-			p = &ls->peers[(start + ts->attempts) % ls->npeers];
+		/* all marked down: try anyway, in order (a peer whose name has
+		 * no address yet cannot be tried) */
+		for (size_t k = 0; !p && k < ls->npeers; k++) {
+			struct peer_slot *c = &ls->peers[(start + ts->attempts + k) % ls->npeers];
+			if (c->resolved)
+				p = c;
+		}
+		if (!p) { /* logged by the name's lookup, once per change */
+			t->stats->c.refused++;
+			ts_close(ts, true);
+			return;
+		}
 		ts->attempts++;
 		if (!link_dial(ls, p, &ts->ep[1]))
 			ts_close(ts, true);

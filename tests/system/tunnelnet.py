@@ -16,6 +16,9 @@ Topology (names fgu-<pid>-<role>, removed at session end and at exit):
     inbound port. prv's private target listens on 10.79.5.2.
   * IP forwarding is off everywhere but rtr: the client reaches targets only through
     tunnels.
+  * Every namespace has /etc/netns/<ns>/hosts (`ip netns exec` bind-mounts it over
+    /etc/hosts; set_hosts() rewrites it in place) and a resolv.conf naming 127.0.0.1,
+    where nothing answers: names not in the hosts file fail at once.
 """
 
 import atexit
@@ -46,8 +49,10 @@ ENT_C = "10.79.1.1"
 ENT_X = "10.79.2.1"
 ENT_N = "10.79.4.1"
 EXT = "10.79.2.2"
+EXT2 = "10.79.2.3"  # a second exit address (a peer name re-pointed to another exit)
 EXT_T = "10.79.3.1"
 TGT = "10.79.3.2"
+TGT2 = "10.79.3.3"  # a second target address (host-name tests re-point a name to it)
 RTR_E = "10.79.4.2"
 PRV = "10.79.5.2"
 
@@ -91,6 +96,11 @@ class TunnelNet:
         self._up = True
         for ns in n.values():
             sh("ip", "netns", "add", ns)
+            os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
+            with open(f"/etc/netns/{ns}/hosts", "w") as f:
+                f.write("127.0.0.1 localhost\n")
+            with open(f"/etc/netns/{ns}/resolv.conf", "w") as f:
+                f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
             sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
 
@@ -110,6 +120,8 @@ class TunnelNet:
             sh("ip", "-n", n[ns], "addr", "add", f"{ip}/24", "dev", dev)
             sh("ip", "-n", n[ns], "link", "set", dev, "up")
         sh("ip", "-n", n["cli"], "addr", "add", "10.79.1.3/24", "dev", "c0")  # a second client
+        sh("ip", "-n", n["tgt"], "addr", "add", f"{TGT2}/24", "dev", "t0")
+        sh("ip", "-n", n["ext"], "addr", "add", f"{EXT2}/24", "dev", "x0")
         sh("ip", "-n", n["cli"], "route", "add", "default", "via", ENT_C)
         sh("ip", "-n", n["tgt"], "route", "add", "default", "via", EXT_T)
         sh("ip", "-n", n["prv"], "route", "add", "default", "via", "10.79.5.1")
@@ -138,6 +150,15 @@ table ip filter {
                         ("rtr", "r1"), ("prv", "p0")):
             wait_for(lambda: "LOWER_UP" in sh("ip", "-n", n[ns], "link", "show", dev).stdout,
                      5, what=f"{ns}/{dev} up")
+
+    def set_hosts(self, role, names):
+        """Makes role's hosts file localhost plus {name: ip}. Rewritten in place: the
+        namespace's bind mount over /etc/hosts follows the inode, not the path."""
+        with open(f"/etc/netns/{self.name[role]}/hosts", "r+") as f:
+            f.seek(0)
+            f.write("127.0.0.1 localhost\n" +
+                    "".join(f"{ip} {name}\n" for name, ip in names.items()))
+            f.truncate()
 
     def destroy(self):
         if not self._up:
