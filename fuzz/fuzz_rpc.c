@@ -45,6 +45,10 @@ static void walk_list(const json_t *a, bool status)
 			CHECK(c.links_up >= -1 && c.links_up <= FG_RPC_LINKS_UP_MAX);
 			CHECK(c.rtt_prev_us >= -1 && c.rtt_prev_us <= FG_RPC_RTT_MAX_US);
 			CHECK(c.rtt_next_us >= -1 && c.rtt_next_us <= FG_RPC_RTT_MAX_US);
+			/* the warning: bounded, one line, no control bytes */
+			CHECK(c.warn && strlen(c.warn) <= FG_RPC_WARN_MAX);
+			for (const char *p = c.warn; *p; p++)
+				CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
 		}
 	}
 }

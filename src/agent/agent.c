@@ -421,8 +421,10 @@ static json_t *counter_json(const char *kind, const char *id, uint64_t up, uint6
 }
 
 /* A running tunnel's link health on its counter entry: links_up (its
- * presence says the engine runs the tunnel) and, per side this node has
- * and once measured, rtt_prev_us / rtt_next_us (doc/protocol.md). */
+ * presence says the engine runs the tunnel), per side this node has and
+ * once measured, rtt_prev_us / rtt_next_us, and while the engine has a
+ * run-time problem with it (a name that does not resolve) `warn`, absent
+ * again once it is gone (doc/protocol.md). */
 static void add_links(struct fg_agent *a, const char *name, json_t *cj)
 {
 	struct fg_agent_tunnel_links ls[2];
@@ -438,6 +440,9 @@ static void add_links(struct fg_agent *a, const char *name, json_t *cj)
 			json_object_set_new(
 			    cj, key[i],
 			    json_integer(FG_MIN(ls[i].rtt_us, (int64_t)FG_RPC_RTT_MAX_US)));
+	char warn[FG_RPC_WARN_MAX + 1];
+	if (fg_agent_tunnels_health(a->tunnels, name, warn, sizeof(warn)) == 0 && warn[0])
+		json_object_set_new(cj, "warn", json_string(warn));
 }
 
 /* Reports this boot's counters (one report in flight at a time: the next

@@ -8,7 +8,11 @@
 #include <sys/types.h>
 
 #include "core/alloc.h"
+#include "net/rpc.h"
 #include "tunnel/engine.h"
+
+/* the server's decoder takes every line the engine writes */
+_Static_assert(FG_TUNNEL_HEALTH_MAX <= FG_RPC_WARN_MAX, "a health line fits a report's warn");
 
 struct fg_agent_tunnels {
 	struct fg_tunnel_engine *eng;
@@ -114,6 +118,11 @@ int fg_agent_tunnels_links(struct fg_agent_tunnels *t, const char *name,
 		out[i].rtt_us = ls[i].rtt_us;
 	}
 	return rc;
+}
+
+int fg_agent_tunnels_health(struct fg_agent_tunnels *t, const char *name, char *buf, size_t len)
+{
+	return fg_tunnel_engine_health(t->eng, name, buf, len);
 }
 
 void fg_agent_tunnels_metrics(struct fg_agent_tunnels *t, struct fg_strbuf *out)

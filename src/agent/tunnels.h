@@ -55,6 +55,11 @@ struct fg_agent_tunnel_links {
 int fg_agent_tunnels_links(struct fg_agent_tunnels *t, const char *name,
 			   struct fg_agent_tunnel_links out[2]);
 
+/* The running tunnel name's run-time problems as one line ("" when none:
+ * names whose last lookup failed, see fg_tunnel_engine_health), at most
+ * FG_TUNNEL_HEALTH_MAX characters into buf: 0, or -ENOENT. */
+int fg_agent_tunnels_health(struct fg_agent_tunnels *t, const char *name, char *buf, size_t len);
+
 void fg_agent_tunnels_metrics(struct fg_agent_tunnels *t, struct fg_strbuf *out);
 
 #endif

@@ -387,6 +387,13 @@ int fg_counter_decode(const json_t *o, const char *path, struct fg_counter_rec *
 				    (long long)opt[i].max);
 		memcpy((char *)out + opt[i].off, &v, sizeof(v));
 	}
+	if ((rc = get_str(o, path, "warn", FG_RPC_WARN_MAX, false, &out->warn, err, errlen)))
+		return rc;
+	/* shown as is in the API and the UI: one line, no control bytes */
+	for (const unsigned char *p = (const unsigned char *)out->warn; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return fail(err, errlen, FG_RPC_INVALID_PARAMS,
+				    "%s.warn: must be one line without control characters", path);
 	return 0;
 }
 

@@ -97,6 +97,8 @@ int fg_status_decode(const json_t *o, const char *path, struct fg_status_rec *ou
  * past a minute or more links than a node can hold are not measurements. */
 #define FG_RPC_RTT_MAX_US   60000000
 #define FG_RPC_LINKS_UP_MAX 1000000
+/* ...and of its run-time warning (one line for an operator) */
+#define FG_RPC_WARN_MAX 255
 
 /* One entry of a counters list: absolute values since boot. A tunnel's
  * entry may carry its link health (doc/protocol.md). */
@@ -106,6 +108,10 @@ struct fg_counter_rec {
 	uint64_t bytes_up, bytes_down, conns, active;
 	int64_t links_up;		  /* -1 if absent (not running, older agent) */
 	int64_t rtt_prev_us, rtt_next_us; /* -1 if absent (no such side, not measured) */
+	/* what keeps the node from running its part fully right now (a name
+	 * that does not resolve), "" if absent: none, or an older agent.
+	 * At most FG_RPC_WARN_MAX bytes of printable text. */
+	const char *warn;
 };
 int fg_counter_decode(const json_t *o, const char *path, struct fg_counter_rec *out, char *err,
 		      size_t errlen);

@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "net/rpc.h"
 #include "server/api_int.h"
 #include "server/desired.h"
 #include "server/tunnel_model.h"
@@ -127,9 +128,11 @@ static void add_links(struct fg_api *api, json_t *o, int64_t node_id, int64_t tu
 
 /* path: one element per position (entry, hops, exits), each with its
  * nodes' state: ok, pending (online, the revision with the tunnel not yet
- * applied), offline, waiting (cannot run yet: a peer's address or
- * fingerprint is missing), error (two places in the tunnel, or what the
- * agent reported), disabled; and their link health (add_links).
+ * applied), degraded (it runs the tunnel but its latest report warns of a
+ * run-time problem: a peer or target name that does not resolve), offline,
+ * waiting (cannot run yet: a peer's address or fingerprint is missing),
+ * error (two places in the tunnel, or what the agent reported), disabled;
+ * and their link health (add_links).
  * problems: the non-ok ones as sentences (not pending ones). */
 static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view)
 {
@@ -193,7 +196,20 @@ static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view
 					 "applying revision %lld (the node runs %lld)",
 					 (long long)desired, (long long)applied);
 			}
-			const char *detail = pend[0] ? pend : rep[0] && rc == 0 ? rep : why;
+			/* it runs the tunnel, but its engine says part of it cannot
+			 * work right now (a name that does not resolve): a run-time
+			 * condition, gone with the report that no longer says it */
+			struct fg_hub_tunnel_links hl;
+			char warn[FG_RPC_WARN_MAX + 1] = "";
+			if (strcmp(state, "ok") == 0 &&
+			    fg_hub_tunnel_links(api->hub, row->id, t->id, &hl) == 0 && hl.warn[0]) {
+				state = "degraded";
+				snprintf(warn, sizeof(warn), "%s", hl.warn);
+			}
+			const char *detail = pend[0]		 ? pend
+					     : warn[0]		 ? warn
+					     : rep[0] && rc == 0 ? rep
+								 : why;
 			const char *addr = row->address[0] ? row->address : row->seen_address;
 			json_t *no =
 			    json_pack("{s:I, s:s, s:b, s:s, s:s, s:s}", "id", (json_int_t)row->id,
@@ -203,7 +219,7 @@ static void add_path(struct fg_api *api, const struct fg_tunnel *t, json_t *view
 			json_array_append_new(nodes, no);
 			if (strcmp(state, "pending") == 0)
 				; /* on its way: not a problem */
-			else if (t->enabled && (rc < 0 || rep[0] || why[0]))
+			else if (t->enabled && (rc < 0 || rep[0] || why[0] || warn[0]))
 				json_array_append_new(problems,
 						      json_sprintf("%s: %s", row->name, detail));
 			else if (t->enabled && !online)

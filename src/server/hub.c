@@ -53,6 +53,9 @@ struct fwd_live {
 	/* tunnels: the link health of the last report (-1 = absent; links_up
 	 * present means the node's engine runs the tunnel) */
 	int64_t links_up, rtt_prev_us, rtt_next_us;
+	/* owned, NULL = none: the run-time warning of the last report (only
+	 * a node with a problem pays for the text) */
+	char *warn;
 };
 
 /* What the hub knows of a node. Created on first contact or refresh, kept
@@ -211,10 +214,20 @@ static struct nstate *node_get(struct fg_hub *hub, int64_t id)
 	return ns;
 }
 
+/* Forgets every live counter of ns (and their warnings). */
+static void fl_clear(struct nstate *ns)
+{
+	for (uint32_t i = 0; i < ns->nfl; i++)
+		fg_free(ns->fl[i].warn);
+	fg_free(ns->fl);
+	ns->fl = NULL;
+	ns->nfl = ns->capfl = 0;
+}
+
 static void nstate_free(struct nstate *ns)
 {
 	fg_free(ns->errors);
-	fg_free(ns->fl);
+	fl_clear(ns);
 	json_decref(ns->hello);
 	json_decref(ns->fw);
 	fg_free(ns);
@@ -661,9 +674,7 @@ static void on_hello(struct session *s, struct fg_rpc_msg *m)
 	ns->online = true;
 	json_decref(ns->fw); /* a new boot: counters restart */
 	ns->fw = NULL;
-	fg_free(ns->fl);
-	ns->fl = NULL;
-	ns->nfl = ns->capfl = 0;
+	fl_clear(ns);
 	json_decref(ns->hello);
 	ns->hello = json_incref(m->params);
 	mark_dirty(hub, ns);
@@ -756,6 +767,12 @@ static void on_report(struct session *s, struct fg_rpc_msg *m)
 			f->links_up = c.links_up;
 			f->rtt_prev_us = c.rtt_prev_us;
 			f->rtt_next_us = c.rtt_next_us;
+			/* a warning lasts exactly as long as the agent says it:
+			 * the next report without one clears it */
+			if (!c.warn[0] || !f->warn || strcmp(f->warn, c.warn) != 0) {
+				fg_free(f->warn);
+				f->warn = c.warn[0] ? fg_strdup(c.warn) : NULL;
+			}
 			if (f->stored_ok && !memcmp(&f->stored, &abs, sizeof(abs)))
 				continue; /* nothing moved: the delta would be 0 */
 			f->stored = abs;
@@ -1195,11 +1212,28 @@ const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, in
 	return ns->fw;
 }
 
+static json_t *ms_or_null(int64_t us)
+{
+	return us >= 0 ? json_real((double)us / 1000.0) : json_null();
+}
+
+/* A tunnel's link health on its live entry, named as in the API's path
+ * view (doc/api.md) so the UI can lay it over the path between re-reads. */
+static void add_live_links(json_t *c, const struct fwd_live *f)
+{
+	json_object_set_new(c, "links_up",
+			    f->links_up >= 0 ? json_integer(f->links_up) : json_null());
+	json_object_set_new(c, "rtt_prev_ms", ms_or_null(f->rtt_prev_us));
+	json_object_set_new(c, "rtt_next_ms", ms_or_null(f->rtt_next_us));
+	json_object_set_new(c, "warn", json_string(f->warn ? f->warn : ""));
+}
+
 int fg_hub_tunnel_links(const struct fg_hub *hub, int64_t node_id, int64_t tunnel_id,
 			struct fg_hub_tunnel_links *out)
 {
 	const struct nstate *ns = node_find(hub, node_id);
 	out->links_up = out->rtt_prev_us = out->rtt_next_us = -1;
+	out->warn = "";
 	out->ts = 0;
 	for (uint32_t i = 0; ns && i < ns->nfl; i++) {
 		const struct fwd_live *f = &ns->fl[i];
@@ -1208,6 +1242,7 @@ int fg_hub_tunnel_links(const struct fg_hub *hub, int64_t node_id, int64_t tunne
 		out->links_up = f->links_up;
 		out->rtt_prev_us = f->rtt_prev_us;
 		out->rtt_next_us = f->rtt_next_us;
+		out->warn = f->warn ? f->warn : "";
 		out->ts = f->ts;
 		return 0;
 	}
@@ -1323,6 +1358,8 @@ json_t *fg_hub_live(const struct fg_hub *hub)
 			    (json_int_t)rate(f->abs.bytes_up, f->prev.bytes_up, dt), "rate_down",
 			    (json_int_t)rate(f->abs.bytes_down, f->prev.bytes_down, dt), "ts",
 			    (json_int_t)f->ts);
+			if (c && f->kind == K_TUNNEL)
+				add_live_links(c, f);
 			if (!c || json_object_set_new(per, nid, c))
 				goto err;
 		}

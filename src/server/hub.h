@@ -82,7 +82,10 @@ const json_t *fg_hub_node_firewall(const struct fg_hub *hub, int64_t node_id, in
 struct fg_hub_tunnel_links {
 	int64_t links_up;		  /* -1: not reported as running */
 	int64_t rtt_prev_us, rtt_next_us; /* -1: no such side or not measured */
-	int64_t ts;			  /* Unix seconds of that report */
+	/* the run-time warning (a name that does not resolve...), "" if
+	 * none; borrowed until the next call into the hub */
+	const char *warn;
+	int64_t ts; /* Unix seconds of that report */
 };
 /* 0, or -ENOENT (out all -1) when the node has not reported the tunnel
  * since its session began. */

@@ -186,6 +186,7 @@ static void peer_name_cb(struct fg_name *n, const char *err, bool changed, int64
 				p->resolved ? "keeping its last address"
 					    : "not dialed until it resolves");
 		p->name_failing = true;
+		snprintf(p->why, sizeof(p->why), "%s", err);
 		return;
 	}
 	bool was_failing = p->name_failing;
@@ -229,6 +230,7 @@ static void target_name_cb(struct fg_name *n, const char *err, bool changed, int
 				tn->resolved ? "keeping its last address"
 					     : "streams to it are refused until it resolves");
 		tn->failing = true;
+		snprintf(tn->why, sizeof(tn->why), "%s", err);
 		return;
 	}
 	bool was_failing = tn->failing;
@@ -894,6 +896,48 @@ static bool tun_unresolved(const struct tun *t, unsigned *failing)
 	if (failing)
 		*failing = n;
 	return names;
+}
+
+int fg_tunnel_engine_health(struct fg_tunnel_engine *e, const char *name, char *buf, size_t len)
+{
+	if (len)
+		buf[0] = '\0';
+	struct tun *t = e->tuns;
+	while (t && (t->dying || strcmp(t->cfg.name, name) != 0))
+		t = t->next_t;
+	if (!t)
+		return -ENOENT;
+	/* only names whose last lookup failed: one still on its first lookup
+	 * is not a problem yet (a few ms from the hosts file), and a report
+	 * must not flash a warning after every apply */
+	unsigned n = 0;
+	char first[FG_TUNNEL_HEALTH_MAX + 1] = "";
+	const struct lside *sides[2] = {&t->prev, &t->next};
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; sides[k]->peers && i < sides[k]->npeers; i++) {
+			const struct peer_slot *p = &sides[k]->peers[i];
+			if (!p->name || !p->name_failing)
+				continue;
+			if (!n++)
+				snprintf(first, sizeof(first),
+					 "%s.peers[%zu] \"%s\" (cannot resolve: %s; %s)",
+					 k ? "next" : "prev", i, fg_name_host(p->name), p->why,
+					 p->resolved ? "dialing its last address" : "not dialed");
+		}
+	for (size_t i = 0; t->tnames && i < t->cfg.ntargets; i++) {
+		const struct tname *tn = &t->tnames[i];
+		if (!tn->name || !tn->failing)
+			continue;
+		if (!n++)
+			snprintf(first, sizeof(first),
+				 "targets[%zu] \"%s\" (cannot resolve: %s; %s)", i,
+				 fg_name_host(tn->name), tn->why,
+				 tn->resolved ? "its last address is used"
+					      : "streams to it are refused");
+	}
+	if (n)
+		snprintf(buf, len, "%u name%s unresolved: %s", n, n == 1 ? "" : "s", first);
+	return 0;
 }
 
 void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)

@@ -97,6 +97,16 @@ struct fg_tunnel_link_stats {
  * name; out is zeroed, rtt -1). */
 int fg_tunnel_engine_links(struct fg_tunnel_engine *e, const char *name,
 			   struct fg_tunnel_link_stats out[2]);
+/* A running tunnel's run-time problems on this node as one line for an
+ * operator, "" when there are none: the host names (peers' addresses,
+ * targets) whose last lookup failed — how many, the first one and why,
+ * e.g. `1 name unresolved: targets[0] "db.internal" (cannot resolve:
+ * Domain name not found; streams to it are refused)`. At most
+ * FG_TUNNEL_HEALTH_MAX characters (ASCII; longer is cut) into buf (len
+ * bytes). Cheap, no allocation: for reports, not the data path. Returns 0
+ * or -ENOENT (no running tunnel of that name; buf is ""). */
+#define FG_TUNNEL_HEALTH_MAX 255
+int fg_tunnel_engine_health(struct fg_tunnel_engine *e, const char *name, char *buf, size_t len);
 /* Calls cb for each running tunnel (name, server id or "", counters). */
 void fg_tunnel_engine_foreach(struct fg_tunnel_engine *e,
 			      void (*cb)(const char *name, const char *id,

@@ -118,6 +118,7 @@ struct peer_slot {
 	bool resolved;		      /* addr is valid (IP literal, or the name resolved) */
 	bool name_failing;	      /* the last lookup failed (logged once per change) */
 	struct fg_name *name;	      /* owned; a host-name address, NULL for an IP */
+	char why[64];		      /* the last failure's text, for the health line */
 	unsigned want, have;	      /* persistent links wanted / connecting or idle */
 	int64_t backoff_ns;
 	int64_t down_until_ns; /* per-stream dialing: skip until then */
@@ -205,6 +206,7 @@ struct tname {
 	struct fg_name *name; /* owned; NULL for an IP literal */
 	bool resolved;
 	bool failing; /* the last lookup failed (logged once per change) */
+	char why[64]; /* the last failure's text, for the health line */
 };
 
 struct tstats {

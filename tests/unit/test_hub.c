@@ -647,6 +647,55 @@ static void test_hub_tunnel_counters_and_hello_fingerprint(void **state)
 	assert_int_equal(fg_hub_tunnel_links(f->fr.hub, f->node, 999, &tl), 0);
 	assert_int_equal(tl.links_up, -1); /* an older agent's entry: no link fields */
 	assert_int_equal(fg_hub_tunnel_links(f->fr.hub, exit_node, t.id, &tl), -ENOENT);
+	assert_string_equal(tl.warn, "");
+
+	/* a run-time warning lasts exactly as long as the reports say it:
+	 * kept per (node, tunnel) and in the live view, gone with the first
+	 * report without it (it never becomes a sticky apply error) */
+	snprintf(buf, sizeof(buf),
+		 "{\"jsonrpc\":\"2.0\",\"method\":\"report\",\"params\":{\"boot_id\":\"b1\","
+		 "\"counters\":[{\"kind\":\"tunnel\",\"id\":\"%lld\",\"bytes_up\":300,"
+		 "\"bytes_down\":70,\"conns\":2,\"active\":0,\"links_up\":0,"
+		 "\"warn\":\"1 name unresolved: targets[0] \\\"db.internal\\\" (cannot resolve: "
+		 "Domain name not found; streams to it are refused)\"}]},\"id\":3}",
+		 (long long)t.id);
+	fa_send(f, buf);
+	fa_next(f, &m);
+	assert_int_equal(m.kind, FG_RPC_RESULT);
+	fg_rpc_msg_deinit(&m);
+	assert_int_equal(fg_hub_tunnel_links(f->fr.hub, f->node, t.id, &tl), 0);
+	assert_int_equal(tl.links_up, 0);
+	assert_string_equal(tl.warn,
+			    "1 name unresolved: targets[0] \"db.internal\" (cannot resolve: "
+			    "Domain name not found; streams to it are refused)");
+	live = fg_hub_live(f->fr.hub);
+	c = json_object_get(json_object_get(json_object_get(live, "tunnels"), tid), nid);
+	assert_string_equal(json_string_value(json_object_get(c, "warn")), tl.warn);
+	assert_int_equal(json_integer_value(json_object_get(c, "links_up")), 0);
+	assert_true(json_is_null(json_object_get(c, "rtt_next_ms")));
+	json_decref(live);
+	struct fg_node nrow = node_now(f);
+	assert_true(!nrow.errors || !strstr(nrow.errors, "db.internal"));
+	fg_node_deinit(&nrow);
+
+	snprintf(buf, sizeof(buf),
+		 "{\"jsonrpc\":\"2.0\",\"method\":\"report\",\"params\":{\"boot_id\":\"b1\","
+		 "\"counters\":[{\"kind\":\"tunnel\",\"id\":\"%lld\",\"bytes_up\":400,"
+		 "\"bytes_down\":70,\"conns\":3,\"active\":1,\"links_up\":1,"
+		 "\"rtt_next_us\":1500}]},\"id\":4}",
+		 (long long)t.id);
+	fa_send(f, buf);
+	fa_next(f, &m);
+	assert_int_equal(m.kind, FG_RPC_RESULT);
+	fg_rpc_msg_deinit(&m);
+	assert_int_equal(fg_hub_tunnel_links(f->fr.hub, f->node, t.id, &tl), 0);
+	assert_string_equal(tl.warn, "");
+	assert_int_equal(tl.links_up, 1);
+	live = fg_hub_live(f->fr.hub);
+	c = json_object_get(json_object_get(json_object_get(live, "tunnels"), tid), nid);
+	assert_string_equal(json_string_value(json_object_get(c, "warn")), "");
+	assert_true(json_real_value(json_object_get(c, "rtt_next_ms")) == 1.5);
+	json_decref(live);
 }
 
 static int failing_record(struct fg_store *st, const char *kind, int64_t object_id, int64_t node_id,

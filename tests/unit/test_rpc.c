@@ -233,6 +233,67 @@ static void test_rpc_tunnel_counter_link_fields(void **state)
 	}
 }
 
+/* A tunnel's run-time warning: optional ("" when absent, what an older
+ * agent sends), one bounded line of text; anything else is refused
+ * naming the field, so the API never shows a megabyte or a terminal
+ * escape from a node. */
+static void test_rpc_tunnel_counter_warn(void **state)
+{
+	(void)state;
+	char err[FG_RPC_ERR_MAX];
+	struct fg_counter_rec c;
+	json_t *o =
+	    J("{\"kind\":\"tunnel\",\"id\":3,\"bytes_up\":1,\"bytes_down\":2,\"links_up\":0,"
+	      "\"warn\":\"1 name unresolved: targets[0] \\\"db.internal\\\" (cannot "
+	      "resolve: Domain name not found; streams to it are refused)\"}");
+	assert_int_equal(fg_counter_decode(o, "c", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.warn,
+			    "1 name unresolved: targets[0] \"db.internal\" (cannot resolve: "
+			    "Domain name not found; streams to it are refused)");
+	json_decref(o);
+	o = J("{\"kind\":\"tunnel\",\"id\":3,\"bytes_up\":1,\"bytes_down\":2}");
+	assert_int_equal(fg_counter_decode(o, "c", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.warn, "");
+	json_decref(o);
+
+	char longest[FG_RPC_WARN_MAX + 2];
+	memset(longest, 'x', FG_RPC_WARN_MAX);
+	longest[FG_RPC_WARN_MAX] = '\0';
+	o = json_pack("{s:s,s:i,s:i,s:i,s:s}", "kind", "tunnel", "id", 3, "bytes_up", 1,
+		      "bytes_down", 1, "warn", longest);
+	assert_int_equal(fg_counter_decode(o, "c", &c, err, sizeof(err)), 0);
+	assert_int_equal(strlen(c.warn), FG_RPC_WARN_MAX);
+	json_decref(o);
+	strcat(longest, "x");
+	o = json_pack("{s:s,s:i,s:i,s:i,s:s}", "kind", "tunnel", "id", 3, "bytes_up", 1,
+		      "bytes_down", 1, "warn", longest);
+	assert_int_equal(fg_counter_decode(o, "c", &c, err, sizeof(err)), FG_RPC_INVALID_PARAMS);
+	assert_non_null(strstr(err, "c.warn: must be at most 255 characters"));
+	json_decref(o);
+
+	static const struct {
+		const char *extra, *needle;
+	} bad[] = {
+	    {"\"warn\":1", "c.warn: must be a string, not an integer"},
+	    {"\"warn\":null", "c.warn: must be a string"},
+	    {"\"warn\":\"a\\nb\"", "c.warn: must be one line without control characters"},
+	    {"\"warn\":\"\\u001b[31mred\"", "c.warn: must be one line without control characters"},
+	    {"\"warn\":\"a\\u0000b\"", "c.warn: must be at most 255 characters, without NUL"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text),
+			 "{\"kind\":\"tunnel\",\"id\":1,\"bytes_up\":1,\"bytes_down\":1,%s}",
+			 bad[i].extra);
+		o = json_loads(text, JSON_ALLOW_NUL, NULL);
+		assert_non_null(o);
+		int rc = fg_counter_decode(o, "c", &c, err, sizeof(err));
+		if (rc != FG_RPC_INVALID_PARAMS || !strstr(err, bad[i].needle))
+			fail_msg("%s: got %d \"%s\"", text, rc, err);
+		json_decref(o);
+	}
+}
+
 static void test_rpc_apply_decode(void **state)
 {
 	char err[FG_RPC_ERR_MAX];
@@ -381,6 +442,7 @@ int main(void)
 	    cmocka_unit_test(test_rpc_hello_decode),
 	    cmocka_unit_test(test_rpc_report_decode),
 	    cmocka_unit_test(test_rpc_tunnel_counter_link_fields),
+	    cmocka_unit_test(test_rpc_tunnel_counter_warn),
 	    cmocka_unit_test(test_rpc_apply_decode),
 	    cmocka_unit_test(test_rpc_task_and_firewall_show_decode),
 	    cmocka_unit_test(test_rpc_encoders_roundtrip),
