@@ -15,6 +15,7 @@ import {
   TRANSPORTS,
   tunnelLive,
   validateTunnel,
+  withLiveLinks,
   worstState,
 } from '../src/lib/tunnel.js';
 
@@ -184,6 +185,62 @@ describe('path and live view', () => {
     expect(worstState(path('ok', 'ok'))).toBe('ok');
     expect(worstState(path('pending', 'offline'))).toBe('offline');
     expect(worstState(path('pending', 'disabled'))).toBe('pending');
+  });
+  it('a node running with a run-time problem is degraded: worse than pending, better than offline', () => {
+    const path = (a, b) => ({
+      path: [
+        { role: 'entry', nodes: [{ state: a }] },
+        { role: 'exit', nodes: [{ state: b, detail: '1 name unresolved: targets[0] "db.internal" (…)' }] },
+      ],
+    });
+    expect(NODE_STATES).toContain('degraded');
+    expect(worstState(path('ok', 'degraded'))).toBe('degraded');
+    expect(worstState(path('pending', 'degraded'))).toBe('degraded');
+    expect(worstState(path('degraded', 'offline'))).toBe('offline');
+    expect(worstState(path('degraded', 'waiting'))).toBe('waiting');
+    expect(worstState(path('degraded', 'error'))).toBe('error');
+  });
+  it('every node state has a label in both languages', () => {
+    for (const s of [...NODE_STATES, 'unknown']) {
+      expect(en['tstate.' + s]).toBeTruthy();
+      expect(zh['tstate.' + s]).toBeTruthy();
+    }
+  });
+  it('the live feed refreshes the link health of running nodes only', () => {
+    const t = {
+      id: 7,
+      path: [
+        { role: 'entry', nodes: [{ id: 1, name: 'n1', state: 'ok', links_up: 0, rtt_next_ms: null, rtt_ms: null }] },
+        { role: 'relay', nodes: [{ id: 2, name: 'n2', state: 'offline', links_up: null }] },
+        {
+          role: 'exit',
+          nodes: [{ id: 3, name: 'n3', state: 'degraded', detail: 'x', links_up: 0, rtt_prev_ms: null }],
+        },
+      ],
+      problems: ['n3: x'],
+    };
+    const live = {
+      7: {
+        nodes: {
+          1: { bytes_up: 5, links_up: 1, rtt_prev_ms: null, rtt_next_ms: 2.5, warn: '' },
+          2: { bytes_up: 5, links_up: 2, rtt_prev_ms: 3, rtt_next_ms: 4, warn: '' },
+          3: { bytes_up: 5, links_up: 1, rtt_prev_ms: 4.5, rtt_next_ms: null, warn: '' },
+        },
+      },
+    };
+    const got = withLiveLinks(t, live);
+    const [n1, n2, n3] = got.path.map((p) => p.nodes[0]);
+    expect(n1).toMatchObject({ links_up: 1, rtt_next_ms: 2.5, rtt_ms: 2.5, state: 'ok' });
+    // offline in the API: the hub's last values are stale, not shown
+    expect(n2).toEqual(t.path[1].nodes[0]);
+    // the exit's hop is the one it accepts; state and detail stay the API's
+    expect(n3).toMatchObject({ links_up: 1, rtt_prev_ms: 4.5, rtt_ms: 4.5, state: 'degraded', detail: 'x' });
+    expect(got.problems).toEqual(['n3: x']);
+    expect(t.path[0].nodes[0].links_up).toBe(0); // not mutated
+    // an older server's live entry has no link fields; no live entry at all
+    expect(withLiveLinks(t, { 7: { nodes: { 1: { bytes_up: 1 } } } }).path[0].nodes[0].links_up).toBe(0);
+    expect(withLiveLinks(t, {})).toBe(t);
+    expect(withLiveLinks(t, undefined)).toBe(t);
   });
   it('each hop’s round trip is the slowest either end measured', () => {
     const path = [

@@ -1,6 +1,6 @@
 // A tunnel drawn as its chain: entry → hops → exit(s), each position a box
-// with its nodes and their state (online, pending, waiting for a peer,
-// error, ...) as the API's path view says, each arrow with the hop's round
+// with its nodes and their state (online, pending, degraded: running with a
+// run-time problem, waiting for a peer, error, ...) as the API's path view says, each arrow with the hop's round
 // trip as the agents measured it, and each node's link count and RTT.
 // Screen readers get it as an ordered list.
 import { Link } from 'react-router-dom';
@@ -13,6 +13,7 @@ const DOT = {
   ok: 'bg-green-600',
   pending: 'bg-sky-500',
   offline: 'bg-slate-400',
+  degraded: 'bg-orange-500',
   waiting: 'bg-amber-500',
   error: 'bg-red-600',
   disabled: 'bg-slate-300',

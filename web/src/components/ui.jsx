@@ -127,6 +127,7 @@ export function Badge({ tone = 'slate', children }) {
     green: 'bg-green-100 text-green-900',
     red: 'bg-red-100 text-red-900',
     amber: 'bg-amber-100 text-amber-900',
+    orange: 'bg-orange-100 text-orange-900',
     slate: 'bg-slate-100 text-slate-800',
     sky: 'bg-sky-100 text-sky-900',
   }[tone];

@@ -305,6 +305,7 @@ export default {
   'tstate.ok': 'Running',
   'tstate.pending': 'Pending',
   'tstate.offline': 'Offline',
+  'tstate.degraded': 'Degraded',
   'tstate.waiting': 'Waiting for a peer',
   'tstate.error': 'Error',
   'tstate.disabled': 'Disabled',

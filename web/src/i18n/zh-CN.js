@@ -304,6 +304,7 @@ export default {
   'tstate.ok': '运行中',
   'tstate.pending': '待应用',
   'tstate.offline': '离线',
+  'tstate.degraded': '降级运行',
   'tstate.waiting': '等待对端',
   'tstate.error': '错误',
   'tstate.disabled': '已停用',

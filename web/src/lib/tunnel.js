@@ -20,7 +20,13 @@ export const EXIT_BALANCES = ['failover', 'round-robin'];
 // Per-node states of the API's path view, worst last.
 // pending: online, but its agent has not applied the revision with the
 // tunnel yet (it does not run it: never shown as running before it does).
-export const NODE_STATES = ['ok', 'disabled', 'pending', 'offline', 'waiting', 'error'];
+// degraded: it runs the tunnel, but its agent reports a run-time problem
+// (a peer or target name that does not resolve); detail says which. Worse
+// than pending (something is broken now), better than not running at all.
+export const NODE_STATES = ['ok', 'disabled', 'pending', 'degraded', 'offline', 'waiting', 'error'];
+// States in which the node's engine runs the tunnel: its live link health
+// is current (elsewhere the API shows none).
+const RUNNING = new Set(['ok', 'degraded']);
 const LINK_FIELDS = ['transport', 'mux', 'direction', 'ws_path', 'ws_host', 'port'];
 const LIMITS = ['rate_up', 'rate_down', 'max_conns', 'max_conns_per_ip'];
 const DURATIONS = ['connect_timeout', 'idle_timeout'];
@@ -278,6 +284,34 @@ export function hopRtts(path) {
     out.push(vals.length ? Math.max(...vals) : null);
   }
   return out;
+}
+
+// The tunnel with its path's link health (links_up, rtt_prev_ms,
+// rtt_next_ms, rtt_ms) taken from the live feed (pushed every second)
+// instead of the last re-read of the tunnel (every 5 s). Only nodes the
+// path shows running take it; states, details and problems stay the API's.
+export function withLiveLinks(t, liveTunnels) {
+  const per = liveTunnels?.[String(t?.id)]?.nodes;
+  if (!t || !per || !Array.isArray(t.path)) return t;
+  const last = t.path.length - 1;
+  const path = t.path.map((pos, i) => ({
+    ...pos,
+    nodes: (pos.nodes || []).map((n) => {
+      const l = per[String(n.id)];
+      if (!l || !RUNNING.has(n.state) || !('links_up' in l)) return n;
+      const num = (v) => (typeof v === 'number' ? v : null);
+      const prev = num(l.rtt_prev_ms);
+      const next = num(l.rtt_next_ms);
+      return {
+        ...n,
+        links_up: num(l.links_up),
+        rtt_prev_ms: prev,
+        rtt_next_ms: next,
+        rtt_ms: i === last ? prev : next,
+      };
+    }),
+  }));
+  return { ...t, path };
 }
 
 // Live counters of a tunnel as its entry sees them (every node passes the

@@ -19,6 +19,7 @@ import {
   TRANSPORTS,
   tunnelLive,
   validateTunnel,
+  withLiveLinks,
 } from '../lib/tunnel.js';
 import {
   Button,
@@ -158,7 +159,7 @@ export default function TunnelEdit() {
       />
       {stored ? (
         <Card title={t('tun.sec_path')}>
-          <TunnelPath tunnel={stored} />
+          <TunnelPath tunnel={withLiveLinks(stored, live.tunnels)} />
           {stored.problems && stored.problems.length ? (
             <ul className="mt-3 list-disc space-y-1 pl-5 text-sm text-amber-900" data-testid="tunnel-problems">
               {stored.problems.map((p, i) => (

@@ -24,6 +24,7 @@ import TunnelPath from '../components/TunnelPath.jsx';
 const TONE = {
   ok: 'green',
   pending: 'sky',
+  degraded: 'orange',
   waiting: 'amber',
   error: 'red',
   offline: 'slate',
