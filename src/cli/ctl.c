@@ -1620,7 +1620,7 @@ static void tunnel_route(json_t *t, struct fg_strbuf *b)
 	tunnel_exits(t, b);
 }
 
-/* ok, or the first non-ok node state ("offline", "waiting", "error") */
+/* ok, or the first non-ok node state ("degraded", "offline", "waiting", "error"...) */
 static const char *tunnel_state(json_t *t)
 {
 	if (json_is_false(json_object_get(t, "enabled")))

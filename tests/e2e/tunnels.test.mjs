@@ -278,6 +278,40 @@ test('tunnels: the node page shows how peers reach it and its tunnels; the addre
   await page.goto(base + '/tunnels');
 });
 
+test('tunnels: an exit whose target name does not resolve is Degraded, with the name, in the list and the path', async () => {
+  // .invalid never resolves (RFC 2606): the hosts file has no such name and
+  // DNS answers no (or, with no name server, times out: a failure too)
+  const port = await freePort();
+  const made = await api('POST', '/tunnels', {
+    name: 'e2e-nx',
+    entry: { node: 't-entry', listen: `127.0.0.1:${port}` },
+    exit: 't-exit',
+    target: 'fg-e2e-target.invalid:9',
+    transport: 'tcp',
+  });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  await page.goto(base + '/tunnels');
+  const row = page.locator('tr[data-tunnel="e2e-nx"]');
+  await waitFor(
+    'the exit degraded in the list',
+    async () => (await row.locator('li[data-state="degraded"]').count()) === 1,
+    40000,
+    500,
+  );
+  assert.equal(await row.getByText(en['tstate.degraded'], { exact: true }).count(), 1);
+  assert.match(await row.innerText(), /t-exit: 1 name unresolved: targets\[0\] "fg-e2e-target\.invalid"/);
+  await row.getByRole('link', { name: 'e2e-nx' }).click();
+  const path = page.getByRole('list', { name: en['tun.path_label'].replace('{name}', 'e2e-nx') });
+  const exitNode = path.locator('li[data-role="exit"] li[data-state="degraded"]');
+  await exitNode.waitFor();
+  assert.match(await exitNode.getByTestId('node-detail').innerText(), /fg-e2e-target\.invalid.*cannot resolve/);
+  assert.equal(await path.locator('li[data-role="entry"] li[data-state="ok"]').count(), 1);
+  await page.screenshot({ path: join(SHOTS, 'tunnel-degraded.png'), fullPage: true });
+  assert.equal((await api('DELETE', '/tunnels/e2e-nx')).status, 200);
+  await page.goto(base + '/tunnels');
+  await page.locator('tr[data-tunnel="e2e-tun"]').waitFor();
+});
+
 test('tunnels: delete; its port closes', async () => {
   await page.locator('tr[data-tunnel="e2e-tun"]').getByRole('link', { name: 'e2e-tun' }).click();
   await page.getByRole('button', { name: en['common.delete'] }).click();
