@@ -898,6 +898,49 @@ static bool tun_unresolved(const struct tun *t, unsigned *failing)
 	return names;
 }
 
+/* A dialing side that keeps links up all the time (a mux link per peer,
+ * or a reverse side's pool; what lside_ensure dials) and has had none up
+ * for FG_TUNNEL_NOLINK_WARN_NS, looked at now: writes why into buf and
+ * returns true. Any other side has nothing to say (a listening side waits
+ * for its peer, whose own health says why; per-stream dialing has no link
+ * between streams). */
+static bool side_nolink(struct lside *ls, int64_t now, char *buf, size_t len)
+{
+	const struct fg_tunnel_link_cfg *cfg = ls->cfg;
+	if (!cfg || !cfg->present || cfg->is_listen || !ls->npeers ||
+	    !(cfg->mux || (ls->which == 0 && cfg->pool)))
+		return false;
+	for (const struct link *l = ls->links; l; l = l->next_l)
+		if (l->state == LS_UP) {
+			ls->nolink_since_ns = 0;
+			return false;
+		}
+	if (!ls->nolink_since_ns)
+		ls->nolink_since_ns = now;
+	int64_t secs = (now - ls->nolink_since_ns) / 1000000000LL;
+	if (now - ls->nolink_since_ns < FG_TUNNEL_NOLINK_WARN_NS)
+		return false;
+	/* the first peer with an address says where it dials (a name with
+	 * none is in the names part) */
+	const struct peer_slot *p = NULL;
+	for (size_t i = 0; i < ls->npeers && !p; i++)
+		if (ls->peers[i].resolved)
+			p = &ls->peers[i];
+	char a[FG_ADDRSTR_MAX] = "";
+	if (p)
+		fg_addr_format((const struct sockaddr *)&p->addr, a, sizeof(a));
+	if (!a[0])
+		snprintf(buf, len, "%s: no link up for %llds (no peer address to dial)",
+			 ls->which ? "next" : "prev", (long long)secs);
+	else if (ls->npeers > 1)
+		snprintf(buf, len, "%s: no link up for %llds (dialing %s and %zu more)",
+			 ls->which ? "next" : "prev", (long long)secs, a, ls->npeers - 1);
+	else
+		snprintf(buf, len, "%s: no link up for %llds (dialing %s)",
+			 ls->which ? "next" : "prev", (long long)secs, a);
+	return true;
+}
+
 int fg_tunnel_engine_health(struct fg_tunnel_engine *e, const char *name, char *buf, size_t len)
 {
 	if (len)
@@ -935,8 +978,21 @@ int fg_tunnel_engine_health(struct fg_tunnel_engine *e, const char *name, char *
 				 tn->resolved ? "its last address is used"
 					      : "streams to it are refused");
 	}
-	if (n)
-		snprintf(buf, len, "%u name%s unresolved: %s", n, n == 1 ? "" : "s", first);
+	size_t off = 0;
+	if (n) {
+		int w = snprintf(buf, len, "%u name%s unresolved: %s", n, n == 1 ? "" : "s", first);
+		off = w > 0 ? FG_MIN((size_t)w, len ? len - 1 : 0) : 0;
+	}
+	/* both sides are looked at every time: each keeps its own clock */
+	int64_t now = fg_loop_now(e->loop);
+	struct lside *ls[2] = {&t->prev, &t->next};
+	for (int k = 0; k < 2; k++) {
+		char s[FG_TUNNEL_HEALTH_MAX + 1];
+		if (!side_nolink(ls[k], now, s, sizeof(s)) || off + 1 >= len)
+			continue;
+		int w = snprintf(buf + off, len - off, "%s%s", off ? "; " : "", s);
+		off = w > 0 ? FG_MIN(off + (size_t)w, len - 1) : off;
+	}
 	return 0;
 }
 

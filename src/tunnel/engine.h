@@ -101,11 +101,19 @@ int fg_tunnel_engine_links(struct fg_tunnel_engine *e, const char *name,
  * operator, "" when there are none: the host names (peers' addresses,
  * targets) whose last lookup failed — how many, the first one and why,
  * e.g. `1 name unresolved: targets[0] "db.internal" (cannot resolve:
- * Domain name not found; streams to it are refused)`. At most
+ * Domain name not found; streams to it are refused)` — then, "; "
+ * between, each dialing side that keeps links up (mux, or a reverse pool)
+ * and has had none up for FG_TUNNEL_NOLINK_WARN_NS: `next: no link up for
+ * 31s (dialing 10.0.0.2:7301)`. That time is measured between calls (a
+ * side without a link at one call and still without one at a later call
+ * at least that much later): call it at a steady pace. At most
  * FG_TUNNEL_HEALTH_MAX characters (ASCII; longer is cut) into buf (len
  * bytes). Cheap, no allocation: for reports, not the data path. Returns 0
  * or -ENOENT (no running tunnel of that name; buf is ""). */
 #define FG_TUNNEL_HEALTH_MAX 255
+/* past the longest re-dial backoff (10 s) twice over: a link that heals
+ * by itself never shows */
+#define FG_TUNNEL_NOLINK_WARN_NS (30 * 1000000000LL)
 int fg_tunnel_engine_health(struct fg_tunnel_engine *e, const char *name, char *buf, size_t len);
 /* Calls cb for each running tunnel (name, server id or "", counters). */
 void fg_tunnel_engine_foreach(struct fg_tunnel_engine *e,

@@ -145,6 +145,10 @@ struct lside {
 	 * what fg_tunnel_engine_links reports while no link is up (a
 	 * per-stream link's, taken when its handshake finished) */
 	int64_t last_rtt_ns;
+	/* a dialing side that keeps links up (mux, or a reverse pool): since
+	 * when it has had none up, as seen by fg_tunnel_engine_health (loop
+	 * ns, 0 = it had one at the last look) */
+	int64_t nolink_since_ns;
 };
 
 struct link {

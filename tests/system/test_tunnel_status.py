@@ -13,12 +13,15 @@ it, the live view carries the warning, the node's apply `errors` do not (a
 run-time condition is not an apply error), and a client's connection is
 refused; once the name is in the hosts file the exit is `ok` again within a
 lookup retry and a report, `problems` is empty, and bytes come through
-unchanged (hash-checked).
+unchanged (hash-checked). Likewise a relay whose mux link to the exit has
+been down for 30 s is `degraded` naming the side and the address it dials,
+and `ok` again once the link is up.
 """
 
 import hashlib
 import os
 import sys
+import time
 
 import pytest
 
@@ -140,4 +143,51 @@ def test_exit_whose_target_does_not_resolve_is_degraded_until_it_does(fleet, pla
 
     payload = os.urandom(1_000_000)
     got = tc._echo(plane, f"{NODE_IPS['n1']}:7270", payload)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest(), len(got)
+
+
+def test_relay_whose_next_link_stays_down_is_degraded_until_it_comes_up(fleet, plane):
+    """A dialing side that keeps a link up (mux) and has had none for 30 s
+    says so: the relay n2 dials the exit at an address where nothing listens
+    (n3's address set to the target host's), so its path node turns
+    `degraded` naming the side and the address it dials, while the exit,
+    which only listens, stays ok. Given the right address the link comes up,
+    n2 is ok again and bytes come through unchanged."""
+    fleet.peer("echo", 9271)
+    fleet.api.ok("PATCH", "/nodes/n3", {"address": TG_IP})
+    t = fleet.api.ok("POST", "/tunnels", tc.chain_body(
+        name="nolink", entry={"node": "n1", "listen": "0.0.0.0:7271"},
+        target=f"{TG_IP}:9271", link_port=7371, transport="tls", mux=True))
+    if tc._engine_missing(fleet, "nolink"):
+        pytest.skip("the agents were built without the tunnel engine")
+    last = [None]
+    t0 = time.monotonic()
+
+    def relay_degraded():
+        last[0] = tc._path_nodes(fleet.api.ok("GET", f"/tunnels/{t['id']}"))
+        return last[0]["n2"]["state"] == "degraded"
+    try:
+        wait_for(relay_degraded, 60, interval=0.5, what="n2 degraded")
+    except fgnet.Timeout:
+        raise AssertionError(f"path: {last[0]}\n{fleet.logs()}") from None
+    # not before the 30 s a re-dialing link may take to heal by itself
+    assert time.monotonic() - t0 >= 29, time.monotonic() - t0
+    n = last[0]
+    assert n["n2"]["detail"].startswith("next: no link up for "), n["n2"]
+    assert f"(dialing {TG_IP}:7371)" in n["n2"]["detail"], n["n2"]
+    assert n["n1"]["state"] == "ok" and n["n3"]["state"] == "ok", n
+    assert f"n2: {n['n2']['detail']}" in fleet.api.ok("GET", f"/tunnels/{t['id']}")["problems"]
+
+    fleet.api.ok("PATCH", "/nodes/n3", {"address": NODE_IPS["n3"]})
+
+    def all_ok():
+        last[0] = tc._path_nodes(fleet.api.ok("GET", f"/tunnels/{t['id']}"))
+        return all(x["state"] == "ok" and (x["links_up"] or 0) >= 1 for x in last[0].values())
+    try:
+        wait_for(all_ok, 20, interval=0.2, what="every node ok with a link up")
+    except fgnet.Timeout:
+        raise AssertionError(f"path: {last[0]}\n{fleet.logs()}") from None
+    assert fleet.api.ok("GET", f"/tunnels/{t['id']}")["problems"] == []
+    payload = os.urandom(500_000)
+    got = tc._echo(plane, f"{NODE_IPS['n1']}:7271", payload)
     assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest(), len(got)
