@@ -654,7 +654,11 @@ static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[
 		k = x->keys[0];
 	} else if (x->keys[0].born && memcmp(key_name, x->keys[0].name, 16) == 0) {
 		k = x->keys[0];
-	} else if (x->keys[1].born && memcmp(key_name, x->keys[1].name, 16) == 0) {
+	} else if (x->keys[1].born && now - x->keys[1].born < 2 * x->key_period &&
+		   memcmp(key_name, x->keys[1].name, 16) == 0) {
+		/* the age check: rotation is lazy (on the next handshake), so
+		 * the previous key may have been born more than two periods
+		 * ago; a ticket is never older than its key */
 		k = x->keys[1];
 		rc = 2;
 	} else {
@@ -768,6 +772,8 @@ struct fg_tls_client *fg_tls_client_new(const struct fg_tls_client_opts *opts, c
 		SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT |
 							   SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(c->ctx, client_new_session_cb);
+		/* no point offering what our servers no longer open */
+		SSL_CTX_set_timeout(c->ctx, FG_TLS_TICKET_LIFETIME);
 	} else {
 		SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
 	}
