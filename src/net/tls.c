@@ -1133,6 +1133,14 @@ int fg_tls_handshake(struct fg_tls *t)
 	return r;
 }
 
+const char *fg_tls_kex_group(const struct fg_tls *t)
+{
+	if (!t->hs_done)
+		return NULL;
+	int nid = SSL_get_negotiated_group(t->ssl);
+	return nid > 0 ? OBJ_nid2sn(nid) : NULL;
+}
+
 bool fg_tls_resumed(const struct fg_tls *t)
 {
 	return t->hs_done && SSL_session_reused(t->ssl) == 1;

@@ -165,6 +165,10 @@ const char *fg_tls_error(const struct fg_tls *t);
 /* Whether the finished handshake resumed a session (a ticket) rather than
  * doing a full one. */
 bool fg_tls_resumed(const struct fg_tls *t);
+/* The (EC)DHE group of the finished handshake ("X25519", "prime256v1"), or
+ * NULL when there was no key exchange (a PSK-only resumption, which
+ * flowgate never offers nor accepts). */
+const char *fg_tls_kex_group(const struct fg_tls *t);
 /* "TLSv1.3", "TLSv1.2" once the handshake is done. */
 const char *fg_tls_version(const struct fg_tls *t);
 /* Fingerprint of the peer's leaf certificate. Returns 0, or -ENOENT when

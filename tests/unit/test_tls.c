@@ -287,6 +287,7 @@ static void test_tls_server_context_errors_name_the_file(void **st)
 struct round {
 	int rc;		 /* the client's handshake result */
 	bool resumed;	 /* both ends agree (asserted) */
+	char group[32];	 /* the key exchange group, both ends agree; "" if none */
 	uint8_t exp[32]; /* exporter of the connection */
 	char why[FG_TLS_ERR_LEN];
 };
@@ -318,6 +319,9 @@ static struct round one_round(struct fg_tls_client *cc, struct fg_tls_server *ss
 		assert_int_equal(rs, 0);
 		r.resumed = fg_tls_resumed(c);
 		assert_int_equal(fg_tls_resumed(s), r.resumed);
+		const char *gc = fg_tls_kex_group(c), *gs = fg_tls_kex_group(s);
+		snprintf(r.group, sizeof(r.group), "%s", gc ? gc : "");
+		assert_string_equal(r.group, gs ? gs : "");
 		uint8_t se[32];
 		assert_int_equal(fg_tls_export(c, "EXPORTER-test", NULL, 0, r.exp, 32), 0);
 		assert_int_equal(fg_tls_export(s, "EXPORTER-test", NULL, 0, se, 32), 0);
@@ -358,8 +362,12 @@ static void test_tls_second_connection_resumes_with_its_own_secrets(void **st)
 	struct round r3 = one_round(cc, ss, "node-a", fp_a);
 	assert_int_equal(r3.rc, 0);
 	assert_true(r3.resumed);
-	/* every connection has its own secrets (fresh ECDHE, psk_dhe_ke):
-	 * the tunnel handshake is bound to each one's exporter */
+	/* a resumed connection still does its own (EC)DHE (psk_dhe_ke:
+	 * forward secrecy), and has its own secrets: the tunnel handshake is
+	 * bound to each one's exporter */
+	assert_string_equal(r1.group, "X25519");
+	assert_string_equal(r2.group, "X25519");
+	assert_string_equal(r3.group, "X25519");
 	assert_memory_not_equal(r1.exp, r2.exp, 32);
 	assert_memory_not_equal(r2.exp, r3.exp, 32);
 
