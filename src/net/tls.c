@@ -9,14 +9,17 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -32,6 +35,40 @@ struct fg_tls_server {
 	SSL_CTX *ctx;
 };
 
+/* ---- resumption state ---------------------------------------------------
+ *
+ * Both live in the SSL_CTX's ex_data (ctx_extra), not in fg_tls_client /
+ * fg_tls_server: sessions keep their SSL_CTX alive after the context object
+ * is freed, and a ticket may arrive (client) or be issued (server) at any
+ * time in a session's life. OpenSSL frees them with the last reference to
+ * the SSL_CTX (ctx_extra_free). Both are locked: contexts are shared by
+ * loops on several threads. */
+
+#define RESUME_SLOTS 64 /* peers (name + pin) a client remembers a session for */
+
+struct resume_slot {
+	SSL_SESSION *sess; /* owned; NULL: free slot */
+	uint8_t pin[FG_TLS_FP_LEN];
+	char name[256];
+	uint64_t stamp; /* last store or use, for LRU replacement */
+};
+
+struct ticket_key {
+	uint8_t name[16], aes[32], hmac[32];
+	int64_t born; /* 0: unset */
+};
+
+struct ctx_extra {
+	pthread_mutex_t lock;
+	/* client: one session per (server name, pin), the newest ticket */
+	struct resume_slot *slots; /* RESUME_SLOTS, or NULL (no resumption) */
+	uint64_t clock;
+	/* server: ticket keys, [0] current, [1] the previous one */
+	struct ticket_key keys[2];
+	int64_t key_period; /* seconds a key is current; tickets live < 2 periods */
+	EVP_CIPHER *aes;    /* fetched once: no name lookup per ticket */
+};
+
 struct fg_tls {
 	struct fg_stream base; /* first: a struct fg_stream * is a struct fg_tls * */
 	SSL *ssl;	       /* owned; its BIO does recv/send on base.fd */
@@ -42,6 +79,7 @@ struct fg_tls {
 	bool fatal;	    /* OpenSSL says the session is unusable: no close_notify */
 	bool eof;	    /* recv() saw the end of the TCP stream */
 	bool cert_rejected; /* why holds the verification failure */
+	bool offered;	    /* client: a kept session was offered for resumption */
 	int sys_err;	    /* errno of the last failed recv/send */
 	uint32_t want;	    /* events after the last -EAGAIN of handshake/shutdown */
 	uint32_t read_want, write_want;
@@ -431,6 +469,226 @@ static void bio_method_init(void)
 	bio_method = m;
 }
 
+/* ---- context extras (resumption) ------------------------------------- */
+
+static int extra_idx = -1;
+static pthread_once_t extra_once = PTHREAD_ONCE_INIT;
+
+static void ctx_extra_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+			   void *argp)
+{
+	struct ctx_extra *x = ptr;
+	if (!x)
+		return;
+	if (x->slots) {
+		for (size_t i = 0; i < RESUME_SLOTS; i++)
+			SSL_SESSION_free(x->slots[i].sess);
+		fg_free(x->slots);
+	}
+	EVP_CIPHER_free(x->aes);
+	OPENSSL_cleanse(x->keys, sizeof(x->keys));
+	pthread_mutex_destroy(&x->lock);
+	fg_free(x);
+}
+
+static void extra_init(void)
+{
+	extra_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_extra_free);
+}
+
+static struct ctx_extra *ctx_extra(SSL_CTX *ctx)
+{
+	return extra_idx < 0 ? NULL : SSL_CTX_get_ex_data(ctx, extra_idx);
+}
+
+/* Attaches a new, empty ctx_extra to ctx (which then owns it). */
+static struct ctx_extra *ctx_extra_new(SSL_CTX *ctx)
+{
+	pthread_once(&extra_once, extra_init);
+	if (extra_idx < 0)
+		return NULL;
+	struct ctx_extra *x = fg_calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	pthread_mutex_init(&x->lock, NULL);
+	if (!SSL_CTX_set_ex_data(ctx, extra_idx, x)) {
+		pthread_mutex_destroy(&x->lock);
+		fg_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static bool sess_fresh(SSL_SESSION *s, int64_t now)
+{
+	return SSL_SESSION_is_resumable(s) &&
+	       now - (int64_t)SSL_SESSION_get_time(s) < (int64_t)SSL_SESSION_get_timeout(s);
+}
+
+/* The slot for (name, pin), or NULL. Under x->lock. */
+static struct resume_slot *slot_find(struct ctx_extra *x, const char *name, const uint8_t *pin)
+{
+	for (size_t i = 0; i < RESUME_SLOTS; i++) {
+		struct resume_slot *r = &x->slots[i];
+		if (r->sess && strcmp(r->name, name) == 0 &&
+		    memcmp(r->pin, pin, FG_TLS_FP_LEN) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/* Client: the session to offer to (name, pin), with a reference for the
+ * caller, or NULL. Only a session stored under exactly this pin is ever
+ * offered, so a ticket from one peer never goes to another. */
+static SSL_SESSION *resume_get(struct ctx_extra *x, const char *name, const uint8_t *pin)
+{
+	SSL_SESSION *s = NULL;
+	pthread_mutex_lock(&x->lock);
+	struct resume_slot *r = slot_find(x, name, pin);
+	if (r && sess_fresh(r->sess, now_s())) {
+		/* a copy per connection: OpenSSL marks a connection's session
+		 * not resumable when it ends without close_notify, which
+		 * must not spoil the one kept here */
+		s = SSL_SESSION_dup(r->sess);
+		r->stamp = ++x->clock;
+	} else if (r) {
+		SSL_SESSION_free(r->sess);
+		memset(r, 0, sizeof(*r));
+	}
+	pthread_mutex_unlock(&x->lock);
+	return s;
+}
+
+/* Client: forgets the session of (name, pin), after a failed handshake
+ * that offered it. */
+static void resume_drop(struct ctx_extra *x, const char *name, const uint8_t *pin)
+{
+	pthread_mutex_lock(&x->lock);
+	struct resume_slot *r = slot_find(x, name, pin);
+	if (r) {
+		SSL_SESSION_free(r->sess);
+		memset(r, 0, sizeof(*r));
+	}
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* OpenSSL's new-session callback (client): a ticket arrived on a pinned
+ * session. Kept under (name, pin) only if the session's certificate is the
+ * pinned one (defence in depth: the handshake already checked it). Returns
+ * 1 when we keep the reference. */
+static int client_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct fg_tls *t = SSL_get_app_data(ssl);
+	struct ctx_extra *x = ctx_extra(SSL_get_SSL_CTX(ssl));
+	if (!t || !x || !x->slots || !t->has_pin || !t->hs_done || t->fatal)
+		return 0;
+	X509 *peer = SSL_SESSION_get0_peer(sess);
+	uint8_t fp[FG_TLS_FP_LEN];
+	if (!peer || cert_fp(peer, fp) < 0 || CRYPTO_memcmp(fp, t->pin, FG_TLS_FP_LEN) != 0)
+		return 0;
+	pthread_mutex_lock(&x->lock);
+	struct resume_slot *r = slot_find(x, t->name, t->pin);
+	if (!r) { /* a free slot, or the least recently used one */
+		r = &x->slots[0];
+		for (size_t i = 0; i < RESUME_SLOTS && r->sess; i++)
+			if (!x->slots[i].sess || x->slots[i].stamp < r->stamp)
+				r = &x->slots[i];
+		snprintf(r->name, sizeof(r->name), "%s", t->name);
+		memcpy(r->pin, t->pin, FG_TLS_FP_LEN);
+	}
+	SSL_SESSION_free(r->sess);
+	r->sess = sess;
+	r->stamp = ++x->clock;
+	pthread_mutex_unlock(&x->lock);
+	return 1;
+}
+
+/* Makes keys[0] a key born less than a period ago, keys[1] the one before
+ * it if that is less than two periods old. Under x->lock. Returns 0 or -1
+ * (no random bytes). */
+static int ticket_keys_rotate(struct ctx_extra *x, int64_t now)
+{
+	if (x->keys[0].born && now - x->keys[0].born < x->key_period)
+		return 0;
+	if (x->keys[0].born && now - x->keys[0].born < 2 * x->key_period)
+		x->keys[1] = x->keys[0];
+	else
+		OPENSSL_cleanse(&x->keys[1], sizeof(x->keys[1]));
+	struct ticket_key *k = &x->keys[0];
+	if (RAND_bytes(k->name, sizeof(k->name)) != 1 || RAND_bytes(k->aes, sizeof(k->aes)) != 1 ||
+	    RAND_bytes(k->hmac, sizeof(k->hmac)) != 1) {
+		OPENSSL_cleanse(k, sizeof(*k));
+		return -1;
+	}
+	k->born = now;
+	return 0;
+}
+
+/* OpenSSL's ticket key callback (server). Tickets are sealed with the
+ * current key (AES-256-CBC + HMAC-SHA256, OpenSSL's ticket format) and
+ * opened with the current or the previous one; a key is current for one
+ * period and then accepted for one more, so no ticket opens more than two
+ * periods (the configured lifetime) after it was issued, and the keys,
+ * random and never written anywhere, die with the process. Returns 1 (ok),
+ * 2 (ok, issue a fresh ticket), 0 (unknown key: full handshake), -1. */
+static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[16],
+			 EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+	struct ctx_extra *x = ctx_extra(SSL_get_SSL_CTX(ssl));
+	if (!x || !x->aes)
+		return -1;
+	struct ticket_key k;
+	int rc = 1;
+	int64_t now = now_s();
+	pthread_mutex_lock(&x->lock);
+	if (ticket_keys_rotate(x, now) < 0) {
+		pthread_mutex_unlock(&x->lock);
+		return -1;
+	}
+	if (enc) {
+		k = x->keys[0];
+	} else if (x->keys[0].born && memcmp(key_name, x->keys[0].name, 16) == 0) {
+		k = x->keys[0];
+	} else if (x->keys[1].born && now - x->keys[1].born < 2 * x->key_period &&
+		   memcmp(key_name, x->keys[1].name, 16) == 0) {
+		/* the age check: rotation is lazy (on the next handshake), so
+		 * the previous key may have been born more than two periods
+		 * ago; a ticket is never older than its key */
+		k = x->keys[1];
+		rc = 2;
+	} else {
+		rc = 0;
+	}
+	pthread_mutex_unlock(&x->lock);
+	if (rc == 0)
+		return 0;
+	if (enc) {
+		if (RAND_bytes(iv, 16) != 1)
+			goto fail;
+		memcpy(key_name, k.name, 16);
+	}
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac)),
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+	    OSSL_PARAM_construct_end(),
+	};
+	if (!EVP_MAC_CTX_set_params(hctx, params))
+		goto fail;
+	if (enc ? !EVP_EncryptInit_ex(cctx, x->aes, NULL, k.aes, iv)
+		: !EVP_DecryptInit_ex(cctx, x->aes, NULL, k.aes, iv))
+		goto fail;
+	OPENSSL_cleanse(&k, sizeof(k));
+	return rc;
+fail:
+	OPENSSL_cleanse(&k, sizeof(k));
+	return -1;
+}
+
 /* ---- verification ---------------------------------------------------- */
 
 /* Replaces OpenSSL's chain verification for client sessions: a pin
@@ -496,7 +754,29 @@ struct fg_tls_client *fg_tls_client_new(const struct fg_tls_client_opts *opts, c
 	if (!SSL_CTX_set_min_proto_version(c->ctx, o.tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION))
 		goto ossl_err;
 	SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
+	if (o.resume) {
+		/* Our own cache (client_new_session_cb), keyed by server name
+		 * AND pin: OpenSSL's internal one is keyed by neither. A
+		 * resumed session is still checked against the pin after the
+		 * handshake (fg_tls_handshake), and OpenSSL offers only
+		 * psk_dhe_ke (no SSL_OP_ALLOW_NO_DHE_KEX), so every connection
+		 * still does a fresh ECDHE (forward secrecy) and has its own
+		 * exporter secret; only the certificate exchange and the
+		 * signature are skipped. Sessions of unpinned connections
+		 * (CA-verified) are never kept. */
+		struct ctx_extra *x = ctx_extra_new(c->ctx);
+		if (!x || !(x->slots = fg_calloc(RESUME_SLOTS, sizeof(*x->slots)))) {
+			set_err(err, errlen, "out of memory");
+			goto err;
+		}
+		SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT |
+							   SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(c->ctx, client_new_session_cb);
+		/* no point offering what our servers no longer open */
+		SSL_CTX_set_timeout(c->ctx, FG_TLS_TICKET_LIFETIME);
+	} else {
+		SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
+	}
 	/* partial writes: the stream contract (a write may take fewer bytes);
 	 * a moving buffer: callers repeat the same bytes, not the same
 	 * address. No SSL_MODE_RELEASE_BUFFERS: it would malloc/free record
@@ -561,9 +841,27 @@ struct fg_tls_server *fg_tls_server_new(const char *cert_file, const char *key_f
 	if (!SSL_CTX_set_min_proto_version(s->ctx, TLS1_3_VERSION))
 		goto ossl_err;
 	SSL_CTX_set_options(s->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	/* clients keep no sessions: tickets would be wasted bytes and CPU */
+	/* Resumption by stateless TLS 1.3 tickets only: no server-side
+	 * session store (SSL_SESS_CACHE_OFF), tickets sealed with keys held
+	 * in memory and rotated (ticket_key_cb), one ticket per handshake.
+	 * Safe for the tunnels because a dialer pins our certificate (a
+	 * resumed session carries the certificate of the full handshake it
+	 * came from, and the dialer checks it again), the key exchange stays
+	 * psk_dhe_ke (we never set SSL_OP_ALLOW_NO_DHE_KEX: forward secrecy
+	 * per connection), there is no early data, and the tunnel handshake
+	 * MACs the exporter of this very connection. */
 	SSL_CTX_set_session_cache_mode(s->ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_num_tickets(s->ctx, 0);
+	SSL_CTX_set_session_id_context(s->ctx, (const unsigned char *)"flowgate", 8);
+	{
+		struct ctx_extra *x = ctx_extra_new(s->ctx);
+		if (!x || !(x->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)))
+			goto ossl_err;
+		x->key_period = FG_TLS_TICKET_LIFETIME / 2;
+		SSL_CTX_set_timeout(s->ctx, FG_TLS_TICKET_LIFETIME);
+		SSL_CTX_set_num_tickets(s->ctx, 1);
+		if (!SSL_CTX_set_tlsext_ticket_key_evp_cb(s->ctx, ticket_key_cb))
+			goto ossl_err;
+	}
 	SSL_CTX_set_mode(s->ctx,
 			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (SSL_CTX_use_certificate_chain_file(s->ctx, cert_file) != 1) {
@@ -592,6 +890,26 @@ ossl_err:
 err:
 	fg_tls_server_free(s);
 	return NULL;
+}
+
+int fg_tls_server_set_ticket_lifetime(struct fg_tls_server *s, int64_t seconds)
+{
+	struct ctx_extra *x = ctx_extra(s->ctx);
+	if (!x || seconds < 0)
+		return -EINVAL;
+	if (seconds < 2) {
+		SSL_CTX_set_num_tickets(s->ctx, 0);
+		SSL_CTX_set_options(s->ctx, SSL_OP_NO_TICKET);
+		return 0;
+	}
+	pthread_mutex_lock(&x->lock);
+	x->key_period = seconds / 2;
+	OPENSSL_cleanse(x->keys, sizeof(x->keys)); /* new keys for the new lifetime */
+	pthread_mutex_unlock(&x->lock);
+	SSL_CTX_set_timeout(s->ctx, (long)seconds);
+	SSL_CTX_clear_options(s->ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_num_tickets(s->ctx, 1);
+	return 0;
 }
 
 void fg_tls_server_free(struct fg_tls_server *s)
@@ -673,6 +991,16 @@ struct fg_tls *fg_tls_client_conn(struct fg_tls_client *c, int fd, const char *s
 		set_err(err, errlen, "invalid server name \"%s\"", server_name);
 		goto err_t;
 	}
+	struct ctx_extra *x = has_pin ? ctx_extra(c->ctx) : NULL;
+	if (x && x->slots) {
+		SSL_SESSION *sess = resume_get(x, t->name, t->pin);
+		if (sess) {
+			if (SSL_set_session(t->ssl, sess) == 1)
+				t->offered = true;
+			SSL_SESSION_free(sess); /* SSL_set_session took its own */
+			ERR_clear_error();
+		}
+	}
 	if (!has_pin) {
 		X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
 		X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -746,6 +1074,37 @@ static int ssl_fail(struct fg_tls *t, int ret, const char *what, uint32_t *want)
 	return rc;
 }
 
+/* 0 if the peer's certificate (from this handshake or, resumed, from the
+ * one that issued the ticket) is the pinned one; else -1 with why set. */
+static int pin_check(struct fg_tls *t)
+{
+	X509 *x = SSL_get0_peer_certificate(t->ssl);
+	uint8_t fp[FG_TLS_FP_LEN];
+	if (!x || cert_fp(x, fp) < 0) {
+		snprintf(t->why, sizeof(t->why), "no server certificate to check the pin");
+		return -1;
+	}
+	if (CRYPTO_memcmp(fp, t->pin, FG_TLS_FP_LEN) == 0)
+		return 0;
+	char got[FG_TLS_FP_STRLEN], want[FG_TLS_FP_STRLEN];
+	fg_tls_format_fp(fp, got);
+	fg_tls_format_fp(t->pin, want);
+	snprintf(t->why, sizeof(t->why), "certificate fingerprint mismatch: got %s, pinned %s", got,
+		 want);
+	return -1;
+}
+
+/* A handshake that offered a kept session failed: do not offer it again. */
+static void resume_forget(struct fg_tls *t)
+{
+	if (!t->offered)
+		return;
+	t->offered = false;
+	struct ctx_extra *x = ctx_extra(SSL_get_SSL_CTX(t->ssl));
+	if (x && x->slots)
+		resume_drop(x, t->name, t->pin);
+}
+
 int fg_tls_handshake(struct fg_tls *t)
 {
 	if (t->hs_done)
@@ -756,10 +1115,35 @@ int fg_tls_handshake(struct fg_tls *t)
 	t->sys_err = 0;
 	int r = SSL_do_handshake(t->ssl);
 	if (r == 1) {
+		/* The pin again, whether or not verify_cb ran: a resumed session
+		 * has no certificate exchange, only the certificate of the full
+		 * handshake it came from, and that must be the pinned one. */
+		if (t->is_client && t->has_pin && pin_check(t) < 0) {
+			t->fatal = true;
+			t->cert_rejected = true;
+			resume_forget(t);
+			return -EKEYREJECTED;
+		}
 		t->hs_done = true;
 		return 0;
 	}
-	return ssl_fail(t, r, "TLS handshake", &t->want);
+	r = ssl_fail(t, r, "TLS handshake", &t->want);
+	if (r != -EAGAIN)
+		resume_forget(t);
+	return r;
+}
+
+const char *fg_tls_kex_group(const struct fg_tls *t)
+{
+	if (!t->hs_done)
+		return NULL;
+	int nid = SSL_get_negotiated_group(t->ssl);
+	return nid > 0 ? OBJ_nid2sn(nid) : NULL;
+}
+
+bool fg_tls_resumed(const struct fg_tls *t)
+{
+	return t->hs_done && SSL_session_reused(t->ssl) == 1;
 }
 
 uint32_t fg_tls_want(const struct fg_tls *t)

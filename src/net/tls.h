@@ -64,6 +64,13 @@ struct fg_tls_client_opts {
 	/* Refuse TLS 1.2 (flowgate to flowgate). By default a client offers
 	 * TLS 1.3 and accepts 1.2 from ordinary servers. */
 	bool tls13_only;
+	/* Keep the TLS 1.3 session tickets of pinned servers (at most 64
+	 * peers, the newest ticket each) and offer them on the next
+	 * connection to the same server name with the same pin, to skip the
+	 * certificate exchange and signatures (a fresh ECDHE is still done).
+	 * The pin is checked after every handshake, resumed or not; sessions
+	 * of unpinned connections are never kept. See doc/tls.md. */
+	bool resume;
 };
 
 /* opts may be NULL. Returns NULL with err filled (unreadable CA file,
@@ -79,6 +86,14 @@ void fg_tls_client_free(struct fg_tls_client *c);
  * that does not match the certificate. */
 struct fg_tls_server *fg_tls_server_new(const char *cert_file, const char *key_file, char *err,
 					size_t errlen);
+/* Server contexts issue one stateless TLS 1.3 ticket per handshake, good
+ * for FG_TLS_TICKET_LIFETIME seconds: sealed with random keys kept in
+ * memory only and rotated every half lifetime (a ticket never opens later
+ * than its lifetime after it was issued). This changes the lifetime (new
+ * keys: tickets issued so far stop working); seconds < 2 turns tickets
+ * off. Call before sessions are made. Returns 0 or -EINVAL. */
+#define FG_TLS_TICKET_LIFETIME 3600
+int fg_tls_server_set_ticket_lifetime(struct fg_tls_server *s, int64_t seconds);
 void fg_tls_server_free(struct fg_tls_server *s);
 
 /* ---- sessions -------------------------------------------------------- */
@@ -147,6 +162,13 @@ struct fg_tls *fg_tls_from_stream(struct fg_stream *s);
 
 /* Why the last operation failed; "" if nothing failed. Owned by t. */
 const char *fg_tls_error(const struct fg_tls *t);
+/* Whether the finished handshake resumed a session (a ticket) rather than
+ * doing a full one. */
+bool fg_tls_resumed(const struct fg_tls *t);
+/* The (EC)DHE group of the finished handshake ("X25519", "prime256v1"), or
+ * NULL when there was no key exchange (a PSK-only resumption, which
+ * flowgate never offers nor accepts). */
+const char *fg_tls_kex_group(const struct fg_tls *t);
 /* "TLSv1.3", "TLSv1.2" once the handshake is done. */
 const char *fg_tls_version(const struct fg_tls *t);
 /* Fingerprint of the peer's leaf certificate. Returns 0, or -ENOENT when

@@ -682,7 +682,10 @@ int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_se
 			if (!c->enabled || !lk[k]->present || lk[k]->is_listen ||
 			    (lk[k]->transport != FG_TT_TLS && lk[k]->transport != FG_TT_WSS))
 				continue;
-			struct fg_tls_client_opts co = {.tls13_only = true};
+			/* resume: a link without mux is one TLS handshake per
+			 * client connection; tickets from the peers we pin
+			 * save their certificate and signatures */
+			struct fg_tls_client_opts co = {.tls13_only = true, .resume = true};
 			char terr[FG_TLS_ERR_LEN];
 			e->tls_cli = fg_tls_client_new(&co, terr, sizeof(terr));
 			if (!e->tls_cli) {
@@ -1028,6 +1031,9 @@ void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
 	    {"flowgate_tunnel_handshakes_refused_total", "counter",
 	     "Link handshakes this node refused (wrong key, replay, clock, mismatch).",
 	     offsetof(struct fg_tunnel_counters, handshakes_refused)},
+	    {"flowgate_tunnel_tls_resumed_total", "counter",
+	     "tls/wss link connections whose TLS handshake resumed a session (a ticket).",
+	     offsetof(struct fg_tunnel_counters, tls_resumed)},
 	};
 	for (size_t f = 0; f < FG_ARRAY_LEN(fam); f++) {
 		fg_prom_family(b, fam[f].name, fam[f].type, fam[f].help);

@@ -77,6 +77,7 @@ struct fg_tunnel_counters {
 	uint64_t links_up;		    /* link connections up now */
 	uint64_t link_failures;		    /* dials/handshakes that failed, links lost */
 	uint64_t handshakes_refused;	    /* peers we refused (bad key, replay, ...) */
+	uint64_t tls_resumed;		    /* tls/wss link connections that resumed a session */
 };
 /* Returns 0 or -ENOENT (no tunnel of that name). */
 int fg_tunnel_engine_counters(struct fg_tunnel_engine *e, const char *name,

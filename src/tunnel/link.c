@@ -1109,6 +1109,8 @@ static void tls_done_cb(struct fg_tls *t, int err, const char *why, void *data)
 		return;
 	}
 	l->tls = t;
+	if (fg_tls_resumed(t))
+		l->tun->stats->c.tls_resumed++;
 	/* link_read reads until -EAGAIN (or pauses and resumes by itself) */
 	fg_tls_set_read_ahead(t, true);
 	l->st = fg_tls_stream(t);

@@ -287,6 +287,60 @@ def test_wrong_or_missing_key_is_refused_and_nothing_reaches_the_target(nodes, t
     assert [e for e in tgt.drain() if e.get("event") == "accept"] == []
 
 
+@pytest.mark.parametrize("transport", PINNED)
+def test_link_per_stream_resumes_tls_only_under_the_same_pin(nodes, targets, port, net,
+                                                             transport):
+    """Without mux every client connection is a new link. After the first (full) TLS
+    handshake the entry resumes the exit's session from its ticket, and both nodes count
+    it. The session belongs to the pin: once the entry pins another certificate, the exit
+    (still the same process, whose ticket the entry holds) is refused and nothing
+    resumes; with the right pin back, the kept session resumes again."""
+    tport, lport, cport = port(), port(), port()
+    targets("echo", f"{tn.TGT}:{tport}")
+    ex = start_exit(nodes, transport, False, lport, [f"{tn.TGT}:{tport}"])
+    peer = peer_of(ex, transport, f"{tn.EXT}:{lport}")
+    entry_t = {"name": "t", "id": "17", "role": "entry", "listen": f"{tn.ENT_C}:{cport}",
+               "next": tn.link(transport, False, peers=[peer])}
+    en = nodes("ent", {"tunnels": [entry_t]}, "entry")
+    addr = f"{tn.ENT_C}:{cport}"
+    n = 10
+    for i in range(n):
+        data = os.urandom(50000 + i)
+        assert tn.transfer(net.cli, addr, data) == data
+    en.wait_metric("flowgate_tunnel_tls_resumed_total", lambda v: v == n - 1)
+    ex.wait_metric("flowgate_tunnel_tls_resumed_total", lambda v: v == n - 1)
+    ex.wait_metric("flowgate_tunnel_connections_total", lambda v: v == n)
+
+    def reload(fp):
+        k = en.stderr().count("reloaded")
+        en.write({"tunnels": [dict(entry_t, next=dict(entry_t["next"],
+                                                      peers=[dict(peer, fingerprint=fp)]))]})
+        en.proc.signal(signal.SIGHUP)
+        wait_for(lambda: en.stderr().count("reloaded") > k, 5, what="reloaded")
+
+    reload(":".join(["AB"] * 32))
+    for _ in range(3):
+        s = net.cli.connect_refusable(addr)
+        fgnet.assert_refused(s, timeout=5)
+        if s:
+            s.close()
+    en.wait_metric("flowgate_tunnel_link_failures_total", lambda v: v >= 3)
+    assert "certificate fingerprint mismatch" in en.stderr()
+    assert ex.metric("flowgate_tunnel_tls_resumed_total") == n - 1
+    assert ex.metric("flowgate_tunnel_connections_total") == n
+
+    reload(peer["fingerprint"])
+    data = os.urandom(70000)
+
+    def works():
+        try:
+            return tn.transfer(net.cli, addr, data, timeout=5) == data
+        except OSError:
+            return False
+    wait_for(works, 15, interval=0.5, what="transfer with the right pin")
+    assert ex.metric("flowgate_tunnel_tls_resumed_total") >= n
+
+
 def test_exit_connects_only_to_the_targets_its_tunnel_names(nodes, targets, port, net):
     """The entry forwards a 3-port range; the exit names a 2-port target range: the third
     port's streams are refused although a server listens on the port it would map to."""

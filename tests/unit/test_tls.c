@@ -282,6 +282,183 @@ static void test_tls_server_context_errors_name_the_file(void **st)
 	assert_string_equal(err, want);
 }
 
+/* ---- session resumption ---------------------------------------------- */
+
+struct round {
+	int rc;		 /* the client's handshake result */
+	bool resumed;	 /* both ends agree (asserted) */
+	char group[32];	 /* the key exchange group, both ends agree; "" if none */
+	uint8_t exp[32]; /* exporter of the connection */
+	char why[FG_TLS_ERR_LEN];
+};
+
+/* One connection from cc (name, pin) to ss over a socketpair: both
+ * handshakes, then a message from the server that the client reads (it
+ * reads the server's ticket on the way, as a tunnel dialer does), close. */
+static struct round one_round(struct fg_tls_client *cc, struct fg_tls_server *ss, const char *name,
+			      const char *pin)
+{
+	struct round r = {.rc = -EAGAIN};
+	char err[FG_TLS_ERR_LEN];
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	struct fg_tls *c = fg_tls_client_conn(cc, sv[0], name, pin, err, sizeof(err));
+	struct fg_tls *s = fg_tls_server_conn(ss, sv[1], err, sizeof(err));
+	assert_non_null(c);
+	assert_non_null(s);
+	int rs = -EAGAIN;
+	for (int i = 0; i < 1000 && (r.rc == -EAGAIN || rs == -EAGAIN); i++) {
+		if (r.rc == -EAGAIN)
+			r.rc = fg_tls_handshake(c);
+		if (rs == -EAGAIN)
+			rs = fg_tls_handshake(s);
+		if (r.rc != 0 && r.rc != -EAGAIN)
+			break;
+	}
+	if (r.rc == 0) {
+		assert_int_equal(rs, 0);
+		r.resumed = fg_tls_resumed(c);
+		assert_int_equal(fg_tls_resumed(s), r.resumed);
+		const char *gc = fg_tls_kex_group(c), *gs = fg_tls_kex_group(s);
+		snprintf(r.group, sizeof(r.group), "%s", gc ? gc : "");
+		assert_string_equal(r.group, gs ? gs : "");
+		uint8_t se[32];
+		assert_int_equal(fg_tls_export(c, "EXPORTER-test", NULL, 0, r.exp, 32), 0);
+		assert_int_equal(fg_tls_export(s, "EXPORTER-test", NULL, 0, se, 32), 0);
+		assert_memory_equal(r.exp, se, 32);
+		assert_int_equal(fg_tls_write(s, "hi", 2), 2);
+		char buf[8];
+		ssize_t n = -EAGAIN;
+		for (int i = 0; i < 1000 && n == -EAGAIN; i++)
+			n = fg_tls_read(c, buf, sizeof(buf));
+		assert_int_equal(n, 2);
+		assert_memory_equal(buf, "hi", 2);
+	} else {
+		snprintf(r.why, sizeof(r.why), "%s", fg_tls_error(c));
+	}
+	fg_tls_free(c);
+	fg_tls_free(s);
+	return r;
+}
+
+static void test_tls_second_connection_resumes_with_its_own_secrets(void **st)
+{
+	char err[FG_TLS_ERR_LEN];
+	struct fg_tls_client_opts o = {.tls13_only = true, .resume = true};
+	struct fg_tls_client *cc = fg_tls_client_new(&o, err, sizeof(err));
+	struct fg_tls_client *plain =
+	    fg_tls_client_new(&(struct fg_tls_client_opts){0}, err, sizeof(err));
+	struct fg_tls_server *ss = fg_tls_server_new(cert_a, key_a, err, sizeof(err));
+	assert_non_null(cc);
+	assert_non_null(plain);
+	assert_non_null(ss);
+
+	struct round r1 = one_round(cc, ss, "node-a", fp_a);
+	assert_int_equal(r1.rc, 0);
+	assert_false(r1.resumed); /* nothing kept yet */
+	struct round r2 = one_round(cc, ss, "node-a", fp_a);
+	assert_int_equal(r2.rc, 0);
+	assert_true(r2.resumed);
+	struct round r3 = one_round(cc, ss, "node-a", fp_a);
+	assert_int_equal(r3.rc, 0);
+	assert_true(r3.resumed);
+	/* a resumed connection still does its own (EC)DHE (psk_dhe_ke:
+	 * forward secrecy), and has its own secrets: the tunnel handshake is
+	 * bound to each one's exporter */
+	assert_string_equal(r1.group, "X25519");
+	assert_string_equal(r2.group, "X25519");
+	assert_string_equal(r3.group, "X25519");
+	assert_memory_not_equal(r1.exp, r2.exp, 32);
+	assert_memory_not_equal(r2.exp, r3.exp, 32);
+
+	/* a client context without resume never resumes */
+	for (int i = 0; i < 2; i++) {
+		struct round p = one_round(plain, ss, "node-a", fp_a);
+		assert_int_equal(p.rc, 0);
+		assert_false(p.resumed);
+	}
+	/* nor does an unpinned (CA-verified) session, even when it verifies */
+	struct fg_tls_client_opts oc = {.ca_file = ca_cert, .resume = true};
+	struct fg_tls_client *cac = fg_tls_client_new(&oc, err, sizeof(err));
+	struct fg_tls_server *leaf = fg_tls_server_new(leaf_cert, leaf_key, err, sizeof(err));
+	assert_non_null(cac);
+	assert_non_null(leaf);
+	for (int i = 0; i < 2; i++) {
+		struct round p = one_round(cac, leaf, "localhost", NULL);
+		assert_int_equal(p.rc, 0);
+		assert_false(p.resumed);
+	}
+	fg_tls_client_free(cac);
+	fg_tls_server_free(leaf);
+	fg_tls_client_free(plain);
+	fg_tls_client_free(cc);
+	fg_tls_server_free(ss);
+}
+
+static void test_tls_session_bound_to_its_pin(void **st)
+{
+	char err[FG_TLS_ERR_LEN];
+	struct fg_tls_client_opts o = {.tls13_only = true, .resume = true};
+	struct fg_tls_client *cc = fg_tls_client_new(&o, err, sizeof(err));
+	struct fg_tls_server *sa = fg_tls_server_new(cert_a, key_a, err, sizeof(err));
+	struct fg_tls_server *sb = fg_tls_server_new(cert_b, key_b, err, sizeof(err));
+	assert_non_null(cc);
+	assert_non_null(sa);
+	assert_non_null(sb);
+	assert_int_equal(one_round(cc, sa, "peer", fp_a).rc, 0);
+	assert_true(one_round(cc, sa, "peer", fp_a).resumed);
+
+	/* the same name pinned to another certificate: A's session is not
+	 * offered, and A is refused as before (a changed pin takes effect at
+	 * once, resumption or not) */
+	struct round w = one_round(cc, sa, "peer", fp_b);
+	assert_int_equal(w.rc, -EKEYREJECTED);
+	assert_non_null(strstr(w.why, "certificate fingerprint mismatch"));
+	/* B under that pin: a full handshake (B could not open A's ticket
+	 * anyway), then B's own session */
+	struct round b1 = one_round(cc, sb, "peer", fp_b);
+	assert_int_equal(b1.rc, 0);
+	assert_false(b1.resumed);
+	assert_true(one_round(cc, sb, "peer", fp_b).resumed);
+	/* A's session was kept beside it, and still only goes to A's pin */
+	assert_true(one_round(cc, sa, "peer", fp_a).resumed);
+	assert_int_equal(one_round(cc, sb, "peer", fp_a).rc, -EKEYREJECTED);
+	/* a server that cannot open the ticket (another node, or ours after a
+	 * restart): a full handshake, pin checked */
+	struct fg_tls_server *sa2 = fg_tls_server_new(cert_a, key_a, err, sizeof(err));
+	assert_non_null(sa2);
+	struct round r = one_round(cc, sa2, "peer", fp_a);
+	assert_int_equal(r.rc, 0);
+	assert_false(r.resumed);
+	fg_tls_server_free(sa2);
+	fg_tls_client_free(cc);
+	fg_tls_server_free(sa);
+	fg_tls_server_free(sb);
+}
+
+static void test_tls_ticket_not_accepted_after_its_lifetime(void **st)
+{
+	char err[FG_TLS_ERR_LEN];
+	struct fg_tls_client_opts o = {.tls13_only = true, .resume = true};
+	struct fg_tls_client *cc = fg_tls_client_new(&o, err, sizeof(err));
+	struct fg_tls_server *ss = fg_tls_server_new(cert_a, key_a, err, sizeof(err));
+	assert_non_null(cc);
+	assert_non_null(ss);
+	assert_int_equal(fg_tls_server_set_ticket_lifetime(ss, 2), 0);
+	assert_false(one_round(cc, ss, "a", fp_a).resumed);
+	assert_true(one_round(cc, ss, "a", fp_a).resumed);
+	sleep(3); /* past the 2 s lifetime: both ticket keys rotated out */
+	assert_false(one_round(cc, ss, "a", fp_a).resumed);
+	assert_true(one_round(cc, ss, "a", fp_a).resumed); /* the new ticket */
+
+	/* tickets off: full handshakes only */
+	assert_int_equal(fg_tls_server_set_ticket_lifetime(ss, 0), 0);
+	assert_false(one_round(cc, ss, "b", fp_a).resumed);
+	assert_false(one_round(cc, ss, "b", fp_a).resumed);
+	fg_tls_client_free(cc);
+	fg_tls_server_free(ss);
+}
+
 /* ---- the session API against an ordinary (OpenSSL) server ------------ */
 
 /* Drives our client and an OpenSSL server over a socketpair until both
@@ -1060,6 +1237,9 @@ int main(void)
 	    cmocka_unit_test(test_tls_self_signed_refuses_bad_names_and_writes_nothing),
 	    cmocka_unit_test(test_tls_server_context_errors_name_the_file),
 	    cmocka_unit_test(test_tls_client_accepts_tls12_server_unless_tls13_only),
+	    cmocka_unit_test(test_tls_second_connection_resumes_with_its_own_secrets),
+	    cmocka_unit_test(test_tls_session_bound_to_its_pin),
+	    cmocka_unit_test(test_tls_ticket_not_accepted_after_its_lifetime),
 	    T(test_tls_ws_messages_both_ways_intact_over_tls13_with_pin),
 	    T(test_tls_ws_several_mib_messages_across_partial_writes),
 	    T(test_tls_pin_mismatch_refused_with_both_fingerprints),
