@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 import fgnet  # noqa: E402
 import fgplane  # noqa: E402
 import test_control_plane as cp  # noqa: E402
+import tunnelnet  # noqa: E402
 from fgnet import wait_for  # noqa: E402
 
 PREFIX = "fgq-"
@@ -517,7 +518,7 @@ def test_path_view_shows_pending_then_each_hop_running_with_its_measured_rtt(fle
     its links. The hop n2 -> n3 goes through a relay that holds every chunk
     10 ms each way, so that hop's RTT is >= 20 ms as both of its ends see
     it. And counters equal the client's bytes, both ways, at every node."""
-    echo = fleet.peer("echo", 9260)
+    fleet.peer("echo", 9260)
     # n2 dials n3 at its address: make that the delaying relay (in the tg
     # namespace, on the link's port), which forwards to n3 itself
     proxy = DelayProxy(plane.ns["tg"], f"{TG_IP}:7360", f"{NODE_IPS['n3']}:7360", 0.010)
@@ -597,31 +598,7 @@ def test_path_view_shows_pending_then_each_hop_running_with_its_measured_rtt(fle
 def _echo(plane, addr, payload, timeout=30.0):
     """Sends payload to an echo target through addr (half-closing after it)
     and reads everything back."""
-    s = plane.ns["cl"].connect(addr, timeout=timeout)
-    s.settimeout(timeout)
-    err = []
-
-    def w():
-        try:
-            s.sendall(payload)
-            s.shutdown(socket.SHUT_WR)
-        except OSError as e:
-            err.append(e)
-    th = threading.Thread(target=w, daemon=True)
-    th.start()
-    got = bytearray()
-    try:
-        while True:
-            b = s.recv(1 << 20)
-            if not b:
-                break
-            got += b
-    finally:
-        th.join(timeout)
-        s.close()
-    if err:
-        raise err[0]
-    return bytes(got)
+    return tunnelnet.transfer(plane.ns["cl"], addr, payload, timeout)
 
 
 def _echo_roundtrip(s, data):
