@@ -57,7 +57,8 @@ def pair(w, name, a, b):
     return B.Group(name, ["/bin/sh", "-c", sh], w)
 
 
-def fg_starter(transport, mux, reverse=False):
+def fg_starter(transport, mux, reverse=False, workers=1):
+    """workers: `--tunnel-workers` of both flowgate processes (threads running tunnels)."""
     def start(w, lport, tport):
         exe = B.CFG["flowgate"]
         if not os.access(exe, os.X_OK):
@@ -88,8 +89,9 @@ def fg_starter(transport, mux, reverse=False):
             with open(path, "w") as f:
                 json.dump({"tls": {"cert": c[role][0], "key": c[role][1]}, "tunnels": [t]}, f)
             files.append(path)
-        g = pair(w, "flowgate", f"{exe} forward -c {files[1]} --log-level warn",
-                 f"{exe} forward -c {files[0]} --log-level warn")
+        tw = f" --tunnel-workers {workers}" if workers > 1 else ""
+        g = pair(w, "flowgate", f"{exe} forward -c {files[1]} --log-level warn{tw}",
+                 f"{exe} forward -c {files[0]} --log-level warn{tw}")
         if reverse:
             time.sleep(0.5)  # the exit registers its link
         return g
@@ -209,6 +211,10 @@ def ssh_starter(w, lport, tport):
 SPECS = [
     ("flowgate tls", fg_starter("tls", False), "TLS hop, one link per stream"),
     ("flowgate tls mux", fg_starter("tls", True), "TLS hop, one mux link"),
+    ("flowgate tls 2t", fg_starter("tls", False, workers=2),
+     "as flowgate tls, --tunnel-workers 2 on both"),
+    ("flowgate tls mux 2t", fg_starter("tls", True, workers=2),
+     "as flowgate tls mux, --tunnel-workers 2 on both (a mux link per thread)"),
     ("stunnel", stunnel_starter, "stunnel client + server"),
     ("flowgate ws", fg_starter("ws", False), ""),
     ("flowgate ws mux", fg_starter("ws", True), ""),
@@ -225,6 +231,7 @@ SPECS = [
 
 COMPARE = [  # (flowgate row, peer row)
     ("flowgate tls", "stunnel"), ("flowgate tls mux", "stunnel"),
+    ("flowgate tls 2t", "stunnel"), ("flowgate tls mux 2t", "stunnel"),
     ("flowgate ws", "v2ray ws"), ("flowgate ws mux", "v2ray ws"),
     ("flowgate wss", "v2ray wss"), ("flowgate wss mux", "v2ray wss"),
     ("flowgate reverse tls mux", "ssh -R"), ("flowgate reverse aead mux", "ssh -R"),

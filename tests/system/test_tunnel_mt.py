@@ -87,6 +87,11 @@ def test_two_tunnel_threads_carry_exact_bytes_and_counters(nodes, targets, port,
         # exit's shards between them hold both
         en.wait_metric("flowgate_tunnel_links_up", lambda v: v == 2)
         ex.wait_metric("flowgate_tunnel_links_up", lambda v: v == 2)
+    if transport in ("tls", "wss") and not mux:
+        # one TLS context per node for all threads: after the first link (the 8 MiB
+        # stream), every link resumes, whichever thread dials it or accepts it
+        en.wait_metric("flowgate_tunnel_tls_resumed_total", lambda v: v == 200)
+        ex.wait_metric("flowgate_tunnel_tls_resumed_total", lambda v: v == 200)
     rtt = "flowgate_tunnel_link_rtt_microseconds"
     en.wait_metric(rtt, lambda v: 0 < v < 200_000, side="next")
     ex.wait_metric(rtt, lambda v: 0 < v < 200_000, side="prev")
