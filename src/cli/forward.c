@@ -476,7 +476,9 @@ int fg_cli_forward(int argc, char **argv)
 		fprintf(stderr, "flowgate: signalfd: %s\n", strerror(errno));
 		goto out;
 	}
-	fg_info("flowgate forward: %zu forward(s), %zu tunnel(s) running%s%s", set.n, tset.n,
+	fg_info("flowgate forward: %zu forward(s), %zu tunnel(s) running (on %u thread%s)%s%s",
+		set.n, tset.n, fg_tunnel_engine_workers(app.tunnels),
+		fg_tunnel_engine_workers(app.tunnels) == 1 ? "" : "s",
 		metrics_addr ? ", metrics on " : "", metrics_addr ? metrics_addr : "");
 	rc = fg_loop_run(app.loop) < 0 ? 1 : 0;
 out:
