@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import struct
+import threading
 import signal
 import socket
 import time
@@ -267,3 +268,35 @@ def test_tunnel_workers_out_of_range_exits_2(fg_bin, net, logdir):
                   "--tunnel-workers", bad, check=False)
         assert r.returncode == 2, r.stderr
         assert f'--tunnel-workers: "{bad}" is not a number 1-64' in r.stderr
+
+
+def test_aggregate_rate_down_is_one_bucket_across_threads(nodes, targets, port, net):
+    """rate_down is the tunnel's, not each thread's: 8 clients (spread by the kernel over
+    both of the entry's threads) downloading together get burst + rate x T in all."""
+    sport, lport, cport = port(), port(), port()
+    each = 768 << 10
+    targets("source", f"{tn.TGT}:{sport}", bytes=each, seed=9)
+    mt_exit(nodes, "tcp", True, lport, [f"{tn.TGT}:{sport}"])
+    mt_entry(nodes, "tcp", True, f"{tn.ENT_C}:{cport}", [{"address": f"{tn.EXT}:{lport}"}],
+             rate_down="16mbit", burst="64KiB")
+    addr = f"{tn.ENT_C}:{cport}"
+    socks = [net.cli.connect(addr) for _ in range(8)]
+    got = [None] * len(socks)
+
+    def recv(i):
+        got[i] = fgnet.recv_all(socks[i], timeout=30)
+
+    t0 = time.monotonic()
+    th = [threading.Thread(target=recv, args=(i,)) for i in range(len(socks))]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    elapsed = time.monotonic() - t0
+    for s in socks:
+        s.close()
+    want = fgnet.stream_sha256(9, each)
+    assert all(hashlib.sha256(g).hexdigest() == want for g in got), [len(g) for g in got]
+    expect = (len(socks) * each - 65536) / 2_000_000
+    assert expect * 0.85 <= elapsed <= expect * 1.3, \
+        f"8 x 768 KiB at 16 mbit took {elapsed:.2f}s, expected about {expect:.2f}s"
