@@ -31,6 +31,10 @@ import bench as B  # noqa: E402
 
 B.CFG["conns"] = B.env_int("BENCH_TUNNEL_CONNS", 2000)
 B.CFG["repeat"] = max(1, B.env_int("BENCH_REPEAT", 1))
+# `--tunnel-workers` of every flowgate process (threads running tunnels; a
+# reverse hop runs on one whatever this says). 2: one per core of the machine
+# the results were taken on; 1 gives the one-thread engine.
+B.CFG["tunnel_workers"] = max(1, B.env_int("BENCH_TUNNEL_WORKERS", 2))
 PSK = {"id": 1, "key": base64.b64encode(os.urandom(32)).decode()}
 UID = str(uuid.uuid4())
 
@@ -88,8 +92,9 @@ def fg_starter(transport, mux, reverse=False):
             with open(path, "w") as f:
                 json.dump({"tls": {"cert": c[role][0], "key": c[role][1]}, "tunnels": [t]}, f)
             files.append(path)
-        g = pair(w, "flowgate", f"{exe} forward -c {files[1]} --log-level warn",
-                 f"{exe} forward -c {files[0]} --log-level warn")
+        tw = f" --tunnel-workers {B.CFG['tunnel_workers']}"
+        g = pair(w, "flowgate", f"{exe} forward -c {files[1]} --log-level warn{tw}",
+                 f"{exe} forward -c {files[0]} --log-level warn{tw}")
         if reverse:
             time.sleep(0.5)  # the exit registers its link
         return g
@@ -299,6 +304,7 @@ def report(agg, specs, metrics):
     base = os.path.join(B.CFG["results_dir"], f"{day}-tunnel")
     meta = {"date": day, "machine": B.machine(), "settings": {
         "seconds": B.CFG["seconds"], "repeat": B.CFG["repeat"], "idle_conns": B.CFG["conns"],
+        "tunnel_workers": B.CFG["tunnel_workers"],
         "wrk": f"-t{B.CFG['wrk_threads']} -c{B.CFG['wrk_conns']}"},
         "versions": {"stunnel4": B.dpkg_version("stunnel4"), "v2ray": B.dpkg_version("v2ray"),
                      "openssh-server": B.dpkg_version("openssh-server")}}

@@ -19,6 +19,8 @@ int fg_cli_ctl(int argc, char **argv);
 /* Options the long-running subcommands share. Each returns 0, or -EINVAL
  * after telling stderr which value is wrong. */
 int fg_cli_opt_workers(const char *arg, unsigned *out); /* --workers 1-64 */
-int fg_cli_opt_log_level(const char *arg);		/* --log-level, applied */
+/* a number lo..hi for option opt (its name, for the message); 0 or -EINVAL */
+int fg_cli_opt_count(const char *arg, const char *opt, unsigned lo, unsigned hi, unsigned *out);
+int fg_cli_opt_log_level(const char *arg); /* --log-level, applied */
 
 #endif

@@ -27,17 +27,22 @@ void fg_cli_process_setup(sigset_t *mask)
 	}
 }
 
-int fg_cli_opt_workers(const char *arg, unsigned *out)
+int fg_cli_opt_count(const char *arg, const char *opt, unsigned lo, unsigned hi, unsigned *out)
 {
 	char *end;
 	errno = 0;
 	long long n = strtoll(arg, &end, 10);
-	if (errno || *end || end == arg || n < 1 || n > 64) {
-		fprintf(stderr, "flowgate: --workers: \"%s\" is not a number 1-64\n", arg);
+	if (errno || *end || end == arg || n < lo || n > hi) {
+		fprintf(stderr, "flowgate: %s: \"%s\" is not a number %u-%u\n", opt, arg, lo, hi);
 		return -EINVAL;
 	}
 	*out = (unsigned)n;
 	return 0;
+}
+
+int fg_cli_opt_workers(const char *arg, unsigned *out)
+{
+	return fg_cli_opt_count(arg, "--workers", 1, 64, out);
 }
 
 int fg_cli_opt_log_level(const char *arg)

@@ -92,7 +92,8 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f, "usage: flowgate forward -l LISTEN -r TARGET [-r TARGET ...] [options]\n"
-	       "       flowgate forward -c FILE [--metrics ADDR] [--workers N]\n\n"
+	       "       flowgate forward -c FILE [--metrics ADDR] [--workers N] [--tunnel-workers "
+	       "N]\n\n"
 	       "  -l, --listen ADDR            HOST:PORT, HOST:LO-HI, [V6]:PORT or :PORT\n"
 	       "  -r, --target HOST:PORT       target (repeat for several); PORT may be a range\n"
 	       "  -c, --config FILE            run the forwards of a JSON file (SIGHUP re-reads)\n"
@@ -109,6 +110,7 @@ static void usage(FILE *f)
 	       "      --connect-timeout D, --idle-timeout D, --udp-idle-timeout D\n"
 	       "      --metrics ADDR           Prometheus text at http://ADDR/metrics\n"
 	       "      --workers N              data-path threads (default: one per core)\n"
+	       "      --tunnel-workers N       threads running the file's tunnels (default: 1)\n"
 	       "      --log-level L            error|warn|info|debug\n");
 }
 
@@ -209,6 +211,7 @@ int fg_cli_forward(int argc, char **argv)
 		O_UTO,
 		O_METRICS,
 		O_WORKERS,
+		O_TUNNEL_WORKERS,
 		O_LOG,
 		O_ENGINE
 	};
@@ -234,13 +237,14 @@ int fg_cli_forward(int argc, char **argv)
 	    {"udp-idle-timeout", required_argument, 0, O_UTO},
 	    {"metrics", required_argument, 0, O_METRICS},
 	    {"workers", required_argument, 0, O_WORKERS},
+	    {"tunnel-workers", required_argument, 0, O_TUNNEL_WORKERS},
 	    {"log-level", required_argument, 0, O_LOG},
 	    {"engine", required_argument, 0, O_ENGINE},
 	    {0, 0, 0, 0},
 	};
 	struct fwd_app app = {.sfd = -1};
 	const char *metrics_addr = NULL;
-	unsigned workers = 0;
+	unsigned workers = 0, tunnel_workers = 1;
 	char err[FG_ERR_MAX], msg[FG_ERR_MAX + 64];
 	int rc = 2;
 	bool any_flag = false;
@@ -348,6 +352,10 @@ int fg_cli_forward(int argc, char **argv)
 			if (fg_cli_opt_workers(optarg, &workers))
 				goto out;
 			break;
+		case O_TUNNEL_WORKERS:
+			if (fg_cli_opt_count(optarg, "--tunnel-workers", 1, 64, &tunnel_workers))
+				goto out;
+			break;
 		case O_LOG:
 			if (fg_cli_opt_log_level(optarg))
 				goto out;
@@ -446,8 +454,10 @@ int fg_cli_forward(int argc, char **argv)
 		goto out;
 	}
 	/* one resolver on the loop: the tunnels use the forwards' */
-	struct fg_tunnel_engine_opts to = {
-	    .loop = app.loop, .make_cert = 1, .resolver = fg_engine_resolver(app.engine)};
+	struct fg_tunnel_engine_opts to = {.loop = app.loop,
+					   .make_cert = 1,
+					   .resolver = fg_engine_resolver(app.engine),
+					   .workers = tunnel_workers};
 	app.tunnels = fg_tunnel_engine_new(&to);
 	if (!app.tunnels) {
 		fprintf(stderr, "flowgate: cannot start the tunnel engine: %s\n", strerror(errno));
@@ -466,7 +476,9 @@ int fg_cli_forward(int argc, char **argv)
 		fprintf(stderr, "flowgate: signalfd: %s\n", strerror(errno));
 		goto out;
 	}
-	fg_info("flowgate forward: %zu forward(s), %zu tunnel(s) running%s%s", set.n, tset.n,
+	fg_info("flowgate forward: %zu forward(s), %zu tunnel(s) running (on %u thread%s)%s%s",
+		set.n, tset.n, fg_tunnel_engine_workers(app.tunnels),
+		fg_tunnel_engine_workers(app.tunnels) == 1 ? "" : "s",
 		metrics_addr ? ", metrics on " : "", metrics_addr ? metrics_addr : "");
 	rc = fg_loop_run(app.loop) < 0 ? 1 : 0;
 out:

@@ -22,7 +22,7 @@
 
 #define REPLAY_CAPACITY 131072
 
-uint64_t eng_rand(struct fg_tunnel_engine *e)
+uint64_t eng_rand(struct tshard *e)
 {
 	/* xorshift64*: jitter and ws masks need spread, not secrecy (the
 	 * handshake nonces come from RAND_bytes) */
@@ -52,7 +52,7 @@ void set_link_sockopts(int fd, int64_t keepalive_ns)
 
 /* ---- stats -------------------------------------------------------------- */
 
-static struct tstats *stats_get(struct fg_tunnel_engine *e, const char *name)
+static struct tstats *stats_get(struct tshard *e, const char *name)
 {
 	for (struct tstats *s = e->stats; s; s = s->next)
 		if (strcmp(s->name, name) == 0) {
@@ -69,7 +69,7 @@ static struct tstats *stats_get(struct fg_tunnel_engine *e, const char *name)
 	return s;
 }
 
-static void stats_unref(struct fg_tunnel_engine *e, struct tstats *s)
+static void stats_unref(struct tshard *e, struct tstats *s)
 {
 	if (!s || --s->refs > 0)
 		return;
@@ -85,7 +85,7 @@ static void stats_unref(struct fg_tunnel_engine *e, struct tstats *s)
 
 static void tun_free_mem(struct tun *t);
 
-static void reap(struct fg_tunnel_engine *e)
+static void reap(struct tshard *e)
 {
 	e->reap_scheduled = false;
 	eng_run_pumps(e);
@@ -122,7 +122,7 @@ static void reap_cb(struct fg_loop *loop, struct fg_timer *tm)
  * it runs after the events already fetched for them, and unlike a
  * deferred call it can be cancelled when the engine is freed (the agent's
  * loop may run on). */
-void eng_schedule_reap(struct fg_tunnel_engine *e)
+void eng_schedule_reap(struct tshard *e)
 {
 	if (e->reap_scheduled)
 		return;
@@ -162,7 +162,7 @@ static int bind_listen(const struct sockaddr_storage *base, uint16_t port, int *
  * and never fails because a name does not resolve yet. A name slot
  * refreshes by TTL; a new address is used by new links and streams only. */
 
-static struct fg_resolver *eng_resolver(struct fg_tunnel_engine *e)
+static struct fg_resolver *eng_resolver(struct tshard *e)
 {
 	if (!e->resolver) {
 		e->resolver = fg_resolver_new(e->loop);
@@ -257,7 +257,7 @@ static void target_name_cb(struct fg_name *n, const char *err, bool changed, int
 
 /* The address of an IP-literal endpoint, or a (not yet started) name slot
  * for a host name. Returns 0 or -ENOMEM. */
-static int endpoint_addr(struct fg_tunnel_engine *e, const struct fg_endpoint *ep,
+static int endpoint_addr(struct tshard *e, const struct fg_endpoint *ep,
 			 struct sockaddr_storage *out, struct fg_name **name, fg_name_cb cb,
 			 void *arg)
 {
@@ -336,6 +336,52 @@ static void tun_seed_names(struct tun *t, const struct tun *old)
 		}
 }
 
+/* ---- what the shards of a tunnel share ---------------------------------- */
+
+/* Owner thread (apply), before any shard uses it. NULL on ENOMEM. */
+static struct tshared *tshared_new(const struct fg_tunnel_cfg *cfg, int64_t now)
+{
+	struct tshared *sh = fg_calloc(1, sizeof(*sh));
+	if (!sh)
+		return NULL;
+	sh->refs = 1;
+	pthread_mutex_init(&sh->ipmu, NULL);
+	fg_bucket_init(&sh->agg_up, cfg->rate_up,
+		       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_up), now);
+	fg_bucket_init(&sh->agg_down, cfg->rate_down,
+		       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_down), now);
+	if (cfg->role == FG_TUNNEL_ENTRY && cfg->max_conns_per_ip &&
+	    !(sh->iptab = fg_calloc(IPTAB_SIZE, sizeof(*sh->iptab)))) {
+		pthread_mutex_destroy(&sh->ipmu);
+		fg_free(sh);
+		return NULL;
+	}
+	return sh;
+}
+
+static struct tshared *tshared_ref(struct tshared *sh)
+{
+	__atomic_fetch_add(&sh->refs, 1, __ATOMIC_RELAXED);
+	return sh;
+}
+
+/* Any thread: the last reference frees (the shards free their tunnels on
+ * their own threads). NULL is fine. */
+static void tshared_unref(struct tshared *sh)
+{
+	if (!sh || __atomic_sub_fetch(&sh->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	for (size_t i = 0; sh->iptab && i < IPTAB_SIZE; i++)
+		while (sh->iptab[i]) {
+			struct iprec *r = sh->iptab[i];
+			sh->iptab[i] = r->next;
+			fg_free(r);
+		}
+	fg_free(sh->iptab);
+	pthread_mutex_destroy(&sh->ipmu);
+	fg_free(sh);
+}
+
 static void tun_free_mem(struct tun *t)
 {
 	tun_names(t, false);
@@ -352,13 +398,8 @@ static void tun_free_mem(struct tun *t)
 	fg_free(t->next.peers);
 	fg_free(t->taddr);
 	fg_free(t->tnames);
-	for (size_t i = 0; t->iptab && i < IPTAB_SIZE; i++)
-		while (t->iptab[i]) {
-			struct iprec *r = t->iptab[i];
-			t->iptab[i] = r->next;
-			fg_free(r);
-		}
-	fg_free(t->iptab);
+	tshared_unref(t->sh);
+	t->sh = NULL;
 	stats_unref(t->e, t->stats);
 	fg_tunnel_cfg_deinit(&t->cfg);
 	fg_free(t);
@@ -376,7 +417,7 @@ static int lside_init(struct tun *t, struct lside *ls, int which, char *err, siz
 	ls->cfg = cfg;
 	ls->hcfg.lookup_cb = key_lookup_cb;
 	ls->hcfg.lookup_arg = ls;
-	ls->hcfg.replay = &t->e->replay;
+	ls->hcfg.replay = t->e->replay;
 	const char *lname = which ? "next" : "prev";
 	if (cfg->is_listen) {
 		int rc = bind_listen(&cfg->listen.ip, cfg->listen.port_lo, &ls->lfd);
@@ -410,8 +451,8 @@ static int lside_init(struct tun *t, struct lside *ls, int which, char *err, siz
 }
 
 /* Builds a tunnel and binds all its sockets; nothing runs yet. */
-static struct tun *tun_new(struct fg_tunnel_engine *e, const struct fg_tunnel_cfg *cfg, char *err,
-			   size_t errlen)
+static struct tun *tun_new(struct tshard *e, const struct fg_tunnel_cfg *cfg, struct tshared *sh,
+			   char *err, size_t errlen)
 {
 	struct tun *t = fg_calloc(1, sizeof(*t));
 	if (!t || fg_tunnel_cfg_copy(&t->cfg, cfg)) {
@@ -420,20 +461,12 @@ static struct tun *tun_new(struct fg_tunnel_engine *e, const struct fg_tunnel_cf
 		return NULL;
 	}
 	t->e = e;
+	t->sh = tshared_ref(sh);
 	t->prev.lfd = t->next.lfd = -1;
 	t->stats = stats_get(e, cfg->name);
 	if (!t->stats)
 		goto oom;
 	if (cfg->role == FG_TUNNEL_ENTRY) {
-		int64_t now = fg_loop_now(e->loop);
-		fg_bucket_init(&t->agg_up, cfg->rate_up,
-			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_up),
-			       now);
-		fg_bucket_init(&t->agg_down, cfg->rate_down,
-			       cfg->burst ? cfg->burst : fg_bucket_default_burst(cfg->rate_down),
-			       now);
-		if (cfg->max_conns_per_ip && !(t->iptab = fg_calloc(IPTAB_SIZE, sizeof(*t->iptab))))
-			goto oom;
 		t->ncfds = (size_t)cfg->listen.port_hi - cfg->listen.port_lo + 1;
 		t->cfds = fg_malloc(t->ncfds * sizeof(int));
 		t->cio = fg_calloc(t->ncfds, sizeof(*t->cio));
@@ -497,7 +530,7 @@ static int tun_start(struct tun *t)
 /* Stops a tunnel: listeners, links and streams close now, memory later. */
 static void tun_stop(struct tun *t)
 {
-	struct fg_tunnel_engine *e = t->e;
+	struct tshard *e = t->e;
 	t->dying = true;
 	for (size_t i = 0; i < t->ncfds; i++) {
 		if (fg_io_active(&t->cio[i]))
@@ -516,31 +549,30 @@ static void tun_stop(struct tun *t)
 	eng_schedule_reap(e);
 }
 
-/* ---- engine ------------------------------------------------------------- */
+/* ---- shards ------------------------------------------------------------- */
 
-struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts *opts)
+static struct tshard *shard_new(struct fg_loop *loop, struct fg_resolver *resolver,
+				struct fg_hs_replay_cache *replay, unsigned idx)
 {
-	struct fg_tunnel_engine *e = fg_calloc(1, sizeof(*e));
+	struct tshard *e = fg_calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	e->loop = opts->loop;
-	if (opts->tls_cert)
-		snprintf(e->cert, sizeof(e->cert), "%s", opts->tls_cert);
-	if (opts->tls_key)
-		snprintf(e->key, sizeof(e->key), "%s", opts->tls_key);
-	e->make_cert = opts->make_cert;
-	e->resolver = opts->resolver;
+	e->loop = loop;
+	e->resolver = resolver;
+	e->replay = replay;
+	e->idx = idx;
 	fg_timer_init(&e->reap_timer, reap_cb, e);
 	if (RAND_bytes((uint8_t *)&e->rng, sizeof(e->rng)) != 1 || !e->rng)
 		e->rng = (uint64_t)fg_now_ns() | 1;
-	uint64_t seed = eng_rand(e);
-	unsigned cap = opts->replay_capacity ? opts->replay_capacity : REPLAY_CAPACITY;
-	if (fg_hs_replay_init(&e->replay, cap, FG_HS_DEFAULT_CLOCK_WINDOW, seed) ||
-	    fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 256) ||
+	if (fg_buf_pool_init(&e->chunks, sizeof(struct tq_chunk), 256) ||
 	    fg_buf_pool_init(&e->wpool[0], LINK_WBUF(TQ_CHUNK), 64) ||
 	    fg_buf_pool_init(&e->wpool[1], LINK_WBUF(LINK_PLAIN), 16) ||
 	    fg_buf_pool_init(&e->spool, LINK_PLAIN, 8) || !(e->rbuf = fg_malloc(LINK_RBUF))) {
-		fg_tunnel_engine_free(e);
+		fg_buf_pool_deinit(&e->chunks);
+		fg_buf_pool_deinit(&e->wpool[0]);
+		fg_buf_pool_deinit(&e->wpool[1]);
+		fg_buf_pool_deinit(&e->spool);
+		fg_free(e);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -548,7 +580,9 @@ struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts
 	return e;
 }
 
-void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
+/* On the shard's thread, or with its loop stopped. The TLS contexts and
+ * the replay cache are the engine's (not freed here). */
+static void shard_free(struct tshard *e)
 {
 	if (!e)
 		return;
@@ -562,9 +596,6 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
 	reap(e);
 	if (e->own_resolver)
 		fg_resolver_free(e->resolver);
-	fg_tls_server_free(e->tls_srv);
-	fg_tls_client_free(e->tls_cli);
-	fg_hs_replay_deinit(&e->replay);
 	fg_buf_pool_deinit(&e->chunks);
 	fg_buf_pool_deinit(&e->wpool[0]);
 	fg_buf_pool_deinit(&e->wpool[1]);
@@ -579,6 +610,179 @@ void fg_tunnel_engine_free(struct fg_tunnel_engine *e)
 	fg_free(e);
 }
 
+/* One shard's thread: shard k > 0 runs its own loop (shard 0 is the
+ * caller's). The owner thread stops it with fg_loop_stop and joins. */
+struct shard_thr {
+	struct fg_tunnel_engine *eng;
+	struct fg_loop *loop; /* owned */
+	struct fg_async park; /* the owner asks the shard to park */
+	pthread_t thread;
+	bool started;
+};
+
+/* The engine: the shards, and what they share (the replay cache, the TLS
+ * contexts). Everything here but `replay` and the park fields is the owner
+ * thread's (the caller's loop). */
+struct fg_tunnel_engine {
+	unsigned n;		/* shards, >= 1 */
+	struct tshard **shards; /* [0] on the caller's loop */
+	struct shard_thr *thr;	/* [n]; [0] unused */
+	struct fg_hs_replay_cache replay;
+	char cert[FG_TUNNEL_PATH_MAX], key[FG_TUNNEL_PATH_MAX]; /* from opts */
+	int make_cert;
+	char srv_cert[FG_TUNNEL_PATH_MAX], srv_key[FG_TUNNEL_PATH_MAX]; /* loaded */
+	struct fg_tls_server *tls_srv;					/* owned, shared */
+	struct fg_tls_client *tls_cli;					/* owned, shared */
+	/* parking: the owner thread sets park_req and waits until every
+	 * other shard sits in park_cb (parked == n - 1); then it may touch
+	 * any shard's state as if it were that shard's thread */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool park_req;
+	unsigned parked;
+};
+
+static void park_cb(struct fg_loop *loop, struct fg_async *a)
+{
+	FG_UNUSED(loop);
+	struct shard_thr *th = a->data;
+	struct fg_tunnel_engine *E = th->eng;
+	pthread_mutex_lock(&E->mu);
+	if (E->park_req) {
+		E->parked++;
+		pthread_cond_broadcast(&E->cv);
+		while (E->park_req)
+			pthread_cond_wait(&E->cv, &E->mu);
+		E->parked--;
+	}
+	pthread_mutex_unlock(&E->mu);
+}
+
+/* Owner thread: stops every other shard's thread at a known point (in
+ * park_cb, between events) until unpark. Cheap: a wake-up per shard. */
+static void eng_park(struct fg_tunnel_engine *E)
+{
+	if (E->n < 2)
+		return;
+	pthread_mutex_lock(&E->mu);
+	E->park_req = true;
+	pthread_mutex_unlock(&E->mu);
+	for (unsigned k = 1; k < E->n; k++)
+		fg_async_send(&E->thr[k].park);
+	pthread_mutex_lock(&E->mu);
+	while (E->parked < E->n - 1)
+		pthread_cond_wait(&E->cv, &E->mu);
+	pthread_mutex_unlock(&E->mu);
+}
+
+static void eng_unpark(struct fg_tunnel_engine *E)
+{
+	if (E->n < 2)
+		return;
+	pthread_mutex_lock(&E->mu);
+	E->park_req = false;
+	pthread_cond_broadcast(&E->cv);
+	pthread_mutex_unlock(&E->mu);
+}
+
+static void *shard_main(void *arg)
+{
+	struct shard_thr *th = arg;
+	int rc = fg_loop_run(th->loop);
+	if (rc < 0)
+		fg_err("tunnel shard: event loop failed: %s", strerror(-rc));
+	return NULL;
+}
+
+struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts *opts)
+{
+	struct fg_tunnel_engine *E = fg_calloc(1, sizeof(*E));
+	if (!E)
+		return NULL;
+	pthread_mutex_init(&E->mu, NULL);
+	pthread_cond_init(&E->cv, NULL);
+	E->n = opts->workers ? opts->workers : 1;
+	if (E->n > FG_TUNNEL_MAX_WORKERS)
+		E->n = FG_TUNNEL_MAX_WORKERS;
+	if (opts->tls_cert)
+		snprintf(E->cert, sizeof(E->cert), "%s", opts->tls_cert);
+	if (opts->tls_key)
+		snprintf(E->key, sizeof(E->key), "%s", opts->tls_key);
+	E->make_cert = opts->make_cert;
+	uint64_t seed = 0;
+	if (RAND_bytes((uint8_t *)&seed, sizeof(seed)) != 1)
+		seed = (uint64_t)fg_now_ns();
+	unsigned cap = opts->replay_capacity ? opts->replay_capacity : REPLAY_CAPACITY;
+	E->shards = fg_calloc(E->n, sizeof(*E->shards));
+	E->thr = fg_calloc(E->n, sizeof(*E->thr));
+	if (!E->shards || !E->thr ||
+	    fg_hs_replay_init(&E->replay, cap, FG_HS_DEFAULT_CLOCK_WINDOW, seed))
+		goto err;
+	if (!(E->shards[0] = shard_new(opts->loop, opts->resolver, &E->replay, 0)))
+		goto err;
+	for (unsigned k = 1; k < E->n; k++) {
+		struct shard_thr *th = &E->thr[k];
+		th->eng = E;
+		if (!(th->loop = fg_loop_new()))
+			goto err;
+		if (fg_async_init(th->loop, &th->park, park_cb, th) < 0) {
+			fg_loop_free(th->loop);
+			th->loop = NULL;
+			goto err;
+		}
+		/* its own resolver (one c-ares channel per loop), made when a
+		 * tunnel first names a host */
+		if (!(E->shards[k] = shard_new(th->loop, NULL, &E->replay, k)))
+			goto err;
+		if (pthread_create(&th->thread, NULL, shard_main, th) != 0)
+			goto err;
+		th->started = true;
+		char tname[16];
+		snprintf(tname, sizeof(tname), "fg-tunnel-%u", k % 100);
+		pthread_setname_np(th->thread, tname);
+	}
+	return E;
+err:
+	fg_tunnel_engine_free(E);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void fg_tunnel_engine_free(struct fg_tunnel_engine *E)
+{
+	if (!E)
+		return;
+	/* the other shards first, each stopped and then freed with its loop
+	 * idle: nothing of theirs runs while shard 0 and the shared parts go */
+	for (unsigned k = 1; E->thr && k < E->n; k++) {
+		struct shard_thr *th = &E->thr[k];
+		if (th->started) {
+			fg_loop_stop(th->loop);
+			pthread_join(th->thread, NULL);
+		}
+		shard_free(E->shards[k]);
+		if (th->loop) {
+			fg_async_deinit(th->loop, &th->park);
+			fg_loop_free(th->loop);
+		}
+	}
+	if (E->shards)
+		shard_free(E->shards[0]);
+	fg_tls_server_free(E->tls_srv);
+	fg_tls_client_free(E->tls_cli);
+	fg_hs_replay_deinit(&E->replay);
+	fg_free(E->shards);
+	fg_free(E->thr);
+	pthread_cond_destroy(&E->cv);
+	pthread_mutex_destroy(&E->mu);
+	fg_free(E);
+}
+
+unsigned fg_tunnel_engine_workers(const struct fg_tunnel_engine *E)
+{
+	return E->n;
+}
+
 static bool file_exists(const char *p)
 {
 	struct stat st;
@@ -589,6 +793,7 @@ static bool file_exists(const char *p)
  * tls/wss link listens here. */
 static int load_cert(struct fg_tunnel_engine *e, const struct fg_tunnel_set *set,
 		     struct fg_tls_server **out, char *err, size_t errlen)
+
 {
 	bool need = false;
 	*out = NULL;
@@ -644,13 +849,15 @@ static void tun_set_keys(struct tun *t, const struct fg_tunnel_cfg *c)
 		struct lside *ls = k ? &t->next : &t->prev;
 		for (size_t i = 0; i < ls->npeers; i++)
 			ls->peers[i].key_alt = 0; /* the new dial key first */
-		fg_info("tunnel %s: %s link keys changed: dials with key id %u, accepts %zu "
-			"key(s)",
-			t->cfg.name, k ? "next" : "prev", lk[k]->psk_id, lk[k]->nkeys);
+		if (!t->e->idx)
+			fg_info(
+			    "tunnel %s: %s link keys changed: dials with key id %u, accepts %zu "
+			    "key(s)",
+			    t->cfg.name, k ? "next" : "prev", lk[k]->psk_id, lk[k]->nkeys);
 	}
 }
 
-static struct tun *find_running(struct fg_tunnel_engine *e, const char *name)
+static struct tun *find_running(struct tshard *e, const char *name)
 {
 	for (struct tun *t = e->tuns; t; t = t->next_t)
 		if (strcmp(t->cfg.name, name) == 0)
@@ -658,74 +865,83 @@ static struct tun *find_running(struct fg_tunnel_engine *e, const char *name)
 	return NULL;
 }
 
-int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_set *set, char *err,
-			   size_t errlen)
+/* A tunnel with a reverse hop on this node runs on shard 0 alone: its
+ * links are registered by the far side (a listening `next`) or dialed
+ * back as a fixed set (a dialing `prev`), and a stream can only use a link
+ * of its own shard, so spreading them would leave shards without one. */
+static bool tun_one_shard(const struct fg_tunnel_cfg *c)
 {
-	struct fg_tls_server *srv = NULL;
-	struct tun **fresh = fg_calloc(set->n + 1, sizeof(*fresh));
-	bool *keep = fg_calloc(set->n + 1, sizeof(*keep));
-	bool *rekey = fg_calloc(set->n + 1, sizeof(*rekey));
-	int rc = 0;
-	if (!fresh || !keep || !rekey) {
+	return (c->prev.present && !c->prev.is_listen) || (c->next.present && c->next.is_listen);
+}
+
+/* What one shard's apply will do, built (and every socket bound) before
+ * anything changes on any shard. */
+struct plan {
+	struct tun **fresh;
+	bool *keep, *rekey;
+};
+
+static void plan_free(struct plan *p, size_t n)
+{
+	for (size_t i = 0; p->fresh && i < n; i++)
+		if (p->fresh[i])
+			tun_free_mem(p->fresh[i]);
+	fg_free(p->fresh);
+	fg_free(p->keep);
+	fg_free(p->rekey);
+	memset(p, 0, sizeof(*p));
+}
+
+static bool shard_runs(const struct tshard *e, const struct fg_tunnel_cfg *c)
+{
+	return c->enabled && (e->idx == 0 || !tun_one_shard(c));
+}
+
+/* On the shard's thread or with it parked. shv[i] is the shared state of
+ * set->v[i] when it (re)starts, made by the first shard that needs it. */
+static int shard_prepare(struct tshard *e, const struct fg_tunnel_set *set, struct tshared **shv,
+			 struct plan *p, char *err, size_t errlen)
+{
+	p->fresh = fg_calloc(set->n + 1, sizeof(*p->fresh));
+	p->keep = fg_calloc(set->n + 1, sizeof(*p->keep));
+	p->rekey = fg_calloc(set->n + 1, sizeof(*p->rekey));
+	if (!p->fresh || !p->keep || !p->rekey) {
 		snprintf(err, errlen, "out of memory");
-		rc = -ENOMEM;
-		goto out;
-	}
-	if ((rc = load_cert(e, set, &srv, err, errlen)) < 0)
-		goto out;
-	/* the client context (it reads the system CA store) only once a
-	 * tls/wss link dials */
-	for (size_t i = 0; i < set->n && !e->tls_cli; i++) {
-		const struct fg_tunnel_cfg *c = &set->v[i];
-		const struct fg_tunnel_link_cfg *lk[2] = {&c->prev, &c->next};
-		for (int k = 0; k < 2 && !e->tls_cli; k++) {
-			if (!c->enabled || !lk[k]->present || lk[k]->is_listen ||
-			    (lk[k]->transport != FG_TT_TLS && lk[k]->transport != FG_TT_WSS))
-				continue;
-			/* resume: a link without mux is one TLS handshake per
-			 * client connection; tickets from the peers we pin
-			 * save their certificate and signatures */
-			struct fg_tls_client_opts co = {.tls13_only = true, .resume = true};
-			char terr[FG_TLS_ERR_LEN];
-			e->tls_cli = fg_tls_client_new(&co, terr, sizeof(terr));
-			if (!e->tls_cli) {
-				snprintf(err, errlen, "tls client: %s", terr);
-				rc = -EINVAL;
-				goto out;
-			}
-		}
+		return -ENOMEM;
 	}
 	for (size_t i = 0; i < set->n; i++) {
 		const struct fg_tunnel_cfg *c = &set->v[i];
-		if (!c->enabled)
+		if (!shard_runs(e, c))
 			continue;
 		struct tun *old = find_running(e, c->name);
 		if (old && fg_tunnel_cfg_equal(&old->cfg, c)) {
-			keep[i] = true;
+			p->keep[i] = true;
 			continue;
 		}
 		if (old && fg_tunnel_cfg_equal_but_keys(&old->cfg, c)) {
 			/* a key rotation: the links up were authenticated at their
 			 * handshake and stay; the keys change below, in place */
-			keep[i] = rekey[i] = true;
+			p->keep[i] = p->rekey[i] = true;
 			continue;
 		}
-		fresh[i] = tun_new(e, c, err, errlen);
-		if (!fresh[i]) {
-			rc = -EINVAL;
-			goto out;
+		if (!shv[i] && !(shv[i] = tshared_new(c, fg_loop_now(e->loop)))) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
 		}
+		p->fresh[i] = tun_new(e, c, shv[i], err, errlen);
+		if (!p->fresh[i])
+			return -EINVAL;
 		if (old)
-			tun_seed_names(fresh[i], old);
+			tun_seed_names(p->fresh[i], old);
 	}
-	/* everything is bound: switch */
-	if (srv) {
-		fg_tls_server_free(e->tls_srv);
-		e->tls_srv = srv;
-		srv = NULL;
-	}
+	return 0;
+}
+
+/* Switches one shard to its plan; cannot fail. Same thread rules. */
+static void shard_commit(struct tshard *e, const struct fg_tunnel_set *set, struct plan *p)
+{
 	for (size_t i = 0; i < set->n; i++) {
-		struct tun *t = rekey[i] ? find_running(e, set->v[i].name) : NULL;
+		struct tun *t = p->rekey[i] ? find_running(e, set->v[i].name) : NULL;
 		if (t)
 			tun_set_keys(t, &set->v[i]);
 	}
@@ -734,45 +950,107 @@ int fg_tunnel_engine_apply(struct fg_tunnel_engine *e, const struct fg_tunnel_se
 		nx = t->next_t;
 		bool kept = false;
 		for (size_t i = 0; i < set->n; i++)
-			if (keep[i] && strcmp(set->v[i].name, t->cfg.name) == 0)
+			if (p->keep[i] && strcmp(set->v[i].name, t->cfg.name) == 0)
 				kept = true;
 		if (kept) {
 			t->next_t = NULL;
 			*tail = t;
 			tail = &t->next_t;
 		} else {
-			fg_info("tunnel %s: stopped", t->cfg.name);
+			if (!e->idx)
+				fg_info("tunnel %s: stopped", t->cfg.name);
 			tun_stop(t);
 		}
 	}
 	e->tuns = keepers;
 	for (size_t i = 0; i < set->n; i++) {
-		if (!fresh[i])
+		if (!p->fresh[i])
 			continue;
-		struct tun *t = fresh[i];
-		fresh[i] = NULL;
+		struct tun *t = p->fresh[i];
+		p->fresh[i] = NULL;
 		t->next_t = e->tuns;
 		e->tuns = t;
 		if (tun_start(t) < 0)
 			fg_err("tunnel %s: cannot watch its sockets: %s", t->cfg.name,
 			       strerror(errno));
-		else
+		else if (!e->idx)
 			fg_info("tunnel %s: %s running", t->cfg.name,
 				fg_tunnel_role_name(t->cfg.role));
 	}
+}
+
+/* Every shard runs the whole set (but reverse hops: tun_one_shard), with
+ * its own sockets (SO_REUSEPORT: the kernel spreads client and link
+ * connections over the shards). The other shards are parked meanwhile, so
+ * either every shard switches or, on an error, none changed. */
+int fg_tunnel_engine_apply(struct fg_tunnel_engine *E, const struct fg_tunnel_set *set, char *err,
+			   size_t errlen)
+{
+	struct fg_tls_server *srv = NULL;
+	struct plan *plans = fg_calloc(E->n, sizeof(*plans));
+	struct tshared **shv = fg_calloc(set->n + 1, sizeof(*shv));
+	int rc = 0;
+	if (!plans || !shv) {
+		fg_free(plans);
+		fg_free(shv);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	eng_park(E);
+	if ((rc = load_cert(E, set, &srv, err, errlen)) < 0)
+		goto out;
+	/* the client context (it reads the system CA store) only once a
+	 * tls/wss link dials; one for every shard, so a TLS session a link
+	 * got on one shard resumes on any */
+	for (size_t i = 0; i < set->n && !E->tls_cli; i++) {
+		const struct fg_tunnel_cfg *c = &set->v[i];
+		const struct fg_tunnel_link_cfg *lk[2] = {&c->prev, &c->next};
+		for (int k = 0; k < 2 && !E->tls_cli; k++) {
+			if (!c->enabled || !lk[k]->present || lk[k]->is_listen ||
+			    (lk[k]->transport != FG_TT_TLS && lk[k]->transport != FG_TT_WSS))
+				continue;
+			/* resume: a link without mux is one TLS handshake per
+			 * client connection; tickets from the peers we pin
+			 * save their certificate and signatures */
+			struct fg_tls_client_opts co = {.tls13_only = true, .resume = true};
+			char terr[FG_TLS_ERR_LEN];
+			E->tls_cli = fg_tls_client_new(&co, terr, sizeof(terr));
+			if (!E->tls_cli) {
+				snprintf(err, errlen, "tls client: %s", terr);
+				rc = -EINVAL;
+				goto out;
+			}
+		}
+	}
+	for (unsigned k = 0; k < E->n; k++)
+		if ((rc = shard_prepare(E->shards[k], set, shv, &plans[k], err, errlen)) < 0)
+			goto out;
+	/* everything is bound on every shard: switch */
+	if (srv) {
+		fg_tls_server_free(E->tls_srv);
+		E->tls_srv = srv;
+		srv = NULL;
+	}
+	for (unsigned k = 0; k < E->n; k++) {
+		E->shards[k]->tls_srv = E->tls_srv;
+		E->shards[k]->tls_cli = E->tls_cli;
+		shard_commit(E->shards[k], set, &plans[k]);
+	}
 out:
-	for (size_t i = 0; fresh && i < set->n; i++)
-		if (fresh[i])
-			tun_free_mem(fresh[i]);
+	for (unsigned k = 0; k < E->n; k++)
+		plan_free(&plans[k], set->n);
+	for (size_t i = 0; i < set->n; i++)
+		tshared_unref(shv[i]); /* the tunnels hold their own references */
+	eng_unpark(E);
 	fg_tls_server_free(srv);
-	fg_free(fresh);
-	fg_free(keep);
-	fg_free(rekey);
+	fg_free(plans);
+	fg_free(shv);
 	return rc;
 }
 
 int fg_tunnel_engine_apply_json(struct fg_tunnel_engine *e, const void *tunnels_json, char *err,
 				size_t errlen)
+
 {
 	struct fg_tunnel_set set;
 	json_t *empty = NULL;
@@ -789,25 +1067,60 @@ int fg_tunnel_engine_apply_json(struct fg_tunnel_engine *e, const void *tunnels_
 
 /* ---- counters and metrics ---------------------------------------------- */
 
-int fg_tunnel_engine_counters(struct fg_tunnel_engine *e, const char *name,
-			      struct fg_tunnel_counters *out)
+static void metrics_locked(struct fg_tunnel_engine *E, struct tstats *stats, struct fg_strbuf *b);
+
+/* Counters are per shard (each shard's slot, written by its thread with
+ * no atomics); a reader sums them with the other shards parked. */
+#define NCOUNTERS (sizeof(struct fg_tunnel_counters) / sizeof(uint64_t))
+
+static void counters_add(struct fg_tunnel_counters *sum, const struct fg_tunnel_counters *c)
 {
-	for (struct tstats *s = e->stats; s; s = s->next)
-		if (strcmp(s->name, name) == 0) {
-			*out = s->c;
-			return 0;
-		}
-	memset(out, 0, sizeof(*out));
-	return -ENOENT;
+	uint64_t a[NCOUNTERS], b[NCOUNTERS];
+	memcpy(a, sum, sizeof(a));
+	memcpy(b, c, sizeof(b));
+	for (size_t i = 0; i < NCOUNTERS; i++)
+		a[i] += b[i];
+	memcpy(sum, a, sizeof(a));
 }
 
-void fg_tunnel_engine_foreach(struct fg_tunnel_engine *e,
+/* With the other shards parked. Returns 0 or -ENOENT (no shard knows it). */
+static int sum_counters(struct fg_tunnel_engine *E, const char *name,
+			struct fg_tunnel_counters *out)
+{
+	int rc = -ENOENT;
+	memset(out, 0, sizeof(*out));
+	for (unsigned k = 0; k < E->n; k++)
+		for (struct tstats *s = E->shards[k]->stats; s; s = s->next)
+			if (strcmp(s->name, name) == 0) {
+				counters_add(out, &s->c);
+				rc = 0;
+				break;
+			}
+	return rc;
+}
+
+int fg_tunnel_engine_counters(struct fg_tunnel_engine *E, const char *name,
+			      struct fg_tunnel_counters *out)
+{
+	eng_park(E);
+	int rc = sum_counters(E, name, out);
+	eng_unpark(E);
+	return rc;
+}
+
+void fg_tunnel_engine_foreach(struct fg_tunnel_engine *E,
 			      void (*cb)(const char *name, const char *id,
 					 const struct fg_tunnel_counters *c, void *arg),
 			      void *arg)
 {
-	for (struct tun *t = e->tuns; t; t = t->next_t)
-		cb(t->cfg.name, t->cfg.id, &t->stats->c, arg);
+	eng_park(E);
+	/* shard 0 runs every tunnel */
+	for (struct tun *t = E->shards[0]->tuns; t; t = t->next_t) {
+		struct fg_tunnel_counters c;
+		sum_counters(E, t->cfg.name, &c);
+		cb(t->cfg.name, t->cfg.id, &c, arg);
+	}
+	eng_unpark(E);
 }
 
 /* The kernel's smoothed round trip of a TCP socket (TCP_INFO tcpi_rtt,
@@ -843,8 +1156,7 @@ void link_note_rtt(struct link *l)
 		l->ls->last_rtt_ns = rtt;
 }
 
-int fg_tunnel_engine_links(struct fg_tunnel_engine *e, const char *name,
-			   struct fg_tunnel_link_stats out[2])
+static int shard_links(struct tshard *e, const char *name, struct fg_tunnel_link_stats out[2])
 {
 	memset(out, 0, 2 * sizeof(*out));
 	out[0].rtt_us = out[1].rtt_us = -1;
@@ -944,7 +1256,7 @@ static bool side_nolink(struct lside *ls, int64_t now, char *buf, size_t len)
 	return true;
 }
 
-int fg_tunnel_engine_health(struct fg_tunnel_engine *e, const char *name, char *buf, size_t len)
+static int shard_health(struct tshard *e, const char *name, char *buf, size_t len)
 {
 	if (len)
 		buf[0] = '\0';
@@ -999,14 +1311,94 @@ int fg_tunnel_engine_health(struct fg_tunnel_engine *e, const char *name, char *
 	return 0;
 }
 
-void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
+/* With the other shards parked: each shard's copy of the tunnel has its
+ * own links; a side's links add up, its round trip is the slowest. */
+static int links_locked(struct fg_tunnel_engine *E, const char *name,
+			struct fg_tunnel_link_stats out[2])
 {
-	if (!e->stats)
+	int rc = shard_links(E->shards[0], name, out);
+	for (unsigned k = 1; k < E->n; k++) {
+		struct fg_tunnel_link_stats o[2];
+		if (shard_links(E->shards[k], name, o) < 0)
+			continue;
+		rc = 0;
+		for (int i = 0; i < 2; i++) {
+			out[i].present |= o[i].present;
+			out[i].links_up += o[i].links_up;
+			out[i].rtt_us = FG_MAX(out[i].rtt_us, o[i].rtt_us);
+		}
+	}
+	return rc;
+}
+
+int fg_tunnel_engine_links(struct fg_tunnel_engine *E, const char *name,
+			   struct fg_tunnel_link_stats out[2])
+{
+	eng_park(E);
+	int rc = links_locked(E, name, out);
+	eng_unpark(E);
+	return rc;
+}
+
+/* Every shard resolves the same names and dials its own links: the first
+ * shard with something to say speaks (each is asked, so each keeps its
+ * no-link clock). */
+int fg_tunnel_engine_health(struct fg_tunnel_engine *E, const char *name, char *buf, size_t len)
+{
+	eng_park(E);
+	int rc = shard_health(E->shards[0], name, buf, len);
+	for (unsigned k = 1; k < E->n; k++) {
+		char other[FG_TUNNEL_HEALTH_MAX + 1];
+		if (shard_health(E->shards[k], name, other, sizeof(other)) < 0)
+			continue;
+		rc = 0;
+		if (len && !buf[0] && other[0])
+			snprintf(buf, len, "%s", other);
+	}
+	eng_unpark(E);
+	return rc;
+}
+
+void fg_tunnel_engine_metrics(struct fg_tunnel_engine *E, struct fg_strbuf *b)
+{
+	eng_park(E);
+	/* the names any shard has counters for, each summed over the shards
+	 * (shard 0 knows every name but a dying one's the others still reap) */
+	size_t n = 0, cap = 0;
+	for (unsigned k = 0; k < E->n; k++)
+		for (struct tstats *s = E->shards[k]->stats; s; s = s->next)
+			cap++;
+	struct tstats *sum = cap ? fg_calloc(cap, sizeof(*sum)) : NULL;
+	for (unsigned k = 0; sum && k < E->n; k++)
+		for (struct tstats *s = E->shards[k]->stats; s; s = s->next) {
+			size_t j = 0;
+			while (j < n && strcmp(sum[j].name, s->name) != 0)
+				j++;
+			if (j == n) {
+				snprintf(sum[n].name, sizeof(sum[n].name), "%s", s->name);
+				sum[n].next = NULL;
+				if (n)
+					sum[n - 1].next = &sum[n];
+				n++;
+			}
+			counters_add(&sum[j].c, &s->c);
+		}
+	metrics_locked(E, n ? sum : NULL, b);
+	fg_free(sum);
+	eng_unpark(E);
+}
+
+/* The text, from the summed counters (a list; NULL = none) and shard 0's
+ * tunnels (it runs every one). */
+static void metrics_locked(struct fg_tunnel_engine *E, struct tstats *stats, struct fg_strbuf *b)
+{
+	struct tshard *e = E->shards[0];
+	if (!stats)
 		return;
 	fg_prom_family(
 	    b, "flowgate_tunnel_bytes_total", "counter",
 	    "Bytes this node passed on, up = towards the exit, down = towards the entry.");
-	for (struct tstats *s = e->stats; s; s = s->next) {
+	for (struct tstats *s = stats; s; s = s->next) {
 		const char *up[] = {"tunnel", s->name, "direction", "up", NULL};
 		const char *down[] = {"tunnel", s->name, "direction", "down", NULL};
 		fg_prom_sample(b, "flowgate_tunnel_bytes_total", up, s->c.bytes_up);
@@ -1037,7 +1429,7 @@ void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
 	};
 	for (size_t f = 0; f < FG_ARRAY_LEN(fam); f++) {
 		fg_prom_family(b, fam[f].name, fam[f].type, fam[f].help);
-		for (struct tstats *s = e->stats; s; s = s->next) {
+		for (struct tstats *s = stats; s; s = s->next) {
 			const char *l[] = {"tunnel", s->name, NULL};
 			uint64_t v;
 			memcpy(&v, (const char *)&s->c + fam[f].off, sizeof(v));
@@ -1067,7 +1459,7 @@ void fg_tunnel_engine_metrics(struct fg_tunnel_engine *e, struct fg_strbuf *b)
 		       "next: towards the exit); absent until measured.");
 	for (struct tun *t = e->tuns; t; t = t->next_t) {
 		struct fg_tunnel_link_stats ls[2];
-		if (t->dying || fg_tunnel_engine_links(e, t->cfg.name, ls) < 0)
+		if (t->dying || links_locked(E, t->cfg.name, ls) < 0)
 			continue;
 		for (int i = 0; i < 2; i++) {
 			const char *l[] = {"tunnel", t->cfg.name, "side", i ? "next" : "prev",

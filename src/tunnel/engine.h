@@ -5,8 +5,11 @@
  * targets. Used by `flowgate forward -c` and by the agent.
  *
  * Threading: every function is called on the thread that runs `loop`
- * (the control loop of the caller); all the engine's sockets live on that
- * loop. */
+ * (the control loop of the caller). With `workers` > 1 the engine runs
+ * that many shards: shard 0 on `loop`, the others on threads of their own,
+ * each a whole engine with its own sockets (SO_REUSEPORT) and links; the
+ * functions below park the other shards while they run (doc/tunnel.md,
+ * "Threads"). */
 #ifndef FG_TUNNEL_ENGINE_H
 #define FG_TUNNEL_ENGINE_H
 
@@ -39,12 +42,18 @@ struct fg_tunnel_engine_opts {
 	 * agent pass the forward engine's, fg_engine_resolver). NULL: the
 	 * engine makes its own when a tunnel first names a host. */
 	struct fg_resolver *resolver;
+	/* Shards (threads running tunnels), 0 = 1: everything on `loop`.
+	 * Capped at FG_TUNNEL_MAX_WORKERS. */
+	unsigned workers;
 };
+#define FG_TUNNEL_MAX_WORKERS 64
 
 /* NULL on ENOMEM (errno set). */
 struct fg_tunnel_engine *fg_tunnel_engine_new(const struct fg_tunnel_engine_opts *opts);
 /* Closes every listener, link and stream. NULL is fine. */
 void fg_tunnel_engine_free(struct fg_tunnel_engine *e);
+/* The number of shards (threads) the engine runs tunnels on. */
+unsigned fg_tunnel_engine_workers(const struct fg_tunnel_engine *e);
 
 /* Makes `set` the running tunnels. Tunnels equal to running ones
  * (fg_tunnel_cfg_equal) keep their listeners, links and streams; changed

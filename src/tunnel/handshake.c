@@ -193,6 +193,7 @@ int fg_hs_replay_init(struct fg_hs_replay_cache *c, uint32_t capacity, uint32_t 
 		      uint64_t seed)
 {
 	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->mu, NULL);
 	if (!capacity)
 		return -EINVAL;
 	uint32_t nb = 1;
@@ -217,6 +218,7 @@ void fg_hs_replay_deinit(struct fg_hs_replay_cache *c)
 	c->slots = NULL;
 	c->floor = NULL;
 	c->nbuckets = 0;
+	pthread_mutex_destroy(&c->mu);
 }
 
 size_t fg_hs_replay_capacity(const struct fg_hs_replay_cache *c)
@@ -234,8 +236,11 @@ static int slot_live(const struct fg_hs_replay_cache *c, const struct fg_hs_repl
 size_t fg_hs_replay_live(const struct fg_hs_replay_cache *c, uint64_t now)
 {
 	size_t n = 0;
+	pthread_mutex_t *mu = (pthread_mutex_t *)&c->mu; /* logically const */
+	pthread_mutex_lock(mu);
 	for (size_t i = 0; i < fg_hs_replay_capacity(c); i++)
 		n += (size_t)slot_live(c, &c->slots[i], now);
+	pthread_mutex_unlock(mu);
 	return n;
 }
 
@@ -250,8 +255,8 @@ static uint32_t bucket_of(const struct fg_hs_replay_cache *c, const uint8_t *non
 	return (uint32_t)(h & (c->nbuckets - 1));
 }
 
-int fg_hs_replay_check(struct fg_hs_replay_cache *c, const uint8_t nonce[FG_HS_NONCE_LEN],
-		       uint64_t ts, uint64_t now)
+static int replay_check_locked(struct fg_hs_replay_cache *c, const uint8_t nonce[FG_HS_NONCE_LEN],
+			       uint64_t ts, uint64_t now)
 {
 	uint32_t b = bucket_of(c, nonce);
 	struct fg_hs_replay_slot *set = c->slots + (size_t)b * FG_HS_REPLAY_WAYS;
@@ -282,6 +287,16 @@ int fg_hs_replay_check(struct fg_hs_replay_cache *c, const uint8_t nonce[FG_HS_N
 	memcpy(free_slot->nonce, nonce, FG_HS_NONCE_LEN);
 	free_slot->ts = ts ? ts : 1;
 	return 0;
+}
+
+/* Any thread: the tunnel engine's shards share one cache per node. */
+int fg_hs_replay_check(struct fg_hs_replay_cache *c, const uint8_t nonce[FG_HS_NONCE_LEN],
+		       uint64_t ts, uint64_t now)
+{
+	pthread_mutex_lock(&c->mu);
+	int rc = replay_check_locked(c, nonce, ts, now);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
 }
 
 /* ---- messages ---- */

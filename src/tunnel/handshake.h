@@ -17,6 +17,7 @@
 #ifndef FG_TUNNEL_HANDSHAKE_H
 #define FG_TUNNEL_HANDSHAKE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -113,8 +114,9 @@ const char *fg_hs_refuse_str(int code);
  * oldest is evicted and the bucket remembers its timestamp (floor): from
  * then on, a handshake landing in that bucket with a timestamp at or
  * below the floor is refused as a possible replay. So a replay is always
- * refused, and memory never grows. One cache per listening process/thread;
- * not thread-safe. */
+ * refused, and memory never grows. One cache per node: check and live are
+ * thread-safe (a mutex; handshakes are rare next to bytes), so every
+ * thread of a node refuses a nonce any of them has seen. */
 #define FG_HS_REPLAY_WAYS 8
 struct fg_hs_replay_slot {
 	uint8_t nonce[FG_HS_NONCE_LEN];
@@ -127,6 +129,7 @@ struct fg_hs_replay_cache {
 	uint32_t window_s;
 	uint64_t seed;
 	uint64_t evicted_live; /* live entries evicted (floor raised) */
+	pthread_mutex_t mu;    /* guards everything above after init */
 };
 /* capacity: entries to hold (rounded up to whole buckets). Returns 0,
  * -EINVAL (capacity 0) or -ENOMEM. seed randomises bucket choice. */

@@ -1,8 +1,13 @@
-/* Internal types of the tunnel engine (engine.c, link.c, stream.c). One
- * loop, one thread: nothing here is locked. See doc/tunnel.md. */
+/* Internal types of the tunnel engine (engine.c, link.c, stream.c). The
+ * engine is one or more shards (struct tshard), each a complete engine on
+ * one loop and one thread: nothing of a shard is locked. What the shards
+ * of a node share is in struct tshared (per tunnel: limits) and the
+ * node's replay cache (locked inside); everything else the owner thread
+ * touches only while the other shards are parked. See doc/tunnel.md. */
 #ifndef FG_TUNNEL_INTERNAL_H
 #define FG_TUNNEL_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -86,6 +91,7 @@ struct tstream {
 	bool waiting;	/* in the tunnel's queue for a next-side link */
 	bool closed;
 	bool counted;	     /* in conns_total / conns_active */
+	bool sh_counted;     /* entry: in tun->sh->conns (max_conns) */
 	bool pumping, again; /* ts_pump re-entry guard */
 	bool check_pending;  /* on the engine's check list */
 	bool pump_pending;   /* on the engine's pump list (writes batched) */
@@ -213,6 +219,17 @@ struct tname {
 	char why[64]; /* the last failure's text, for the health line */
 };
 
+/* What every shard's copy of one running tunnel shares (entry limits):
+ * made by apply for each new or restarted tunnel, referenced by each
+ * shard's struct tun, freed with the last. Any thread. */
+struct tshared {
+	int refs;			   /* atomic (__atomic builtins) */
+	struct fg_bucket agg_up, agg_down; /* lock-free GCRA words */
+	uint64_t conns;			   /* atomic: entry streams counted against max_conns */
+	pthread_mutex_t ipmu;		   /* guards iptab and its records */
+	struct iprec **iptab;		   /* IPTAB_SIZE chains; NULL without max_conns_per_ip */
+};
+
 struct tstats {
 	char name[FG_NAME_MAX + 1];
 	struct fg_tunnel_counters c;
@@ -221,17 +238,16 @@ struct tstats {
 };
 
 struct tun {
-	struct fg_tunnel_engine *e;
+	struct tshard *e;
 	struct fg_tunnel_cfg cfg; /* owned copy */
 	struct tstats *stats;
 	int *cfds; /* entry: one listen socket per port */
 	struct fg_io *cio;
 	size_t ncfds;
 	struct lside prev, next;
-	struct sockaddr_storage *taddr;	   /* exit: resolved targets */
-	struct tname *tnames;		   /* exit: per target; NULL when all are IPs */
-	struct fg_bucket agg_up, agg_down; /* entry: aggregate rates */
-	struct iprec **iptab;		   /* IPTAB_SIZE chains; NULL without max_conns_per_ip */
+	struct sockaddr_storage *taddr; /* exit: resolved targets */
+	struct tname *tnames;		/* exit: per target; NULL when all are IPs */
+	struct tshared *sh;		/* counted reference: rates, max_conns, per-ip table */
 	unsigned target_rr;
 	struct tstream *streams;
 	struct tstream *waitq, *waitq_tail;
@@ -240,14 +256,14 @@ struct tun {
 	struct tun *dead_next;
 };
 
-struct fg_tunnel_engine {
-	struct fg_loop *loop;
-	char cert[FG_TUNNEL_PATH_MAX], key[FG_TUNNEL_PATH_MAX]; /* from opts */
-	int make_cert;
-	char srv_cert[FG_TUNNEL_PATH_MAX], srv_key[FG_TUNNEL_PATH_MAX]; /* loaded */
+struct tshard {
+	struct fg_loop *loop; /* borrowed: the caller's (shard 0) or its thread's */
+	/* the engine's, borrowed (shared by every shard: contexts are
+	 * thread-safe, and a ticket one shard got resumes on any) */
 	struct fg_tls_server *tls_srv;
 	struct fg_tls_client *tls_cli;
-	struct fg_hs_replay_cache replay;
+	struct fg_hs_replay_cache *replay; /* the node's, borrowed from the engine */
+	unsigned idx;			   /* shard number; 0 runs on the caller's loop */
 	struct fg_buf_pool chunks;
 	struct fg_slab streams;
 	struct tun *tuns;
@@ -269,19 +285,19 @@ struct fg_tunnel_engine {
 };
 
 /* engine.c */
-void eng_schedule_reap(struct fg_tunnel_engine *e);
+void eng_schedule_reap(struct tshard *e);
 void set_link_sockopts(int fd, int64_t keepalive_ns);
 /* The link came up: remember its socket's round trip on its side. */
 void link_note_rtt(struct link *l);
 
 /* stream.c */
 void ts_check_later(struct tstream *ts);
-void eng_run_pumps(struct fg_tunnel_engine *e);
+void eng_run_pumps(struct tshard *e);
 void ts_free(struct tstream *ts);
-void tq_clear(struct fg_tunnel_engine *e, struct tq *q);
-size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p);
+void tq_clear(struct tshard *e, struct tq *q);
+size_t tq_room(struct tshard *e, struct tq *q, uint8_t **p);
 void tq_commit(struct tq *q, size_t n);
-void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n);
+void tq_drop(struct tshard *e, struct tq *q, size_t n);
 struct tstream *ts_new(struct tun *t);
 void ts_close(struct tstream *ts, bool reset);
 void ts_input(struct tstream *ts, int side, const uint8_t *p, size_t n);
@@ -291,7 +307,7 @@ void ts_consumed(struct tstream *ts, int d, size_t n);
 void ts_check_done(struct tstream *ts);
 /* Bytes waiting in q[ep->side] may now go to ep. */
 void ep_kick_out(struct ep *ep);
-size_t tq_take(struct fg_tunnel_engine *e, struct tq *q, uint8_t *out, size_t max);
+size_t tq_take(struct tshard *e, struct tq *q, uint8_t *out, size_t max);
 void ts_attach_next(struct tstream *ts);
 void tun_drain_waitq(struct tun *t);
 void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events);
@@ -310,6 +326,6 @@ void lside_stop(struct lside *ls);
 void link_used(struct link *l);
 void link_free_deferred(struct link *l);
 int key_lookup_cb(void *arg, uint32_t key_id, uint8_t *psk, size_t *psk_len);
-uint64_t eng_rand(struct fg_tunnel_engine *e);
+uint64_t eng_rand(struct tshard *e);
 
 #endif

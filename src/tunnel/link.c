@@ -179,7 +179,7 @@ static int encode_plain(struct link *l, const uint8_t *scratch, size_t n)
  * stream's queued bytes. Returns the wire bytes added. */
 static size_t refill(struct link *l)
 {
-	struct fg_tunnel_engine *e = l->tun->e;
+	struct tshard *e = l->tun->e;
 	bool raw = !l->aead && !l->ws;
 	size_t n = 0;
 	if (raw && !wbuf_room(l))
@@ -359,7 +359,7 @@ static void peer_retry_cb(struct fg_loop *loop, struct fg_timer *tm)
 
 static void peer_retry(struct peer_slot *p)
 {
-	struct fg_tunnel_engine *e = p->ls->tun->e;
+	struct tshard *e = p->ls->tun->e;
 	if (fg_timer_armed(&p->retry))
 		return;
 	p->backoff_ns = p->backoff_ns ? FG_MIN(p->backoff_ns * 2, BACKOFF_MAX) : BACKOFF_MIN;
@@ -375,7 +375,7 @@ void link_close(struct link *l, const char *why)
 	if (l->state == LS_DEAD)
 		return;
 	struct tun *t = l->tun;
-	struct fg_tunnel_engine *e = t->e;
+	struct tshard *e = t->e;
 	struct lside *ls = l->ls;
 	char pt[FG_ADDRSTR_MAX + 8];
 	bool was_up = l->state == LS_UP;
@@ -483,7 +483,7 @@ static void link_fail(struct link *l, const char *why)
 static void link_up(struct link *l)
 {
 	struct tun *t = l->tun;
-	struct fg_tunnel_engine *e = t->e;
+	struct tshard *e = t->e;
 	struct lside *ls = l->ls;
 	const struct fg_tunnel_link_cfg *cfg = ls->cfg;
 	struct fg_aead_keys keys;
@@ -910,7 +910,7 @@ static void link_payload(struct link *l, const uint8_t *p, size_t n)
 		link_plain(l, p, n);
 		return;
 	}
-	struct fg_tunnel_engine *e = l->tun->e;
+	struct tshard *e = l->tun->e;
 	while (n && l->state == LS_UP) {
 		size_t used = 0;
 		int rc = fg_aead_open(l->opener, p, n, &used, e->plain, sizeof(e->plain));
@@ -1002,7 +1002,7 @@ static void link_read_some(struct link *l)
  * are batched until the reads are done. */
 static void link_read(struct link *l)
 {
-	struct fg_tunnel_engine *e = l->tun->e;
+	struct tshard *e = l->tun->e;
 	e->batching++;
 	link_read_some(l);
 	if (--e->batching == 0)
@@ -1145,7 +1145,7 @@ static void link_timer_cb(struct fg_loop *loop, struct fg_timer *tm)
 struct link *link_dial(struct lside *ls, struct peer_slot *p, struct ep *single)
 {
 	struct tun *t = ls->tun;
-	struct fg_tunnel_engine *e = t->e;
+	struct tshard *e = t->e;
 	const struct fg_tunnel_link_cfg *cfg = ls->cfg;
 	struct link *l = link_new(ls, p, true);
 	if (!l)
@@ -1200,7 +1200,7 @@ void link_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 	FG_UNUSED(events);
 	struct lside *ls = io->data;
 	struct tun *t = ls->tun;
-	struct fg_tunnel_engine *e = t->e;
+	struct tshard *e = t->e;
 	const struct fg_tunnel_link_cfg *cfg = ls->cfg;
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1275,7 +1275,7 @@ void lside_ensure(struct lside *ls)
 
 void lside_stop(struct lside *ls)
 {
-	struct fg_tunnel_engine *e = ls->tun->e;
+	struct tshard *e = ls->tun->e;
 	for (size_t i = 0; i < ls->npeers; i++)
 		if (fg_timer_armed(&ls->peers[i].retry))
 			fg_timer_stop(e->loop, &ls->peers[i].retry);

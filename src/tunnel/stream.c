@@ -21,7 +21,7 @@
 
 /* Room at the tail of q (a new chunk when the tail is full): returns the
  * bytes free at *p, 0 when out of memory. */
-size_t tq_room(struct fg_tunnel_engine *e, struct tq *q, uint8_t **p)
+size_t tq_room(struct tshard *e, struct tq *q, uint8_t **p)
 {
 	if (!q->tail || q->tail->len == TQ_CHUNK) {
 		struct tq_chunk *c = fg_buf_get(&e->chunks);
@@ -45,7 +45,7 @@ void tq_commit(struct tq *q, size_t n)
 	q->bytes += n;
 }
 
-static int tq_append(struct fg_tunnel_engine *e, struct tq *q, const uint8_t *p, size_t n)
+static int tq_append(struct tshard *e, struct tq *q, const uint8_t *p, size_t n)
 {
 	while (n) {
 		uint8_t *d;
@@ -61,7 +61,7 @@ static int tq_append(struct fg_tunnel_engine *e, struct tq *q, const uint8_t *p,
 	return 0;
 }
 
-void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n)
+void tq_drop(struct tshard *e, struct tq *q, size_t n)
 {
 	q->bytes -= n;
 	while (n) {
@@ -78,7 +78,7 @@ void tq_drop(struct fg_tunnel_engine *e, struct tq *q, size_t n)
 	}
 }
 
-size_t tq_take(struct fg_tunnel_engine *e, struct tq *q, uint8_t *out, size_t max)
+size_t tq_take(struct tshard *e, struct tq *q, uint8_t *out, size_t max)
 {
 	size_t n = 0;
 	for (struct tq_chunk *c = q->head; c && n < max; c = c->next) {
@@ -90,7 +90,7 @@ size_t tq_take(struct fg_tunnel_engine *e, struct tq *q, uint8_t *out, size_t ma
 	return n;
 }
 
-void tq_clear(struct fg_tunnel_engine *e, struct tq *q)
+void tq_clear(struct tshard *e, struct tq *q)
 {
 	while (q->head) {
 		struct tq_chunk *c = q->head;
@@ -232,7 +232,7 @@ void ts_close(struct tstream *ts, bool reset)
 	if (ts->closed)
 		return;
 	struct tun *t = ts->tun;
-	struct fg_tunnel_engine *e = t->e;
+	struct tshard *e = t->e;
 	fg_dbg("tunnel %s: stream closed%s (q %zu/%zu, eof %d/%d, shut %d/%d)", t->cfg.name,
 	       reset ? " with reset" : "", ts->q[0].bytes, ts->q[1].bytes, ts->ep[0].eof_in,
 	       ts->ep[1].eof_in, ts->ep[0].shut_out, ts->ep[1].shut_out);
@@ -254,17 +254,23 @@ void ts_close(struct tstream *ts, bool reset)
 	ts->prev_s = ts->next_s = NULL;
 	if (ts->counted)
 		t->stats->c.conns_active--;
+	if (ts->sh_counted) {
+		ts->sh_counted = false;
+		__atomic_fetch_sub(&t->sh->conns, 1, __ATOMIC_RELAXED);
+	}
 	if (ts->iprec) {
 		struct iprec *r = ts->iprec;
 		ts->iprec = NULL;
+		pthread_mutex_lock(&t->sh->ipmu);
 		if (--r->n == 0) {
 			struct iprec **pp =
-			    &t->iptab[fg_addr_ip_hash((struct sockaddr *)&r->ip) % IPTAB_SIZE];
+			    &t->sh->iptab[fg_addr_ip_hash((struct sockaddr *)&r->ip) % IPTAB_SIZE];
 			while (*pp != r)
 				pp = &(*pp)->next;
 			*pp = r->next;
 			fg_free(r);
 		}
+		pthread_mutex_unlock(&t->sh->ipmu);
 	}
 	ts->dead_next = e->dead_streams;
 	e->dead_streams = ts;
@@ -273,7 +279,7 @@ void ts_close(struct tstream *ts, bool reset)
 
 void ts_check_later(struct tstream *ts)
 {
-	struct fg_tunnel_engine *e = ts->tun->e;
+	struct tshard *e = ts->tun->e;
 	if (ts->check_pending || ts->closed)
 		return;
 	ts->check_pending = true;
@@ -306,7 +312,7 @@ static bool limited(const struct ep *ep, struct fg_bucket **agg, struct fg_bucke
 	struct tun *t = ts->tun;
 	if (t->cfg.role != FG_TUNNEL_ENTRY || ep->side != 0)
 		return false;
-	*agg = up ? &t->agg_up : &t->agg_down;
+	*agg = up ? &t->sh->agg_up : &t->sh->agg_down;
 	*own = up ? &ts->own_up : &ts->own_down;
 	return fg_bucket_limited(*agg) || fg_bucket_limited(*own);
 }
@@ -410,7 +416,7 @@ static void sock_write(struct ep *ep)
 static void sock_read(struct ep *ep)
 {
 	struct tstream *ts = ep->ts;
-	struct fg_tunnel_engine *e = ts->tun->e;
+	struct tshard *e = ts->tun->e;
 	int o = 1 - ep->side;
 	struct tq *q = &ts->q[o];
 	bool got = false;
@@ -526,7 +532,7 @@ void ep_sock_start(struct ep *ep, int fd, bool connecting)
 
 /* Pumps the streams whose socket writes waited for the end of a link
  * read (one writev for all the frames a read brought, not one each). */
-void eng_run_pumps(struct fg_tunnel_engine *e)
+void eng_run_pumps(struct tshard *e)
 {
 	while (e->pump_list) {
 		struct tstream *ts = e->pump_list;
@@ -545,7 +551,7 @@ void ep_kick_out(struct ep *ep)
 			break;
 		if (ep->ts->tun->e->batching) {
 			struct tstream *ts = ep->ts;
-			struct fg_tunnel_engine *e = ts->tun->e;
+			struct tshard *e = ts->tun->e;
 			if (!ts->pump_pending) {
 				ts->pump_pending = true;
 				ts->pump_next = e->pump_list;
@@ -868,10 +874,12 @@ void tun_drain_waitq(struct tun *t)
 /* ---- entry: clients ----------------------------------------------------- */
 
 /* Counts a new client of ip; NULL when it is at max_conns_per_ip (or out
- * of memory). */
-static struct iprec *ip_acquire(struct tun *t, const struct sockaddr_storage *ip)
+ * of memory). The table is the tunnel's across shards: call with
+ * t->sh->ipmu held. */
+static struct iprec *ip_acquire_locked(struct tun *t, const struct sockaddr_storage *ip)
 {
-	struct iprec **head = &t->iptab[fg_addr_ip_hash((const struct sockaddr *)ip) % IPTAB_SIZE];
+	struct iprec **head =
+	    &t->sh->iptab[fg_addr_ip_hash((const struct sockaddr *)ip) % IPTAB_SIZE];
 	struct iprec *r;
 	for (r = *head; r; r = r->next)
 		if (fg_addr_ip_equal((const struct sockaddr *)&r->ip, (const struct sockaddr *)ip))
@@ -903,16 +911,34 @@ void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 		    accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
-		if (t->dying ||
-		    (t->cfg.max_conns && t->stats->c.conns_active >= t->cfg.max_conns)) {
+		if (t->dying) {
 			t->stats->c.refused++;
 			close(fd);
 			continue;
 		}
+		/* max_conns is the tunnel's, over every shard: take a place
+		 * first, so two shards accepting at once cannot both get the
+		 * last one */
+		bool placed = false;
+		if (t->cfg.max_conns) {
+			if (__atomic_fetch_add(&t->sh->conns, 1, __ATOMIC_RELAXED) >=
+			    t->cfg.max_conns) {
+				__atomic_fetch_sub(&t->sh->conns, 1, __ATOMIC_RELAXED);
+				t->stats->c.refused++;
+				close(fd);
+				continue;
+			}
+			placed = true;
+		}
 		struct iprec *ipr = NULL;
-		if (t->iptab) {
+		if (t->sh->iptab) {
 			fg_addr_unmap(&peer);
-			if (!(ipr = ip_acquire(t, &peer))) {
+			pthread_mutex_lock(&t->sh->ipmu);
+			ipr = ip_acquire_locked(t, &peer);
+			pthread_mutex_unlock(&t->sh->ipmu);
+			if (!ipr) {
+				if (placed)
+					__atomic_fetch_sub(&t->sh->conns, 1, __ATOMIC_RELAXED);
 				t->stats->c.refused++;
 				close(fd);
 				continue;
@@ -920,12 +946,19 @@ void entry_accept_cb(struct fg_loop *loop, struct fg_io *io, uint32_t events)
 		}
 		struct tstream *ts = ts_new(t);
 		if (!ts) {
-			if (ipr)
-				ipr->n--; /* an empty record stays until the tunnel goes */
+			if (ipr) {
+				/* an empty record stays until the tunnel goes */
+				pthread_mutex_lock(&t->sh->ipmu);
+				ipr->n--;
+				pthread_mutex_unlock(&t->sh->ipmu);
+			}
+			if (placed)
+				__atomic_fetch_sub(&t->sh->conns, 1, __ATOMIC_RELAXED);
 			close(fd);
 			continue;
 		}
 		ts->iprec = ipr;
+		ts->sh_counted = placed;
 		ts_count(ts);
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
