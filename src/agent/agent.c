@@ -1547,7 +1547,8 @@ struct fg_agent *fg_agent_new(const struct fg_agent_opts *o, char *err, size_t e
 	}
 	fg_engine_set_metrics_hook(a->engine, kmetrics_cb, a);
 	/* the forward engine's resolver: one c-ares channel on the loop */
-	a->tunnels = fg_agent_tunnels_new(o->loop, fg_engine_resolver(a->engine), a->cert, a->key);
+	a->tunnels = fg_agent_tunnels_new(o->loop, fg_engine_resolver(a->engine), a->cert, a->key,
+					  o->tunnel_workers);
 	if (!a->tunnels) {
 		snprintf(err, errlen, "out of memory");
 		goto err;

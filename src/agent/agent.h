@@ -43,6 +43,7 @@ struct fg_agent_opts {
 	const char *pin;	    /* wss://: SHA-256 of the server certificate;
 				       it alone decides when given (tls.md) */
 	unsigned workers;	    /* engine threads, 0 = one per core */
+	unsigned tunnel_workers;    /* tunnel engine threads, 0 = 1 */
 	/* test knobs: 0 = defaults (0.5 s doubling to 30 s) */
 	int64_t backoff_min_ns, backoff_max_ns;
 };

@@ -20,7 +20,7 @@ struct fg_agent_tunnels {
 };
 
 struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, struct fg_resolver *resolver,
-					      const char *cert, const char *key)
+					      const char *cert, const char *key, unsigned workers)
 {
 	struct fg_agent_tunnels *t = fg_calloc(1, sizeof(*t));
 	if (!t)
@@ -30,8 +30,11 @@ struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, struct fg_re
 	if (!t->cert || !t->key)
 		goto err;
 	/* the agent made its pair at start (agent.c): the engine only loads it */
-	struct fg_tunnel_engine_opts o = {
-	    .loop = loop, .tls_cert = t->cert, .tls_key = t->key, .resolver = resolver};
+	struct fg_tunnel_engine_opts o = {.loop = loop,
+					  .tls_cert = t->cert,
+					  .tls_key = t->key,
+					  .resolver = resolver,
+					  .workers = workers};
 	t->eng = fg_tunnel_engine_new(&o);
 	if (!t->eng)
 		goto err;

@@ -22,9 +22,10 @@ struct fg_agent_tunnel_counters {
 struct fg_resolver;
 /* cert/key: this node's certificate files (copied). resolver: the loop's
  * (the forward engine's), borrowed, outliving the result; NULL makes the
- * tunnel engine use its own. NULL on ENOMEM. */
+ * tunnel engine use its own. workers: threads running the tunnels (0 or 1:
+ * the loop's own; see doc/tunnel.md "Threads"). NULL on ENOMEM. */
 struct fg_agent_tunnels *fg_agent_tunnels_new(struct fg_loop *loop, struct fg_resolver *resolver,
-					      const char *cert, const char *key);
+					      const char *cert, const char *key, unsigned workers);
 void fg_agent_tunnels_free(struct fg_agent_tunnels *t);
 
 /* Whether tunnels can run in this build (false: a set is checked but

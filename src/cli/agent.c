@@ -41,6 +41,7 @@ static void usage(FILE *f)
 	    "  --report-interval D      how often counters are reported (default 5s)\n"
 	    "  --metrics ADDR           Prometheus text at http://ADDR/metrics\n"
 	    "  --workers N              data-path threads (default: one per core)\n"
+	    "  --tunnel-workers N       threads running this node's tunnels (default: 1)\n"
 	    "  --log-level L            error|warn|info|debug\n");
 }
 
@@ -99,6 +100,7 @@ int fg_cli_agent(int argc, char **argv)
 		O_REPORT,
 		O_METRICS,
 		O_WORKERS,
+		O_TUNNEL_WORKERS,
 		O_LOG,
 		O_CA,
 		O_PIN
@@ -110,6 +112,7 @@ int fg_cli_agent(int argc, char **argv)
 	    {"report-interval", required_argument, 0, O_REPORT},
 	    {"metrics", required_argument, 0, O_METRICS},
 	    {"workers", required_argument, 0, O_WORKERS},
+	    {"tunnel-workers", required_argument, 0, O_TUNNEL_WORKERS},
 	    {"log-level", required_argument, 0, O_LOG},
 	    {"ca", required_argument, 0, O_CA},
 	    {"pin", required_argument, 0, O_PIN},
@@ -122,7 +125,7 @@ int fg_cli_agent(int argc, char **argv)
 	const char *token_flag = NULL, *dir = FG_AGENT_DEFAULT_STATE_DIR, *metrics_addr = NULL;
 	const char *ca_file = NULL, *pin = NULL;
 	int64_t report_ns = 5 * 1000000000LL;
-	unsigned workers = 0;
+	unsigned workers = 0, tunnel_workers = 1;
 	char *token = NULL;
 	char err[FG_ERR_MAX];
 	int sfd = -1, rc = 2;
@@ -158,6 +161,10 @@ int fg_cli_agent(int argc, char **argv)
 		case O_PIN: pin = optarg; break;
 		case O_WORKERS:
 			if (fg_cli_opt_workers(optarg, &workers))
+				goto out;
+			break;
+		case O_TUNNEL_WORKERS:
+			if (fg_cli_opt_count(optarg, "--tunnel-workers", 1, 64, &tunnel_workers))
 				goto out;
 			break;
 		case O_LOG:
@@ -206,6 +213,7 @@ int fg_cli_agent(int argc, char **argv)
 	    .state_dir = dir,
 	    .report_interval_ns = report_ns,
 	    .workers = workers,
+	    .tunnel_workers = tunnel_workers,
 	};
 	app.agent = fg_agent_new(&ao, err, sizeof(err));
 	if (!app.agent) {

@@ -55,12 +55,12 @@ def plane():
 
 
 class Agent(Proc):
-    def __init__(self, plane, fg_bin, node, token, state_dir, logdir, name):
+    def __init__(self, plane, fg_bin, node, token, state_dir, logdir, name, extra=()):
         self.node, self.state_dir = node, state_dir
         self.metrics_addr = f"127.0.0.1:{METRICS_PORT}"
         argv = [fg_bin, "agent", "--server", f"ws://{SRV_IP}:{SRV_PORT}", "--token", token,
                 "--state", state_dir, "--report-interval", REPORT, "--workers", "1",
-                "--metrics", self.metrics_addr]
+                "--metrics", self.metrics_addr, *extra]
         if node == "n3":
             # n3 fails over: its first server never answers
             argv[2:2] = ["--server", f"ws://{SRV_IP}:{DEAD_PORT}"]
@@ -94,11 +94,11 @@ class Fleet:
         if hasattr(self, "api"):
             self.api = self.srv.login()
 
-    def start_agent(self, node):
+    def start_agent(self, node, extra=()):
         d = self.tmp / f"agent-{node}"
         d.mkdir(exist_ok=True)
         a = Agent(self.plane, self.fg_bin, node, self.tokens[node], str(d), self.logdir,
-                  f"agent-{node}-{len(self.agents)}")
+                  f"agent-{node}-{len(self.agents)}", extra)
         self.agents.append(a)
         return a
 

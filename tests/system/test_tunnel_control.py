@@ -702,3 +702,41 @@ def test_key_rotation_keeps_running_links_and_new_links_use_the_new_key(fleet, p
     assert st_ == 404, b
     st_, b = fleet.api.request("GET", f"/tunnels/{t['id']}/rotate-key")
     assert st_ == 405, b
+
+
+def test_agents_with_two_tunnel_threads_carry_and_count_exactly(fleet, plane):
+    """Every agent restarted with --tunnel-workers 2: a tls chain without mux
+    (a link per stream, spread over both threads of each node) carries 40
+    concurrent hash-checked echo streams, and each node counts exactly the
+    clients' bytes both ways."""
+    for node in NODE_IPS:
+        for a in [a for a in fleet.agents if a.node == node and a.alive()]:
+            assert a.stop(10) == 0, a.stderr_text()[-2000:]
+        fleet.start_agent(node, extra=["--tunnel-workers", "2"])
+    for node in NODE_IPS:
+        fleet.wait_node(node, lambda n: n["online"], "online")
+    for a in [a for a in fleet.agents if a.alive()]:
+        names = set()
+        for tid in os.listdir(f"/proc/{a.pid}/task"):
+            with open(f"/proc/{a.pid}/task/{tid}/comm") as f:
+                names.add(f.read().strip())
+        assert "fg-tunnel-1" in names, (a.node, names)
+    fleet.peer("echo", 9280)
+    t = fleet.api.ok("POST", "/tunnels", chain_body(
+        name="mt", entry={"node": "n1", "listen": "0.0.0.0:7280"}, target=f"{TG_IP}:9280",
+        transport="tls", mux=False, link_port=7380))
+    for node in NODE_IPS:
+        wait_tunnel_on(fleet, node, "mt")
+    n, size = 40, 50_000
+    ok, bad = tunnelnet.many_transfers(plane.ns["cl"], f"{NODE_IPS['n1']}:7280", n, size)
+    assert ok == n and not bad, bad
+
+    def total(node):
+        return fleet.api.ok("GET", f"/tunnels/{t['id']}/stats?from=0&node={node}")["total"]
+    for node in NODE_IPS:
+        try:
+            wait_for(lambda: (total(node)["bytes_up"], total(node)["bytes_down"]) ==
+                     (n * size, n * size), 15, interval=0.2, what=f"exact counters at {node}")
+        except fgnet.Timeout:
+            raise AssertionError(f"{node}: {total(node)} != {n * size} each way") from None
+    assert total("n1")["conns"] == n
