@@ -117,27 +117,7 @@ def test_tunnel_carries_bytes_both_ways_over_every_transport(nodes, targets, por
     ex = start_exit(nodes, transport, mux, lport, [f"{tn.TGT}:{tport}"])
     en = start_entry(nodes, transport, mux, f"{tn.ENT_C}:{cport}",
                      [peer_of(ex, transport, f"{tn.EXT}:{lport}")])
-    addr = f"{tn.ENT_C}:{cport}"
-
-    big = os.urandom(8 << 20)
-    got = tn.transfer(net.cli, addr, big)
-    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(big).hexdigest(), \
-        f"8 MiB echo differs: got {len(got)} bytes"
-
-    ok, bad = tn.many_transfers(net.cli, addr, 200, 32 << 10)
-    assert ok == 200, f"{200 - ok} of 200 concurrent streams failed: {bad[:5]}"
-
-    total = len(big) + 200 * (32 << 10)
-    # counters equal the bytes delivered: up at the exit (to the target), down at
-    # the entry (to the client); each side's own direction too
-    ex.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == total, direction="up")
-    en.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == total, direction="down")
-    en.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == total, direction="up")
-    ex.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == total, direction="down")
-    en.wait_metric("flowgate_tunnel_connections_total", lambda v: v == 201)
-    en.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
-    ex.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
-    assert en.metric("flowgate_tunnel_refused_total") == 0
+    tn.echo_load_exact(net, en, ex, f"{tn.ENT_C}:{cport}")
     # both ends measured the hop's round trip (mux PING, else the kernel's
     # TCP estimate, kept after the per-stream links closed): one veth, so
     # above 0 and well below 200 ms; no side the role does not have

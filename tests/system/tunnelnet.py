@@ -306,6 +306,32 @@ def many_transfers(ns, addr, n, size, timeout=60.0):
     return ok[0], bad
 
 
+def echo_load_exact(net, en, ex, addr):
+    """Through the tunnel entry en -> exit ex at addr (an echo target behind):
+    one 8 MiB echo and 200 concurrent 32 KiB echoes, each hash-checked, then
+    both nodes' byte counters equal the bytes delivered, each way, and every
+    connection is counted and closed. Returns the byte total."""
+    big = os.urandom(8 << 20)
+    got = transfer(net.cli, addr, big)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(big).hexdigest(), \
+        f"8 MiB echo differs: got {len(got)} bytes"
+    ok, bad = many_transfers(net.cli, addr, 200, 32 << 10)
+    assert ok == 200, f"{200 - ok} of 200 concurrent streams failed: {bad[:5]}"
+    total = len(big) + 200 * (32 << 10)
+    # up at the exit (to the target), down at the entry (to the client);
+    # each side's own direction too
+    ex.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == total, direction="up")
+    en.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == total, direction="down")
+    en.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == total, direction="up")
+    ex.wait_metric("flowgate_tunnel_bytes_total", lambda v: v == total, direction="down")
+    en.wait_metric("flowgate_tunnel_connections_total", lambda v: v == 201)
+    ex.wait_metric("flowgate_tunnel_connections_total", lambda v: v == 201)
+    en.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
+    ex.wait_metric("flowgate_tunnel_connections_active", lambda v: v == 0)
+    assert en.metric("flowgate_tunnel_refused_total") == 0
+    return total
+
+
 def connect_fails(ns, addr, timeout=2.0):
     try:
         s = ns.connect(addr, timeout=timeout)
@@ -315,5 +341,5 @@ def connect_fails(ns, addr, timeout=2.0):
     return False
 
 
-__all__ = ["TunnelNet", "Node", "link", "transfer", "many_transfers", "PSK", "WRONG_PSK",
+__all__ = ["TunnelNet", "Node", "link", "transfer", "many_transfers", "echo_load_exact", "PSK", "WRONG_PSK",
            "cleanup_stale", "atexit"]
