@@ -201,10 +201,14 @@ test('node detail: status, version, revision', async () => {
   // the hub writes what hello said within its 1 s store batch: the page
   // can show "online" (live view) a moment before the API has the version
   let r;
-  await waitFor('the agent version in the API', async () => {
-    r = await apiGet(`/nodes/${NODE}`);
-    return !!r.body.version;
-  }, 5000);
+  await waitFor(
+    'the agent version in the API',
+    async () => {
+      r = await apiGet(`/nodes/${NODE}`);
+      return !!r.body.version;
+    },
+    5000,
+  );
   assert.ok(r.body.version, 'agent reported a version');
   await page.getByText(r.body.version, { exact: true }).waitFor();
   await shot(page, '04-node-detail');
@@ -525,6 +529,10 @@ test('keyboard: sign in and reach a page with Tab and Enter only', async () => {
   await p.keyboard.type(NEW_PASSWORD);
   await p.keyboard.press('Enter');
   await p.waitForURL(base + '/');
+  // the overview has replaced the login form (a Tab pressed while React
+  // swaps the pages lands on the body)
+  await p.getByRole('heading', { level: 1 }).waitFor();
+  await sleep(200);
   // Tab from the top: skip link first, then the navigation
   await p.keyboard.press('Tab');
   assert.equal(await p.evaluate(() => document.activeElement.textContent), en['nav.skip']);
