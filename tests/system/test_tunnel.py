@@ -215,8 +215,11 @@ class Recorder:
             threading.Thread(target=self._pipe, args=(u, c, False), daemon=True).start()
 
 
-def test_replayed_handshake_is_refused_before_any_byte_reaches_the_target(nodes, targets, port,
-                                                                          net):
+def check_replay_refused(nodes, targets, port, net, start_exit, start_entry, times):
+    """A plain tcp tunnel whose entry dials the exit through a Recorder carries
+    one stream; the captured dialer side is then replayed `times` times on
+    fresh connections to the exit: each is refused (no ACCEPT, counted) and
+    nothing but the original stream reaches the target."""
     tport, lport, rport, cport = port(), port(), port(), port()
     tgt = targets("sink", f"{tn.TGT}:{tport}")
     ex = start_exit(nodes, "tcp", False, lport, [f"{tn.TGT}:{tport}"])
@@ -232,17 +235,22 @@ def test_replayed_handshake_is_refused_before_any_byte_reaches_the_target(nodes,
     wait_for(lambda: len(rec.captured) > 83, 5, what="captured handshake")
     captured = bytes(rec.captured)
     refused0 = ex.metric("flowgate_tunnel_handshakes_refused_total")
-    # replay the whole captured dialer side on fresh connections
-    for _ in range(3):
+    for _ in range(times):
         r = net.ent.connect(f"{tn.EXT}:{lport}")
         r.sendall(captured)
         how, data = fgnet.wait_closed(r, 5)
         r.close()
         assert b"FGT\x01\x03" not in data  # no ACCEPT
-    ex.wait_metric("flowgate_tunnel_handshakes_refused_total", lambda v: v == refused0 + 3)
+    ex.wait_metric("flowgate_tunnel_handshakes_refused_total",
+                   lambda v: v == refused0 + times)
     time.sleep(0.3)
     accepts = [e for e in tgt.drain() if e.get("event") == "accept"]
     assert len(accepts) == 1, f"a replayed handshake reached the target: {accepts}"
+
+
+def test_replayed_handshake_is_refused_before_any_byte_reaches_the_target(nodes, targets, port,
+                                                                          net):
+    check_replay_refused(nodes, targets, port, net, start_exit, start_entry, 3)
 
 
 @pytest.mark.parametrize("case", ["wrong_key", "unknown_key_id"])

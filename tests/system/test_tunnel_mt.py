@@ -21,7 +21,7 @@ import pytest
 import fgnet
 import tunnelnet as tn
 from fgnet import wait_for
-from test_tunnel import (Recorder, net, nodes, peer_of, targets,  # noqa: F401 (fixtures)
+from test_tunnel import (check_replay_refused, net, nodes, peer_of, targets,  # noqa: F401 (fixtures)
                          start_entry, start_exit)
 
 MT = ("--tunnel-workers", "2")
@@ -126,31 +126,7 @@ def test_a_replayed_handshake_is_refused_by_every_thread(nodes, targets, port, n
     """The captured dialer side is replayed 12 times on fresh connections: the kernel
     puts them on both of the exit's threads, and each refuses (one replay cache per
     node), so nothing but the original stream reaches the target."""
-    tport, lport, rport, cport = port(), port(), port(), port()
-    tgt = targets("sink", f"{tn.TGT}:{tport}")
-    ex = mt_exit(nodes, "tcp", False, lport, [f"{tn.TGT}:{tport}"])
-    rec = Recorder(net.ent, f"127.0.0.1:{rport}", f"{tn.EXT}:{lport}")
-    mt_entry(nodes, "tcp", False, f"{tn.ENT_C}:{cport}", [{"address": f"127.0.0.1:{rport}"}])
-    s = net.cli.connect(f"{tn.ENT_C}:{cport}")
-    s.sendall(b"secret payload\n")
-    s.shutdown(socket.SHUT_WR)
-    fgnet.wait_closed(s, 10)
-    s.close()
-    tgt.wait_event(event="sink", timeout=10)
-    wait_for(lambda: len(rec.captured) > 83, 5, what="captured handshake")
-    captured = bytes(rec.captured)
-    refused0 = ex.metric("flowgate_tunnel_handshakes_refused_total")
-    n = 12
-    for _ in range(n):
-        r = net.ent.connect(f"{tn.EXT}:{lport}")
-        r.sendall(captured)
-        how, data = fgnet.wait_closed(r, 5)
-        r.close()
-        assert b"FGT\x01\x03" not in data  # no ACCEPT
-    ex.wait_metric("flowgate_tunnel_handshakes_refused_total", lambda v: v == refused0 + n)
-    time.sleep(0.3)
-    accepts = [e for e in tgt.drain() if e.get("event") == "accept"]
-    assert len(accepts) == 1, f"a replayed handshake reached the target: {accepts}"
+    check_replay_refused(nodes, targets, port, net, mt_exit, mt_entry, 12)
 
 
 def hs_dial(ns, addr, psk, dialer_nonce, tunnel_id=17, mux=0):
